@@ -1,0 +1,5 @@
+"""`python -m memwal` is `mm`."""
+
+from memwal.cli.app import run
+
+run()

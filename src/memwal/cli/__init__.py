@@ -1,0 +1,3 @@
+from memwal.cli.app import main, run
+
+__all__ = ["main", "run"]

@@ -1,0 +1,183 @@
+"""`mm`: argument parsing, output formatting and exit codes. The work lives in the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+
+from memwal.cli import output
+from memwal.cli.common import HomeOption, JsonOption, guarded, load
+from memwal.cli.queue_cmds import queue_app
+from memwal.doctor import run_doctor
+from memwal.producer import index_paths
+from memwal.search import search
+from memwal.status import index_status
+
+app = typer.Typer(
+    name="mm",
+    help="memwal: a local-first memory index whose every write goes through a durable queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(queue_app, name="queue")
+
+
+@app.command("index")
+@guarded
+def index_command(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to index.")],
+    namespace: Annotated[Optional[str], typer.Option("--namespace", "-n", help="Namespace for these chunks.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-read and re-embed every file.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once committed (default), or once enqueued.")] = True,
+    model: Annotated[Optional[str], typer.Option("--model", help="Embedding model for this run.")] = None,
+    json_out: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Chunk, embed and enqueue files; with --wait, return once they are committed."""
+    settings = load(home, {"embedding.model": model, "index.namespace": namespace})
+    with output.progress_bar("indexing", not json_out) as (on_start, on_progress):
+        report = index_paths(settings, paths, namespace=namespace, force=force, wait=wait,
+                             on_start=on_start, on_progress=on_progress)
+    for skipped in report.skipped:
+        output.warn(f"skipped {skipped.path}: {skipped.reason}"
+                    + (f" ({skipped.detail})" if skipped.detail else ""))
+    for path in report.replaced_utf8:
+        output.warn(f"{path}: invalid UTF-8 replaced with U+FFFD")
+    if json_out:
+        output.print_json(report.as_json())
+    else:
+        line = (f"{report.files} files: {report.new} new or changed, {report.unchanged} unchanged, "
+                f"{report.deleted} deleted, {len(report.skipped)} skipped; "
+                f"{report.records_enqueued} records in {len(report.batch_ids)} batches")
+        if report.committed is not None:
+            line += f"; committed {report.committed}, dead-lettered {report.dead_lettered}"
+        else:
+            line += " (enqueued; not waiting for the committer)"
+        output.info(line)
+    if report.failed or (report.dead_lettered or 0) > 0:
+        if report.dead_lettered:
+            output.warn("some records were dead-lettered: see `mm queue dead-letters list`")
+        raise typer.Exit(output.EXIT_FAILED)
+
+
+@app.command("search")
+@guarded
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    namespace: Annotated[Optional[str], typer.Option("--namespace", "-n", help="Only this namespace.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="Only files matching this glob.")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, help="How many results.")] = None,
+    json_out: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Hybrid search (BM25 + vectors, fused by reciprocal rank) over committed chunks."""
+    settings = load(home)
+    result = search(settings, query, namespace=namespace, source_glob=source, top_k=top_k)
+    for message in result.warnings:
+        output.warn(message)
+    if json_out:
+        output.print_json(result.as_json())
+        return
+    if not result.hits:
+        output.info("no results")
+        return
+    from rich.table import Table
+
+    table = Table("#", "where", "section", "text", box=None, show_lines=False)
+    for hit in result.hits:
+        snippet = " ".join(hit.content.split())
+        table.add_row(str(hit.rank), f"{hit.source_file}:{hit.start_line}-{hit.end_line}",
+                      " › ".join(hit.heading_path), snippet[:160] + ("…" if len(snippet) > 160 else ""))
+    output.stdout.print(table)
+
+
+@app.command("status")
+@guarded
+def status_command(json_out: JsonOption = False, home: HomeOption = None) -> None:
+    """What the index holds, the models, the queue and the file sizes."""
+    settings = load(home)
+    state = index_status(settings)
+    if json_out:
+        output.print_json(state)
+        return
+    lines = [
+        f"home              {state['home']}",
+        f"chunks            {state['chunks']} in {state['files']} files, namespaces: "
+        + (", ".join(state["namespaces"]) or "none"),
+        f"active model      {_model_text(state['active_model'])}",
+        f"configured model  {_model_text(state['configured_model'])}",
+        "vectors           " + (", ".join(f"{fp}: {n}" for fp, n in state["vectors_by_fingerprint"].items()) or "none"),
+        f"queue             {state['queue']['pending']} pending, {state['queue']['inflight']} in flight, "
+        f"{state['queue']['dead_letters']} dead letters; committer "
+        + (f"running (pid {state['queue']['committer']['pid']})" if state['queue']['committer']['running'] else "not running"),
+        f"files on disk     index {state['index_bytes']:,} bytes, queue {state['queue_bytes']:,} bytes",
+    ]
+    output.stdout.print("\n".join(lines), highlight=False, markup=False)
+
+
+def _model_text(model: dict[str, Any] | None) -> str:
+    return "none" if not model else f"{model['name']} ({model['dim']}-d, {model['fingerprint']})"
+
+
+@app.command("doctor")
+@guarded
+def doctor_command(json_out: JsonOption = False, home: HomeOption = None) -> None:
+    """Check the invariants (integrity, counts, one model, ledger sums, nothing stuck); exit 1 if any fails."""
+    settings = load(home)
+    report = run_doctor(settings)
+    if json_out:
+        output.print_json(report)
+    else:
+        for check in report["checks"]:
+            mark = "[green]ok[/]  " if check["ok"] else "[bold red]FAIL[/]"
+            output.stdout.print(f"{mark} {check['name']}: {check['detail']}", highlight=False)
+    if not report["ok"]:
+        raise typer.Exit(output.EXIT_FAILED)
+
+
+@config_app.command("show")
+@guarded
+def config_show(json_out: JsonOption = False, home: HomeOption = None) -> None:
+    """Print the effective configuration and where each value came from."""
+    settings = load(home)
+    described = settings.describe()
+    if json_out:
+        output.print_json(described)
+        return
+    from rich.table import Table
+
+    table = Table("key", "value", "source", box=None)
+    for key, entry in described.items():
+        value = entry["value"]
+        table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value), entry["source"])
+    output.stdout.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: map every outcome to an exit code, never a traceback for bad input."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="mm")
+    except click.exceptions.Abort:
+        output.info("interrupted")
+        return output.EXIT_INTERRUPTED
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return output.EXIT_USAGE if exc.exit_code in (1, 2) else int(exc.exit_code)
+    except KeyboardInterrupt:
+        output.info("interrupted")
+        return output.EXIT_INTERRUPTED
+    return output.EXIT_OK
+
+
+def run() -> Any:  # pragma: no cover - console script shim
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Configuration: one frozen object built once (defaults < config.json < environment < flags).
+
+Every value remembers where it came from, so `mm config show` can say why it is what it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+DEFAULT_HOME = Path("~/.memwal")
+CONFIG_FILE = "config.json"
+INDEX_FILE = "index.sqlite3"
+QUEUE_FILE = "queue.sqlite3"
+LOCK_FILE = "committer.lock"
+
+
+class ConfigError(Exception):
+    """Bad configuration a user can fix; the message says how."""
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("expected a positive whole number")
+    return value
+
+
+def _positive_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a positive number")
+    number = float(value)
+    if not number > 0:
+        raise ValueError("expected a positive number")
+    return number
+
+
+def _non_negative_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number ≥ 0")
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("expected a number ≥ 0")
+    return number
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def _model_name(value: Any) -> str:
+    # Imported lazily: the embedder registry pulls numpy, config must stay cheap.
+    from memwal.embedders import validate_model_name
+
+    return validate_model_name(_text(value))
+
+
+def _pattern_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of gitignore-style patterns")
+    return tuple(v.strip() for v in value if v.strip())
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configurable value: its dotted key, parser, default and help."""
+
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "MM_" + self.key.replace(".", "_").upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("embedding.model", _model_name, "minilm",
+           "embedding model: minilm, paraphrase-minilm, hash-<dim>[-<variant>]"),
+    Option("embedding.batch_size", _positive_int, 32, "texts per model call"),
+    Option("index.namespace", _text, "default", "namespace for chunks when --namespace is not given"),
+    Option("index.max_file_bytes", _positive_int, 5 * 1024 * 1024, "files larger than this are skipped"),
+    Option("index.ignore", _pattern_list, (".git/", "node_modules/", ".venv/", "__pycache__/"),
+           "gitignore-style patterns never indexed"),
+    Option("index.chunk_max_chars", _positive_int, 1500, "sections longer than this are split"),
+    Option("index.chunk_min_chars", _positive_int, 120, "sections shorter than this are merged"),
+    Option("queue.batch_records", _positive_int, 256, "records per queued batch"),
+    Option("queue.poll_interval", _positive_float, 0.2, "seconds an idle committer waits between polls"),
+    Option("search.top_k", _positive_int, 10, "results returned by mm search"),
+    Option("search.rrf_k", _positive_int, 60, "reciprocal rank fusion constant"),
+    Option("search.bm25_weight", _non_negative_float, 1.0, "weight of the keyword leg in fusion"),
+    Option("search.vector_weight", _non_negative_float, 1.0, "weight of the vector leg in fusion"),
+)
+OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one invocation, with the origin of every value."""
+
+    home: Path
+    home_source: str
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    @property
+    def index_path(self) -> Path:
+        return self.home / INDEX_FILE
+
+    @property
+    def queue_path(self) -> Path:
+        return self.home / QUEUE_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / LOCK_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    @property
+    def model(self) -> str:
+        return self.values["embedding.model"]
+
+    def with_values(self, **overrides: Any) -> "Settings":
+        """A copy with dotted keys (underscored: embedding__model) overridden by a caller."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for name, value in overrides.items():
+            key = name.replace("__", ".")
+            values[key] = _parse(OPTIONS_BY_KEY[key], value, "override")
+            sources[key] = "override"
+        return Settings(self.home, self.home_source, values, sources)
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration as `mm config show --json` prints it."""
+        return {
+            "home": {"value": str(self.home), "source": self.home_source},
+            **{
+                key: {"value": list(v) if isinstance(v, tuple) else v, "source": self.sources[key]}
+                for key, v in self.values.items()
+            },
+        }
+
+
+def _parse(option: Option, raw: Any, origin: str) -> Any:
+    try:
+        return option.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{option.key} = {raw!r} from {origin}: {exc}. {option.help}.") from None
+
+
+def resolve_home(flag: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """The home folder and where it came from: --home, else MM_HOME, else ~/.memwal."""
+    if flag:
+        return Path(flag).expanduser().absolute(), "flag --home"
+    if environ.get("MM_HOME"):
+        return Path(environ["MM_HOME"]).expanduser().absolute(), "env MM_HOME"
+    return DEFAULT_HOME.expanduser().absolute(), "default"
+
+
+def ensure_home(home: Path) -> None:
+    """Create the home folder (0700) if needed, with a clear error when we cannot."""
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the home folder {home}: {exc.strerror}. "
+                          "Pass --home DIR or set MM_HOME to a writable folder.") from None
+    if not home.is_dir():
+        raise ConfigError(f"the home {home} is not a folder. Pass --home DIR or set MM_HOME.")
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
+                          f"{exc.msg}. Fix or delete the file.") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object such as "
+                          '{"embedding": {"model": "minilm"}}.')
+    flat = _flatten(data)
+    unknown = sorted(set(flat) - set(OPTIONS_BY_KEY))
+    if unknown:
+        known = ", ".join(OPTIONS_BY_KEY)
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}. Known keys: {known}.")
+    return flat
+
+
+def load_settings(
+    home: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the effective settings: defaults < <home>/config.json < MM_* environment < flags.
+
+    `flags` maps dotted keys to values given on the command line (None means "not given").
+    """
+    environ = os.environ if environ is None else environ
+    home_path, home_source = resolve_home(home, environ)
+    file_values = _read_config_file(home_path / CONFIG_FILE)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        value, source = option.default, "default"
+        if option.key in file_values:
+            value = _parse(option, file_values[option.key], f"{home_path / CONFIG_FILE}")
+            source = "config.json"
+        if environ.get(option.env):
+            value = _parse(option, environ[option.env], f"env {option.env}")
+            source = f"env {option.env}"
+        if flags and flags.get(option.key) is not None:
+            value = _parse(option, flags[option.key], "the command line")
+            source = "flag"
+        values[option.key] = value
+        sources[option.key] = source
+    return Settings(home_path, home_source, values, sources)

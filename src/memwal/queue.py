@@ -1,0 +1,187 @@
+"""The durable write-ahead queue: a huey instance on `<home>/queue.sqlite3`, strict FIFO, msgpack.
+
+huey 3.5.4's `SqliteStorage.dequeue` deletes a row before the task runs, so a consumer killed
+mid-task loses it, and huey has no acknowledgement. `InFlightSqliteStorage` changes exactly the
+verbs that must change: `dequeue` moves the row into an `inflight` table (same id, so the same
+queue position), `acknowledge` deletes it once the batch is committed, and `recover` puts every
+in-flight row back at its original position when a new committer starts.
+
+The committer talks to the `WriteAheadQueue` protocol, not to huey, so another backend can slot in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import msgpack
+from huey import Huey
+from huey.serializer import Serializer
+from huey.storage import SqliteStorage
+
+QUEUE_NAME = "memwal"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message handed to the committer: its bytes and its queue position (FIFO id)."""
+
+    position: int
+    data: bytes
+
+
+class WriteAheadQueue(Protocol):
+    """What producers and the committer need of a durable FIFO queue with acknowledgement."""
+
+    def put(self, data: bytes) -> int: ...
+    def take(self) -> Delivery | None: ...
+    def acknowledge(self, position: int) -> None: ...
+    def recover(self) -> int: ...
+    def pending(self) -> int: ...
+    def inflight(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class MsgpackSerializer(Serializer):
+    """huey's serializer with msgpack in place of pickle: decoding can never run code."""
+
+    def _serialize(self, data: object) -> bytes:
+        return msgpack.packb(data, use_bin_type=True)
+
+    def _deserialize(self, data: bytes) -> object:
+        return msgpack.unpackb(data, raw=False)
+
+
+class InFlightSqliteStorage(SqliteStorage):
+    """huey's SQLite storage with at-least-once delivery: dequeue → in flight → acknowledge."""
+
+    table_inflight = (
+        "create table if not exists inflight ("
+        "id integer not null primary key, queue text not null, data blob not null, "
+        "priority real not null default 0.0, taken_at real not null)"
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.ddl = list(self.ddl) + [self.table_inflight]
+        super().__init__(*args, **kwargs)
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> int:  # type: ignore[override]
+        """Insert and commit (durable: synchronous=FULL); return the queue position."""
+        with self.db(commit=True) as cursor:
+            cursor.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                           (self.name, self.to_blob(data), priority or 0))
+            return int(cursor.lastrowid)
+
+    def take(self) -> Delivery | None:
+        """Move the first pending message into flight and return it."""
+        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
+            return None
+        with self.db(commit=True) as cursor:
+            cursor.execute("select id, data, priority from task where queue = ? "
+                           "order by priority desc, id limit 1", (self.name,))
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            position, data, priority = row
+            cursor.execute("insert into inflight (id, queue, data, priority, taken_at) "
+                           "values (?, ?, ?, ?, ?)", (position, self.name, data, priority, time.time()))
+            cursor.execute("delete from task where id = ?", (position,))
+            return Delivery(int(position), bytes(data))
+
+    def dequeue(self) -> bytes | None:
+        delivery = self.take()
+        return None if delivery is None else delivery.data
+
+    def acknowledge(self, position: int) -> None:
+        self.sql("delete from inflight where id = ?", (position,), commit=True)
+
+    def recover(self) -> int:
+        """Put every in-flight message back at its original position; return how many."""
+        with self.db(commit=True) as cursor:
+            cursor.execute("insert into task (id, queue, data, priority) "
+                           "select id, queue, data, priority from inflight where queue = ?",
+                           (self.name,))
+            cursor.execute("delete from inflight where queue = ?", (self.name,))
+            return int(cursor.rowcount)
+
+    def inflight_size(self) -> int:
+        return self.sql("select count(*) from inflight where queue = ?", (self.name,),
+                        results=True)[0][0]
+
+    def pending_rows(self, max_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """(position, data) of pending and in-flight messages in queue order, optionally small ones."""
+        query = ("select id, data from (select id, data from task where queue = ? union all "
+                 "select id, data from inflight where queue = ?)")
+        params: tuple[object, ...] = (self.name, self.name)
+        if max_bytes is not None:
+            query += " where length(data) <= ?"
+            params += (max_bytes,)
+        for position, data in self.sql(query + " order by id", params, results=True):
+            yield int(position), bytes(data)
+
+
+class HueyQueue:
+    """The WriteAheadQueue on huey's SQLite storage."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.path = path
+        self.huey = Huey(
+            QUEUE_NAME,
+            results=False,
+            serializer=MsgpackSerializer(),
+            storage_class=InFlightSqliteStorage,
+            filename=str(path),
+            strict_fifo=True,
+            fsync=True,
+            timeout=timeout,
+        )
+        self.storage: InFlightSqliteStorage = self.huey.storage
+
+    def put(self, data: bytes) -> int:
+        return self.storage.enqueue(data)
+
+    def take(self) -> Delivery | None:
+        return self.storage.take()
+
+    def acknowledge(self, position: int) -> None:
+        self.storage.acknowledge(position)
+
+    def recover(self) -> int:
+        return self.storage.recover()
+
+    def pending(self) -> int:
+        return self.storage.queue_size()
+
+    def inflight(self) -> int:
+        return self.storage.inflight_size()
+
+    def pending_rows(self, max_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+        return self.storage.pending_rows(max_bytes)
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def open_queue(path: Path) -> HueyQueue:
+    """Open (creating if needed) the queue file."""
+    return HueyQueue(path)
+
+
+def queue_counts(path: Path) -> tuple[int, int]:
+    """(pending, in flight) read without creating or locking the queue file."""
+    import sqlite3
+
+    if not path.exists():
+        return 0, 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        tables = {name for (name,) in conn.execute("select name from sqlite_master where type='table'")}
+        pending = conn.execute("select count(*) from task where queue=?", (QUEUE_NAME,)).fetchone()[0] \
+            if "task" in tables else 0
+        inflight = conn.execute("select count(*) from inflight where queue=?", (QUEUE_NAME,)).fetchone()[0] \
+            if "inflight" in tables else 0
+        return int(pending), int(inflight)
+    finally:
+        conn.close()

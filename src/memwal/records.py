@@ -1,0 +1,282 @@
+"""The wire contract of a queued batch: msgpack, versioned, never pickle (see docs/wire-format.md).
+
+Decoding is split in two on purpose. `decode_batch` checks only the envelope: a batch that fails
+it cannot be attributed to anyone and goes to the dead letters as raw bytes. Items are parsed one
+by one with `parse_item` by the committer, so one malformed item dead-letters alone and never
+blocks the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Union
+
+import msgpack
+
+WIRE_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+class ChunkKey(NamedTuple):
+    """The embedding-independent identity of a chunk."""
+
+    namespace: str
+    source_file: str
+    content_hash: str
+    start_line: int
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """Store (or replace) one chunk and its vector."""
+
+    key: ChunkKey
+    end_line: int
+    heading_path: tuple[str, ...]
+    content: str
+    tags: tuple[str, ...]
+    fingerprint: str
+    dim: int
+    vector: bytes  # little-endian float32, `dim` values
+
+    kind = "upsert"
+
+
+@dataclass(frozen=True)
+class FileSnapshot:
+    """The complete state of one file as a producer read it; no keys means the file vanished."""
+
+    namespace: str
+    source_file: str
+    digest: str
+    size: int
+    mtime_ns: int
+    keys: tuple[tuple[str, int], ...]  # (content_hash, start_line) of every chunk of the file
+
+    kind = "file"
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Switch the active model; vectors of other models are removed when it is applied."""
+
+    fingerprint: str
+    name: str
+    dim: int
+
+    kind = "reset"
+
+
+Item = Union[Upsert, FileSnapshot, Reset]
+
+
+@dataclass(frozen=True)
+class Producer:
+    """Who enqueued a batch."""
+
+    host: str
+    pid: int
+    command: str
+
+    @classmethod
+    def current(cls, command: str | None = None) -> "Producer":
+        return cls(socket.gethostname(), os.getpid(), command or " ".join(sys.argv[:3]))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a producer enqueues: items applied in order, in one index transaction."""
+
+    items: tuple[Item, ...]
+    producer: Producer
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    enqueued_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """A batch whose envelope is valid; its items are still raw wire maps."""
+
+    version: int
+    id: str
+    producer: dict[str, Any]
+    enqueued_at: float
+    raw_items: tuple[Any, ...]
+
+
+class UndecodableBatch(ValueError):
+    """The bytes are not a batch we can read; `reason` is a dead-letter reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class MalformedItem(ValueError):
+    """One item of a valid batch cannot be parsed."""
+
+
+def item_to_wire(item: Item) -> dict[str, Any]:
+    """The msgpack map of one item."""
+    if isinstance(item, Upsert):
+        return {
+            "kind": "upsert",
+            "namespace": item.key.namespace,
+            "source_file": item.key.source_file,
+            "content_hash": item.key.content_hash,
+            "start_line": item.key.start_line,
+            "end_line": item.end_line,
+            "heading_path": list(item.heading_path),
+            "content": item.content,
+            "tags": list(item.tags),
+            "fingerprint": item.fingerprint,
+            "dim": item.dim,
+            "vector": item.vector,
+        }
+    if isinstance(item, FileSnapshot):
+        return {
+            "kind": "file",
+            "namespace": item.namespace,
+            "source_file": item.source_file,
+            "digest": item.digest,
+            "size": item.size,
+            "mtime_ns": item.mtime_ns,
+            "keys": [[content_hash, start_line] for content_hash, start_line in item.keys],
+        }
+    if isinstance(item, Reset):
+        return {"kind": "reset", "fingerprint": item.fingerprint, "name": item.name, "dim": item.dim}
+    raise TypeError(f"not an item: {item!r}")
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """The queued bytes of a batch."""
+    return msgpack.packb(
+        {
+            "v": WIRE_VERSION,
+            "id": batch.id,
+            "producer": {"host": batch.producer.host, "pid": batch.producer.pid,
+                         "command": batch.producer.command},
+            "enqueued_at": batch.enqueued_at,
+            "items": [item_to_wire(item) for item in batch.items],
+        },
+        use_bin_type=True,
+    )
+
+
+def _unpack(data: bytes) -> Any:
+    # No ext hook and no object hook: decoding can build only plain values, never run code.
+    return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+
+
+def decode_batch(data: bytes) -> DecodedBatch:
+    """Check a queued batch's envelope; raise UndecodableBatch if it cannot be attributed."""
+    try:
+        wire = _unpack(bytes(data))
+    except msgpack.ExtraData:
+        raise UndecodableBatch("undecodable", "trailing bytes after the batch") from None
+    except (msgpack.UnpackException, ValueError, TypeError) as exc:
+        raise UndecodableBatch("undecodable", f"not msgpack ({type(exc).__name__}: {exc})") from None
+    if not isinstance(wire, dict):
+        raise UndecodableBatch("undecodable", f"a batch is a map, got {type(wire).__name__}")
+    version = wire.get("v")
+    if version not in SUPPORTED_VERSIONS:
+        raise UndecodableBatch("unsupported_version",
+                               f"version {version!r}; this memwal reads {list(SUPPORTED_VERSIONS)}")
+    batch_id, producer = wire.get("id"), wire.get("producer", {})
+    enqueued_at, items = wire.get("enqueued_at"), wire.get("items")
+    if not isinstance(batch_id, str) or not batch_id:
+        raise UndecodableBatch("undecodable", "the batch has no id")
+    if not isinstance(items, list):
+        raise UndecodableBatch("undecodable", "the batch has no item list")
+    if not isinstance(enqueued_at, (int, float)) or isinstance(enqueued_at, bool):
+        raise UndecodableBatch("undecodable", "the batch has no enqueue time")
+    if not isinstance(producer, dict):
+        producer = {}
+    return DecodedBatch(version, batch_id, producer, float(enqueued_at), tuple(items))
+
+
+def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = raw.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise MalformedItem(f"field {name!r} should be {expected}, got {type(value).__name__}")
+    return value
+
+
+def _str_list(raw: dict[str, Any], name: str) -> tuple[str, ...]:
+    values = _field(raw, name, list)
+    if not all(isinstance(v, str) for v in values):
+        raise MalformedItem(f"field {name!r} should be a list of strings")
+    return tuple(values)
+
+
+def parse_item(raw: Any) -> Item:
+    """One wire map → a typed item; raise MalformedItem with what is wrong."""
+    if not isinstance(raw, dict):
+        raise MalformedItem(f"an item is a map, got {type(raw).__name__}")
+    kind = raw.get("kind")
+    if kind == "upsert":
+        start_line = _field(raw, "start_line", int)
+        end_line = _field(raw, "end_line", int)
+        if start_line < 1 or end_line < start_line:
+            raise MalformedItem(f"bad line range {start_line}-{end_line}")
+        return Upsert(
+            key=ChunkKey(_field(raw, "namespace", str), _field(raw, "source_file", str),
+                         _field(raw, "content_hash", str), start_line),
+            end_line=end_line,
+            heading_path=_str_list(raw, "heading_path"),
+            content=_field(raw, "content", str),
+            tags=_str_list(raw, "tags"),
+            fingerprint=_field(raw, "fingerprint", str),
+            dim=_field(raw, "dim", int),
+            vector=_field(raw, "vector", bytes),
+        )
+    if kind == "file":
+        keys = _field(raw, "keys", list)
+        if not all(isinstance(k, list) and len(k) == 2 and isinstance(k[0], str)
+                   and isinstance(k[1], int) and not isinstance(k[1], bool) for k in keys):
+            raise MalformedItem("field 'keys' should be a list of [content_hash, start_line]")
+        return FileSnapshot(
+            namespace=_field(raw, "namespace", str),
+            source_file=_field(raw, "source_file", str),
+            digest=_field(raw, "digest", str),
+            size=_field(raw, "size", int),
+            mtime_ns=_field(raw, "mtime_ns", int),
+            keys=tuple((k[0], k[1]) for k in keys),
+        )
+    if kind == "reset":
+        dim = _field(raw, "dim", int)
+        if dim <= 0:
+            raise MalformedItem(f"bad dimension {dim}")
+        return Reset(_field(raw, "fingerprint", str), _field(raw, "name", str), dim)
+    raise MalformedItem(f"unknown item kind {kind!r}")
+
+
+def describe_item(raw: Any) -> dict[str, Any]:
+    """Best-effort identifying fields of a raw item, for dead-letter rows (never raises)."""
+    if not isinstance(raw, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for name, kind in (("kind", str), ("namespace", str), ("source_file", str),
+                       ("content_hash", str), ("start_line", int), ("fingerprint", str)):
+        value = raw.get(name)
+        if isinstance(value, kind) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
+def pack_item(raw: Any) -> bytes:
+    """The msgpack bytes of a raw item, stored whole in a dead letter."""
+    return msgpack.packb(raw, use_bin_type=True)
+
+
+def unpack_item(data: bytes) -> Any:
+    """Inverse of pack_item."""
+    return _unpack(data)
+

@@ -181,8 +181,20 @@ CREATE TABLE dead_letters (
 CREATE INDEX dead_letters_by_reason ON dead_letters (reason, fingerprint);
 """
 
+def _run_script(conn: Connection, script: str) -> None:
+    """Run a DDL script statement by statement: executescript() would commit our transaction."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlean.complete_statement(pending):
+            conn.execute(pending)
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL at the end of a migration: {pending!r}")
+
+
 Migration = Callable[[Connection], None]
-MIGRATIONS: dict[int, Migration] = {1: lambda conn: conn.executescript(_V1)}
+MIGRATIONS: dict[int, Migration] = {1: lambda conn: _run_script(conn, _V1)}
 
 
 def migrate(conn: Connection, path: Path) -> None:

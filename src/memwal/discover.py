@@ -1,0 +1,252 @@
+"""Find the files to index under the given roots, and read one found file's text.
+
+Discovery never opens a file: it decides from names, ignore patterns, symlink targets and one
+stat per file. Reading is `load_text`, called later per file, because only the bytes tell text
+from binary and a file may change or vanish between the walk and the read.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt")
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A file to index, as the walk saw it."""
+
+    path: Path  # absolute, resolved
+    source_file: str  # str(path): how the index identifies the file
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path not indexed, and why.
+
+    reason is one of "too_large", "binary", "symlink_outside_root", "symlink_loop",
+    "unreadable", "not_found".
+    """
+
+    path: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The outcome of one walk over all roots."""
+
+    files: tuple[FoundFile, ...]  # sorted by source_file, each file once
+    skipped: tuple[Skipped, ...]  # sorted by path
+    ignored: int  # files left out by an ignore pattern or an unsupported suffix
+
+
+@dataclass(frozen=True)
+class LoadedText:
+    """A file's text, ready to chunk."""
+
+    text: str
+    digest: str  # sha256 hex of the raw bytes, BOM included
+    replaced: bool  # invalid UTF-8 was decoded to U+FFFD
+
+
+def discover(roots: Sequence[Path], *, ignore: Sequence[str] = (),
+             max_file_bytes: int = 5 * 1024 * 1024) -> Discovery:
+    """Walk `roots` (directories or single files) and list the files to index.
+
+    `ignore` holds gitignore-style patterns matched against paths relative to each root, after
+    the root's own top-level `.gitignore` (so they can override it); `.git` is never entered and
+    ignored directories are not walked (their files are not counted in `ignored`). A root that
+    is a file is taken if its suffix is supported, whatever the patterns say. Symlinks are
+    followed only to targets inside the (resolved) root; a directory link back to one of its own
+    ancestors is a loop, and an alias of a directory already walked is passed over silently
+    (its files are already listed).
+    """
+    walk = _Walk(tuple(ignore), max_file_bytes)
+    for root in roots:
+        walk.add_root(Path(root))
+    return Discovery(
+        files=tuple(sorted(walk.found.values(), key=lambda f: f.source_file)),
+        skipped=tuple(sorted(set(walk.skipped), key=lambda s: (s.path, s.reason, s.detail))),
+        ignored=walk.ignored,
+    )
+
+
+def load_text(found: FoundFile) -> LoadedText | Skipped:
+    """Read a found file once: its text (UTF-8, BOM stripped) and digest, or why it can't be indexed."""
+    try:
+        data = found.path.read_bytes()
+    except OSError as exc:
+        return Skipped(found.source_file, _os_error_reason(exc), str(exc))
+    digest = hashlib.sha256(data).hexdigest()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        # Text in any encoding we accept never holds a NUL; UTF-16 and binaries do.
+        return Skipped(found.source_file, "binary", f"NUL byte at offset {nul}")
+    body = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    try:
+        return LoadedText(body.decode("utf-8"), digest, replaced=False)
+    except UnicodeDecodeError:
+        return LoadedText(body.decode("utf-8", errors="replace"), digest, replaced=True)
+
+
+def _os_error_reason(exc: OSError) -> str:
+    # A path that is gone (or whose parent became a file) is a deletion, not a failure.
+    return "not_found" if isinstance(exc, (FileNotFoundError, NotADirectoryError)) else "unreadable"
+
+
+def _supported(name: str) -> bool:
+    return name.lower().endswith(SUPPORTED_SUFFIXES)
+
+
+class _Walk:
+    """Accumulates what the walks over all roots find; a file reached twice is kept once."""
+
+    def __init__(self, ignore: tuple[str, ...], max_file_bytes: int) -> None:
+        self.ignore = ignore
+        self.max_file_bytes = max_file_bytes
+        self.found: dict[str, FoundFile] = {}
+        self.skipped: list[Skipped] = []
+        self.ignored = 0
+
+    def add_root(self, root: Path) -> None:
+        given = os.path.abspath(root)
+        try:
+            st = os.stat(given)  # follows a root that is a link: the user named its target
+        except OSError as exc:
+            self._skip_stat_error(given, exc)
+            return
+        real = os.path.realpath(given)
+        if stat.S_ISDIR(st.st_mode):
+            self._walk_dir(real)
+        elif stat.S_ISREG(st.st_mode) and _supported(given) and _supported(real):
+            self._add_file(real, st)
+        else:
+            self.ignored += 1
+
+    def _walk_dir(self, root: str) -> None:
+        spec = self._spec(root)
+        prefix = root if root.endswith(os.sep) else root + os.sep
+        visited = {root}
+        # Depth-first with an explicit stack: (real directory, path relative to root ending in
+        # "/", real paths of the directories above it, itself included).
+        stack: list[tuple[str, str, frozenset[str]]] = [(root, "", frozenset({root}))]
+        while stack:
+            directory, rel_dir, ancestors = stack.pop()
+            try:
+                with os.scandir(directory) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                self.skipped.append(Skipped(directory, _os_error_reason(exc), str(exc)))
+                continue
+            subdirs: list[tuple[str, str, frozenset[str]]] = []
+            for entry in entries:
+                if entry.name == ".git":
+                    continue
+                rel = rel_dir + entry.name
+                if entry.is_symlink():
+                    target = self._follow(entry, rel, spec, root, prefix)
+                    if target is None:
+                        continue
+                    real = target
+                elif entry.is_dir(follow_symlinks=False):
+                    if spec is not None and spec.match_file(rel + "/"):
+                        continue
+                    real = entry.path
+                else:
+                    self._regular_file(entry, rel, spec)
+                    continue
+                if real in ancestors:
+                    self.skipped.append(Skipped(entry.path, "symlink_loop", f"-> {real}"))
+                elif real not in visited:  # else an alias of a walked directory: files known
+                    visited.add(real)
+                    subdirs.append((real, rel + "/", ancestors | {real}))
+            # Reversed so the stack pops them in name order: a deterministic walk.
+            stack.extend(reversed(subdirs))
+
+    def _regular_file(self, entry: os.DirEntry[str], rel: str,
+                      spec: pathspec.PathSpec | None) -> None:
+        if not _supported(entry.name) or (spec is not None and spec.match_file(rel)):
+            self.ignored += 1
+            return
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            self.skipped.append(Skipped(entry.path, _os_error_reason(exc), str(exc)))
+            return
+        if stat.S_ISREG(st.st_mode):
+            self._add_file(entry.path, st)
+        else:
+            self.ignored += 1  # a FIFO or device named like text: opening it could block
+
+    def _follow(self, entry: os.DirEntry[str], rel: str, spec: pathspec.PathSpec | None,
+                root: str, prefix: str) -> str | None:
+        """The real path of a directory link to walk; files behind links are handled here."""
+        try:
+            st = entry.stat()  # follows the link
+        except OSError as exc:
+            if spec is not None and spec.match_file(rel):
+                self.ignored += 1
+            else:
+                self._skip_stat_error(entry.path, exc)
+            return None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir:
+            if spec is not None and spec.match_file(rel + "/"):
+                return None
+        elif not _supported(entry.name) or (spec is not None and spec.match_file(rel)):
+            self.ignored += 1
+            return None
+        target = os.path.realpath(entry.path)
+        if target != root and not target.startswith(prefix):
+            self.skipped.append(Skipped(entry.path, "symlink_outside_root", f"-> {target}"))
+            return None
+        if is_dir:
+            return target
+        if stat.S_ISREG(st.st_mode) and _supported(target):
+            self._add_file(target, st)
+        else:
+            self.ignored += 1
+        return None
+
+    def _skip_stat_error(self, path: str, exc: OSError) -> None:
+        if exc.errno == errno.ELOOP:
+            self.skipped.append(Skipped(path, "symlink_loop", str(exc)))
+        elif isinstance(exc, FileNotFoundError) and os.path.islink(path):
+            self.skipped.append(Skipped(path, "not_found", f"dangling symlink -> {os.readlink(path)}"))
+        else:
+            self.skipped.append(Skipped(path, _os_error_reason(exc), str(exc)))
+
+    def _add_file(self, real: str, st: os.stat_result) -> None:
+        if real in self.found:
+            return
+        if st.st_size > self.max_file_bytes:
+            self.skipped.append(Skipped(real, "too_large",
+                                        f"{st.st_size} bytes > limit {self.max_file_bytes}"))
+            return
+        self.found[real] = FoundFile(Path(real), real, st.st_size, st.st_mtime_ns)
+
+    def _spec(self, root: str) -> pathspec.PathSpec | None:
+        """The root's `.gitignore` then the configured patterns (later lines win); None if none."""
+        lines: list[str] = []
+        try:
+            with open(os.path.join(root, ".gitignore"), encoding="utf-8", errors="replace") as f:
+                lines.extend(f.read().splitlines())
+        except OSError:
+            pass  # no .gitignore (or unreadable): only the configured patterns apply
+        lines.extend(self.ignore)
+        if not any(line.strip() and not line.lstrip().startswith("#") for line in lines):
+            return None
+        return pathspec.GitIgnoreSpec.from_lines(lines)

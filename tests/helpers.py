@@ -1,0 +1,35 @@
+"""Builders for batches and items, shared by the tests."""
+
+from __future__ import annotations
+
+from memwal.embedders import get_embedder
+from memwal.records import Batch, ChunkKey, FileSnapshot, Producer, Reset, Upsert
+from memwal.chunking import content_hash
+from memwal.vectors import to_bytes
+
+PRODUCER = Producer("test-host", 1, "pytest")
+
+
+def upsert(text: str, *, model: str = "hash-384", source: str = "/notes/a.md", start: int = 1,
+           namespace: str = "default", vector: bytes | None = None, dim: int | None = None) -> Upsert:
+    embedder = get_embedder(model)
+    return Upsert(
+        key=ChunkKey(namespace, source, content_hash(text), start), end_line=start,
+        heading_path=("Notes",), content=text, tags=(), fingerprint=embedder.fingerprint,
+        dim=embedder.dim if dim is None else dim,
+        vector=to_bytes(embedder.embed([text])[0]) if vector is None else vector)
+
+
+def snapshot(source: str, keys: list[tuple[str, int]], mtime_ns: int, namespace: str = "default") -> FileSnapshot:
+    return FileSnapshot(namespace, source, "digest", 1, mtime_ns, tuple(keys))
+
+
+def reset(model: str) -> Reset:
+    embedder = get_embedder(model)
+    return Reset(embedder.fingerprint, embedder.name, embedder.dim)
+
+
+def batch(*items, batch_id: str | None = None) -> Batch:
+    if batch_id is None:
+        return Batch(items=tuple(items), producer=PRODUCER)
+    return Batch(items=tuple(items), producer=PRODUCER, id=batch_id)

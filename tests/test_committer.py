@@ -1,0 +1,184 @@
+"""The committer's rules, per batch (DESIGN.md), on a real index and queue in a temporary home."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+
+from helpers import batch, reset, snapshot, upsert
+from memwal import store
+from memwal.committer import committer_session
+from memwal.doctor import run_doctor
+from memwal.lock import CommitterBusy, CommitterLock
+from memwal.queue import open_queue
+from memwal.records import encode_batch
+from memwal.vectors import to_bytes
+
+
+def enqueue(settings, *batches) -> list[int]:
+    queue = open_queue(settings.queue_path)
+    try:
+        return [queue.put(encode_batch(b)) for b in batches]
+    finally:
+        queue.close()
+
+
+def drain(settings):
+    with committer_session(settings) as committer:
+        return committer.drain()
+
+
+def index(settings):
+    return store.open_for_read(settings.index_path)
+
+
+def dead_letters(settings) -> list[tuple]:
+    conn = index(settings)
+    try:
+        return conn.execute("SELECT reason, fingerprint, active_fingerprint, batch_id, position, "
+                            "item_index FROM dead_letters ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def assert_doctor_ok(settings) -> None:
+    report = run_doctor(settings)
+    assert report["ok"], report
+
+
+def test_first_upsert_adopts_its_model_and_commits(settings) -> None:
+    enqueue(settings, batch(upsert("alpha"), upsert("beta", start=3)))
+    stats = drain(settings)
+    assert (stats.batches, stats.committed, stats.dead_lettered) == (1, 2, 0)
+    conn = index(settings)
+    assert store.active_model(conn).name == "hash-384"
+    assert conn.execute(f"SELECT count(*) FROM {store.VECTOR_TABLE}").fetchone()[0] == 2
+    assert_doctor_ok(settings)
+
+
+def test_redelivered_batch_is_applied_once(settings) -> None:
+    same = batch(upsert("alpha"))
+    enqueue(settings, same, same)
+    stats = drain(settings)
+    assert (stats.batches, stats.duplicates) == (1, 1)
+    conn = index(settings)
+    assert conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 1
+    assert_doctor_ok(settings)
+
+
+def test_each_bad_item_is_dead_lettered_alone_and_the_rest_commits(settings) -> None:
+    good = upsert("good text")
+    wrong_model = upsert("other model", model="hash-384-b", start=2)
+    wrong_dim = upsert("short", start=3, vector=to_bytes(np.ones(16)), dim=16)
+    nan = upsert("nan", start=4, vector=to_bytes(np.full(384, np.nan)))
+    float64 = upsert("f64", start=5, vector=np.ones(384, dtype="<f8").tobytes())
+    bad = batch(good, wrong_model, wrong_dim, nan, float64)
+    # A malformed item, inserted by hand into the wire map.
+    wire = msgpack.unpackb(encode_batch(bad), raw=False)
+    wire["items"].insert(1, {"kind": "upsert", "content": 3})
+    enqueue_raw(settings, msgpack.packb(wire, use_bin_type=True))
+    stats = drain(settings)
+    assert (stats.committed, stats.dead_lettered) == (1, 5)
+    reasons = [row[0] for row in dead_letters(settings)]
+    assert reasons == ["malformed", "fingerprint_mismatch", "wrong_dimension", "invalid_vector",
+                       "wrong_dimension"]
+    mismatch = dead_letters(settings)[1]
+    assert mismatch[1] == wrong_model.fingerprint and mismatch[2] == good.fingerprint
+    assert mismatch[3] == bad.id and mismatch[5] == 2
+    assert_doctor_ok(settings)
+
+
+def enqueue_raw(settings, data: bytes) -> int:
+    queue = open_queue(settings.queue_path)
+    try:
+        return queue.put(data)
+    finally:
+        queue.close()
+
+
+def test_garbage_batch_becomes_a_raw_dead_letter_and_the_queue_moves_on(settings) -> None:
+    enqueue(settings, batch(upsert("before")))
+    position = enqueue_raw(settings, b"\x93garbage that is not a batch")
+    enqueue(settings, batch(upsert("after", start=2)))
+    stats = drain(settings)
+    assert (stats.batches, stats.committed, stats.dead_lettered) == (3, 2, 1)
+    conn = index(settings)
+    reason, raw, pos = conn.execute("SELECT reason, raw, position FROM dead_letters").fetchone()
+    assert (reason, bytes(raw), pos) == ("undecodable", b"\x93garbage that is not a batch", position)
+    assert_doctor_ok(settings)
+
+
+def test_reset_applies_in_queue_order(settings) -> None:
+    a1 = upsert("written with A before the reset")
+    b1 = upsert("written with B after the reset", model="hash-384-b", start=2)
+    a2 = upsert("written with A after the reset", start=3)
+    enqueue(settings, batch(a1), batch(reset("hash-384-b")), batch(b1), batch(a2))
+    drain(settings)
+    conn = index(settings)
+    assert store.active_model(conn).name == "hash-384-b"
+    rows = conn.execute("SELECT start_line, fingerprint FROM chunks ORDER BY start_line").fetchall()
+    # a1 committed under A, then lost its vector at the reset (the chunk and text stay).
+    assert rows == [(1, None), (2, b1.fingerprint)]
+    assert [r[0] for r in dead_letters(settings)] == ["fingerprint_mismatch"]
+    assert_doctor_ok(settings)
+
+
+def test_reset_to_another_dimension_rebuilds_the_vector_table(settings) -> None:
+    enqueue(settings, batch(upsert("alpha")), batch(reset("hash-16")),
+            batch(upsert("beta", model="hash-16", start=2)))
+    drain(settings)
+    conn = index(settings)
+    assert store.active_model(conn).dim == 16
+    assert conn.execute(f"SELECT count(*) FROM {store.VECTOR_TABLE}").fetchone()[0] == 1
+    assert_doctor_ok(settings)
+
+
+def test_file_snapshot_deletes_chunks_not_listed_and_skips_stale_snapshots(settings) -> None:
+    one, two = upsert("one", start=1), upsert("two", start=5)
+    keys = [(one.key.content_hash, 1), (two.key.content_hash, 5)]
+    enqueue(settings, batch(snapshot("/notes/a.md", keys, 200), one, two))
+    # An older read of the same file arrives later: it must not roll the file back.
+    stale_new = upsert("stale", start=9)
+    enqueue(settings, batch(snapshot("/notes/a.md", [(stale_new.key.content_hash, 9)], 100), stale_new))
+    # A newer read keeps only `two`.
+    enqueue(settings, batch(snapshot("/notes/a.md", [keys[1]], 300)))
+    stats = drain(settings)
+    assert stats.skipped == 2
+    conn = index(settings)
+    assert conn.execute("SELECT content FROM chunks").fetchall() == [("two",)]
+    enqueue(settings, batch(snapshot("/notes/a.md", [], 400)))  # the file vanished
+    drain(settings)
+    assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+    assert_doctor_ok(settings)
+
+
+def test_last_enqueued_version_of_a_key_wins(settings) -> None:
+    first = upsert("same text", vector=to_bytes(np.eye(384)[0]))
+    second = upsert("same text", vector=to_bytes(np.eye(384)[1]))
+    enqueue(settings, batch(first), batch(second))
+    drain(settings)
+    conn = index(settings)
+    (vector,) = conn.execute(f"SELECT embedding FROM {store.VECTOR_TABLE}").fetchone()
+    assert bytes(vector) == second.vector
+
+
+def test_a_second_committer_on_the_same_home_is_refused(settings) -> None:
+    with committer_session(settings):
+        with pytest.raises(CommitterBusy) as caught:
+            with committer_session(settings, patience=0.1):
+                pass
+        assert caught.value.pid == __import__("os").getpid()
+    # Released: a new committer may start.
+    lock = CommitterLock(settings.lock_path)
+    assert lock.try_acquire()
+    lock.release()
+
+
+def test_ledger_counts_add_up(settings) -> None:
+    enqueue(settings, batch(upsert("a"), upsert("b", model="hash-384-b", start=2)))
+    drain(settings)
+    conn = index(settings)
+    row = conn.execute("SELECT received, committed, dead_lettered, skipped FROM ledger").fetchone()
+    assert row == (2, 1, 1, 0)

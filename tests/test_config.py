@@ -1,0 +1,77 @@
+"""Configuration precedence: defaults < config.json < environment < flags, with provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from memwal.config import ConfigError, load_settings
+
+
+def write(home: Path, data: object) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.json").write_text(json.dumps(data))
+
+
+def test_defaults_when_nothing_is_configured(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "h", environ={})
+    assert settings.model == "minilm"
+    assert settings.sources["embedding.model"] == "default"
+    assert settings["queue.batch_records"] == 256
+
+
+def test_file_beats_default_env_beats_file_flag_beats_env(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    write(home, {"embedding": {"model": "hash-384"}, "search": {"top_k": 7}})
+    settings = load_settings(home, environ={})
+    assert (settings.model, settings.sources["embedding.model"]) == ("hash-384", "config.json")
+    settings = load_settings(home, environ={"MM_EMBEDDING_MODEL": "hash-384-b"})
+    assert (settings.model, settings.sources["embedding.model"]) == ("hash-384-b", "env MM_EMBEDDING_MODEL")
+    assert settings["search.top_k"] == 7
+    settings = load_settings(home, flags={"embedding.model": "hash-16"},
+                             environ={"MM_EMBEDDING_MODEL": "hash-384-b"})
+    assert (settings.model, settings.sources["embedding.model"]) == ("hash-16", "flag")
+
+
+def test_home_precedence_flag_env_default(tmp_path: Path) -> None:
+    assert load_settings(tmp_path / "a", environ={"MM_HOME": str(tmp_path / "b")}).home == tmp_path / "a"
+    settings = load_settings(None, environ={"MM_HOME": str(tmp_path / "b")})
+    assert (settings.home, settings.home_source) == (tmp_path / "b", "env MM_HOME")
+    assert load_settings(None, environ={}).home == Path("~/.memwal").expanduser()
+
+
+def test_unknown_key_is_a_clear_error(tmp_path: Path) -> None:
+    write(tmp_path, {"embedding": {"modle": "minilm"}})
+    with pytest.raises(ConfigError, match="unknown key.*embedding.modle.*Known keys"):
+        load_settings(tmp_path, environ={})
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"embedding": {"model": "gpt-9"}}, "unknown embedding model"),
+    ({"queue": {"batch_records": 0}}, "positive whole number"),
+    ({"queue": {"batch_records": "many"}}, "positive whole number"),
+    ({"search": {"bm25_weight": -1}}, "≥ 0"),
+])
+def test_bad_values_name_the_key_and_the_fix(tmp_path: Path, data: object, message: str) -> None:
+    write(tmp_path, data)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path, environ={})
+
+
+def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="MM_QUEUE_BATCH_RECORDS"):
+        load_settings(tmp_path, environ={"MM_QUEUE_BATCH_RECORDS": "-3"})
+
+
+def test_invalid_json_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_settings(tmp_path, environ={})
+
+
+def test_describe_reports_every_value_and_source(tmp_path: Path) -> None:
+    described = load_settings(tmp_path, environ={"MM_SEARCH_TOP_K": "3"}).describe()
+    assert described["search.top_k"] == {"value": 3, "source": "env MM_SEARCH_TOP_K"}
+    assert described["home"]["source"] == "flag --home"

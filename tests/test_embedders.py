@@ -1,0 +1,74 @@
+"""Embedders and fingerprints: same model → same fingerprint; same dimension ≠ same model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memwal.embedders import UnknownModel, get_embedder, validate_model_name
+from memwal.fingerprint import ModelSpec, fingerprint_of
+
+
+def test_same_model_twice_has_one_fingerprint() -> None:
+    assert get_embedder("hash-384").fingerprint == get_embedder("hash-384").fingerprint
+
+
+def test_hash_variants_share_dimension_not_fingerprint_or_vectors() -> None:
+    a, b = get_embedder("hash-384"), get_embedder("hash-384-b")
+    assert a.dim == b.dim == 384
+    assert a.fingerprint != b.fingerprint
+    va, vb = a.embed(["the same text"]), b.embed(["the same text"])
+    assert not np.allclose(va, vb)
+
+
+def test_hash_vectors_are_unit_float32_and_deterministic() -> None:
+    embedder = get_embedder("hash-64")
+    vectors = embedder.embed(["alpha beta", "", "!!!"])
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 64)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    assert np.array_equal(vectors, embedder.embed(["alpha beta", "", "!!!"]))
+
+
+def test_fingerprint_changes_with_every_property_of_the_vectors() -> None:
+    base = ModelSpec("p", "m", 384, "float32", True, "mean", 256, "w" * 64)
+    variants = [
+        ModelSpec("p", "m", 768, "float32", True, "mean", 256, "w" * 64),
+        ModelSpec("p", "m", 384, "float16", True, "mean", 256, "w" * 64),
+        ModelSpec("p", "m", 384, "float32", False, "mean", 256, "w" * 64),
+        ModelSpec("p", "m", 384, "float32", True, "cls", 256, "w" * 64),
+        ModelSpec("p", "m", 384, "float32", True, "mean", 128, "w" * 64),
+        ModelSpec("p", "m", 384, "float32", True, "mean", 256, "x" * 64),
+    ]
+    prints = {fingerprint_of(spec, "m") for spec in [base, *variants]}
+    assert len(prints) == len(variants) + 1
+
+
+@pytest.mark.parametrize("name", ["gpt", "hash-", "hash-0", "hash-384-", "hash-384-B!", "minilm2"])
+def test_unknown_names_list_the_valid_ones(name: str) -> None:
+    with pytest.raises(UnknownModel, match="minilm.*paraphrase-minilm.*hash-"):
+        validate_model_name(name)
+
+
+@pytest.mark.integration
+def test_real_models_share_dimension_not_fingerprint() -> None:
+    minilm, paraphrase = get_embedder("minilm"), get_embedder("paraphrase-minilm")
+    assert minilm.dim == paraphrase.dim == 384
+    assert minilm.fingerprint != paraphrase.fingerprint
+    assert minilm.fingerprint == get_embedder("minilm").fingerprint
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", ["minilm", "paraphrase-minilm"])
+def test_real_model_embeds_meaning_deterministically(name: str) -> None:
+    embedder = get_embedder(name)
+    texts = ["The cat sits on the mat.", "A kitten is resting on a rug.",
+             "Quarterly revenue grew by ten percent."]
+    vectors = embedder.embed(texts)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similar, unrelated = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    assert similar > unrelated + 0.2
+    # Batched (sorted, padded) and one-by-one give the same vectors.
+    single = np.vstack([embedder.embed([t]) for t in texts])
+    assert np.allclose(vectors, single, atol=1e-5)
+    assert np.array_equal(vectors, embedder.embed(texts))

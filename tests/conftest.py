@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -81,8 +81,19 @@ def settings(home: Path):
 
 
 @pytest.fixture
-def mm(home: Path) -> MM:
-    return MM(home)
+def mm(home: Path, request: pytest.FixtureRequest) -> Iterator[MM]:
+    """The CLI on `home`; after the test, `mm doctor` must pass on it (unless marked no_doctor)."""
+    runner = MM(home)
+    yield runner
+    if request.node.get_closest_marker("no_doctor") is None:
+        assert_doctor_ok(home)
+
+
+def assert_doctor_ok(home: Path) -> None:
+    """Every invariant of DESIGN.md holds on this home, as `mm doctor` checks it."""
+    proc = subprocess.run(mm_command("doctor", "--json", "--home", str(home)), capture_output=True,
+                          text=True, env=mm_env(), timeout=120)
+    assert proc.returncode == 0, f"mm doctor failed:\n{proc.stdout}\n{proc.stderr}"
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """A producer process for the crash tests: enqueues batches and logs each one once it is durable.
 
-Usage: python crash_producer.py HOME LOG SEED BATCHES [SLEEP]
+Usage: python crash_producer.py HOME LOG SEED BATCHES [SLEEP] [BAD_RATIO]
 
 Every item's vector encodes (producer seed, batch number, item number), so the test can tell which
 enqueued version of a key ended up in the index. About one item in ten is from another model and
@@ -36,6 +36,7 @@ def vector_for(seed: int, batch_no: int, item_no: int, dim: int = 384) -> np.nda
 def main() -> None:
     home, log_path, seed, batches = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.01
+    bad_ratio = float(sys.argv[6]) if len(sys.argv) > 6 else 0.1
     rng = random.Random(seed)
     good, bad = get_embedder("hash-384"), get_embedder("hash-384-b")
     queue = open_queue(home / "queue.sqlite3")
@@ -45,7 +46,7 @@ def main() -> None:
             items, n_bad, last_good = [], 0, {}
             for item_no in range(rng.randint(5, 30)):
                 key_no = rng.randrange(KEYS)
-                model = bad if rng.random() < 0.1 else good
+                model = bad if rng.random() < bad_ratio else good
                 n_bad += model is bad
                 if model is good:
                     last_good[key_no] = item_no

@@ -23,9 +23,10 @@ from crash_producer import vector_for
 PRODUCER = Path(__file__).parent / "crash_producer.py"
 
 
-def start_producer(home: Path, log: Path, seed: int, batches: int, pause: float = 0.01) -> subprocess.Popen:
+def start_producer(home: Path, log: Path, seed: int, batches: int, pause: float = 0.01,
+                   bad_ratio: float = 0.1) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(PRODUCER), str(home), str(log), str(seed),
-                             str(batches), str(pause)], env=mm_env())
+                             str(batches), str(pause), str(bad_ratio)], env=mm_env())
 
 
 def start_worker(home: Path) -> subprocess.Popen:

@@ -112,6 +112,12 @@ class Committer:
             applier = _ItemApplier(self.conn, batch, delivery.position, counts)
             for index, raw in enumerate(batch.raw_items):
                 applier.apply(index, raw)
+            if batch.replays:
+                # The audit trail of a replay is written by the committer, in the same
+                # transaction as the replayed items: never by the replaying process.
+                self.conn.executemany(
+                    "UPDATE dead_letters SET replayed_by=?, replayed_at=? WHERE id=?",
+                    [(batch.id, time.time(), letter_id) for letter_id in batch.replays])
             store.add_ledger_entry(self.conn, LedgerEntry(
                 batch.id, delivery.position, batch.producer, batch.enqueued_at,
                 len(batch.raw_items), counts.committed, counts.dead_lettered, counts.skipped))

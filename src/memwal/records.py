@@ -96,6 +96,8 @@ class Batch:
     producer: Producer
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     enqueued_at: float = field(default_factory=time.time)
+    # For a replay: the dead-letter id each item replays (optional; v1 readers ignore it).
+    replays: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class DecodedBatch:
     producer: dict[str, Any]
     enqueued_at: float
     raw_items: tuple[Any, ...]
+    replays: tuple[int, ...] = ()
 
 
 class UndecodableBatch(ValueError):
@@ -156,17 +159,17 @@ def item_to_wire(item: Item) -> dict[str, Any]:
 
 def encode_batch(batch: Batch) -> bytes:
     """The queued bytes of a batch."""
-    return msgpack.packb(
-        {
-            "v": WIRE_VERSION,
-            "id": batch.id,
-            "producer": {"host": batch.producer.host, "pid": batch.producer.pid,
-                         "command": batch.producer.command},
-            "enqueued_at": batch.enqueued_at,
-            "items": [item_to_wire(item) for item in batch.items],
-        },
-        use_bin_type=True,
-    )
+    wire: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "id": batch.id,
+        "producer": {"host": batch.producer.host, "pid": batch.producer.pid,
+                     "command": batch.producer.command},
+        "enqueued_at": batch.enqueued_at,
+        "items": [item_to_wire(item) for item in batch.items],
+    }
+    if batch.replays:
+        wire["replays"] = list(batch.replays)
+    return msgpack.packb(wire, use_bin_type=True)
 
 
 def _unpack(data: bytes) -> Any:
@@ -198,7 +201,11 @@ def decode_batch(data: bytes) -> DecodedBatch:
         raise UndecodableBatch("undecodable", "the batch has no enqueue time")
     if not isinstance(producer, dict):
         producer = {}
-    return DecodedBatch(version, batch_id, producer, float(enqueued_at), tuple(items))
+    replays = wire.get("replays", [])
+    if not isinstance(replays, list) or not all(
+            isinstance(r, int) and not isinstance(r, bool) for r in replays):
+        raise UndecodableBatch("undecodable", "'replays' should be a list of dead-letter ids")
+    return DecodedBatch(version, batch_id, producer, float(enqueued_at), tuple(items), tuple(replays))
 
 
 def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

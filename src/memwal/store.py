@@ -82,6 +82,10 @@ def open_for_read(path: Path) -> Connection | None:
     if version > SCHEMA_VERSION:
         conn.close()
         raise SchemaTooNew(_too_new_message(path, version))
+    if version == 0:
+        # Created by a committer that has not finished its first migration: nothing committed.
+        conn.close()
+        return None
     return conn
 
 

@@ -13,7 +13,8 @@ from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
 from memwal.cli.queue_cmds import queue_app
 from memwal.doctor import run_doctor
-from memwal.producer import index_paths
+from memwal.producer import index_paths, wait_committed
+from memwal.reset import enqueue_reset, reset_status
 from memwal.search import search
 from memwal.status import index_status
 
@@ -143,6 +144,52 @@ def doctor_command(json_out: JsonOption = False, home: HomeOption = None) -> Non
         raise typer.Exit(output.EXIT_FAILED)
 
 
+@app.command("embedding-reset")
+@guarded
+def embedding_reset_command(
+    mode: Annotated[str, typer.Option("--mode", help="status: show; apply-current: switch the index to the configured model.")] = "status",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once the reset is committed (default).")] = True,
+    model: Annotated[Optional[str], typer.Option("--model", help="Embedding model (instead of the configured one).")] = None,
+    json_out: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Show, or switch (through the queue, in order), the index's active embedding model."""
+    if mode not in ("status", "apply-current"):
+        output.fail(f"--mode must be status or apply-current, not {mode!r}")
+    settings = load(home, {"embedding.model": model})
+    state = reset_status(settings)
+    if mode == "status":
+        if json_out:
+            output.print_json(state)
+            return
+        output.stdout.print(
+            f"active model      {_model_text(state['active_model'])}\n"
+            f"configured model  {_model_text(state['configured_model'])}\n"
+            f"differ            {'yes: run `mm embedding-reset --mode apply-current`' if state['differ'] else 'no'}\n"
+            f"queued resets     {len(state['queued_resets'])}\n"
+            f"chunks without a vector of the active model  {state['chunks_without_active_vector']}",
+            highlight=False, markup=False)
+        return
+    target = state["configured_model"]
+    if not yes:
+        if not sys.stdin.isatty():
+            output.fail("confirmation needed: add --yes to switch the index's model non-interactively")
+        if not typer.confirm(f"Switch the index to {target['name']} ({target['fingerprint']})? "
+                             "Vectors of other models will be removed (text stays).", default=False):
+            raise typer.Exit(output.EXIT_FAILED)
+    batch_id, _ = enqueue_reset(settings)
+    result: dict[str, Any] = {"batch_id": batch_id, "model": target}
+    if wait:
+        wait_committed(settings, [batch_id])
+        result["committed"] = True
+    if json_out:
+        output.print_json(result)
+    else:
+        output.info(f"reset to {target['name']} ({target['fingerprint']}) "
+                    + ("committed; run `mm index PATH` to re-embed" if wait else "enqueued"))
+
+
 @config_app.command("show")
 @guarded
 def config_show(json_out: JsonOption = False, home: HomeOption = None) -> None:
@@ -164,7 +211,8 @@ def config_show(json_out: JsonOption = False, home: HomeOption = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: map every outcome to an exit code, never a traceback for bad input."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="mm")
+        # Without standalone mode, click returns the code of a raised Exit instead of exiting.
+        code = app(args=argv, standalone_mode=False, prog_name="mm")
     except click.exceptions.Abort:
         output.info("interrupted")
         return output.EXIT_INTERRUPTED
@@ -176,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         output.info("interrupted")
         return output.EXIT_INTERRUPTED
-    return output.EXIT_OK
+    return code if isinstance(code, int) else output.EXIT_OK
 
 
 def run() -> Any:  # pragma: no cover - console script shim

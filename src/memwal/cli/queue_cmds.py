@@ -12,8 +12,10 @@ from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
 from memwal.committer import BatchOutcome, committer_session
 from memwal.status import queue_status
+from memwal.cli.deadletter_cmds import dead_letters_app
 
 queue_app = typer.Typer(help="The write-ahead queue and its committer.", no_args_is_help=True)
+queue_app.add_typer(dead_letters_app, name="dead-letters")
 
 
 @queue_app.command("worker")

@@ -1,0 +1,246 @@
+"""Dead letters: list, show, export (read-only), replay (through the queue) and purge.
+
+Nothing here writes the index behind the committer's back: replay enqueues batches whose
+`replays` field lets the committer mark the dead letters, and purge takes the committer role.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from memwal import store
+from memwal.config import Settings, ensure_home
+from memwal.embedders import get_embedder
+from memwal.lock import CommitterLock
+from memwal.queue import open_queue
+from memwal.records import Batch, MalformedItem, Producer, Upsert, encode_batch, parse_item, unpack_item
+from memwal.vectors import to_bytes
+
+LIST_COLUMNS = ("id", "reason", "fingerprint", "active_fingerprint", "namespace", "source_file",
+                "content_hash", "start_line", "batch_id", "position", "enqueued_at",
+                "dead_lettered_at", "replayed_by")
+
+
+class DeadLetterError(Exception):
+    """A request about dead letters that cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters a command is about."""
+
+    ids: tuple[int, ...] = ()
+    all: bool = False
+    reason: str | None = None
+    fingerprint: str | None = None
+    source_glob: str | None = None
+    include_replayed: bool = False
+    replayed_only: bool = False
+
+    def is_empty(self) -> bool:
+        return not (self.ids or self.all or self.reason or self.fingerprint or self.replayed_only)
+
+
+def _query(selection: Selection, columns: Sequence[str]) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if selection.ids:
+        clauses.append(f"id IN ({','.join('?' * len(selection.ids))})")
+        params.extend(selection.ids)
+    if selection.reason:
+        clauses.append("reason = ?")
+        params.append(selection.reason)
+    if selection.fingerprint:
+        clauses.append("fingerprint = ?")
+        params.append(selection.fingerprint)
+    if selection.replayed_only:
+        clauses.append("replayed_by IS NOT NULL")
+    elif not selection.include_replayed and not selection.ids:
+        clauses.append("replayed_by IS NULL")
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    # Original order: queue position, then the item's place in its batch.
+    return (f"SELECT {', '.join(columns)} FROM dead_letters{where} "
+            "ORDER BY position, coalesce(item_index, -1), id", params)
+
+
+def _rows(conn: store.Connection, selection: Selection, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    sql, params = _query(selection, columns)
+    for row in conn.execute(sql, params):
+        record = dict(zip(columns, row))
+        source = record.get("source_file")
+        if selection.source_glob and not (source and fnmatch.fnmatchcase(source, selection.source_glob)):
+            continue
+        yield record
+
+
+def list_dead_letters(settings: Settings, selection: Selection) -> list[dict[str, Any]]:
+    """One row per dead letter, in original order."""
+    conn = store.open_for_read(settings.index_path)
+    if conn is None:
+        return []
+    try:
+        return list(_rows(conn, selection, LIST_COLUMNS))
+    finally:
+        conn.close()
+
+
+def _full(record: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter with its item decoded: content, vector dimension and norm."""
+    item_bytes, raw = record.pop("item"), record.pop("raw")
+    record["item"] = None
+    record["raw_bytes"] = len(raw) if raw is not None else None
+    if item_bytes is not None:
+        item = unpack_item(bytes(item_bytes))
+        if isinstance(item, dict):
+            vector = item.get("vector")
+            shown = {k: v for k, v in item.items() if k != "vector"}
+            if isinstance(vector, bytes):
+                values = np.frombuffer(vector[: len(vector) // 4 * 4], dtype="<f4")
+                shown["vector_dim"] = int(values.size)
+                shown["vector_norm"] = float(np.linalg.norm(values)) if values.size else 0.0
+            record["item"] = shown
+            record["content"] = item.get("content")
+    return record
+
+
+def show_dead_letter(settings: Settings, letter_id: int) -> dict[str, Any]:
+    conn = store.open_for_read(settings.index_path)
+    if conn is None:
+        raise DeadLetterError(f"no dead letter {letter_id}: the index is empty")
+    try:
+        columns = LIST_COLUMNS + ("detail", "kind", "item_index", "replayed_at", "item", "raw")
+        rows = list(_rows(conn, Selection(ids=(letter_id,)), columns))
+    finally:
+        conn.close()
+    if not rows:
+        raise DeadLetterError(f"no dead letter {letter_id}: see `mm queue dead-letters list`")
+    return _full(rows[0])
+
+
+def export_dead_letters(settings: Settings, selection: Selection) -> Iterator[dict[str, Any]]:
+    """Lossless JSON-ready records: the whole item (vector base64) or the raw batch bytes."""
+    conn = store.open_for_read(settings.index_path)
+    if conn is None:
+        return
+    try:
+        columns = LIST_COLUMNS + ("detail", "kind", "item_index", "replayed_at", "item", "raw")
+        for record in _rows(conn, selection, columns):
+            item_bytes, raw = record.pop("item"), record.pop("raw")
+            if item_bytes is not None:
+                item = unpack_item(bytes(item_bytes))
+                if isinstance(item, dict) and isinstance(item.get("vector"), bytes):
+                    item = {**item, "vector": base64.b64encode(item["vector"]).decode()}
+                record["item"] = _jsonable(item)
+            record["raw_base64"] = base64.b64encode(bytes(raw)).decode() if raw is not None else None
+            yield record
+    finally:
+        conn.close()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class ReplayPlan:
+    """What a replay will enqueue."""
+
+    batch_ids: list[str]
+    replayed: int
+    not_replayable: list[tuple[int, str]]
+
+
+def replay(settings: Settings, selection: Selection, *, reembed: bool = False, again: bool = False,
+           batch_records: int | None = None) -> ReplayPlan:
+    """Re-enqueue dead letters in their original order; the committer marks them replayed."""
+    if selection.is_empty():
+        raise DeadLetterError("say which dead letters to replay: IDs, --all, --reason or --fingerprint")
+    ensure_home(settings.home)
+    conn = store.open_for_read(settings.index_path)
+    if conn is None:
+        raise DeadLetterError("there are no dead letters: the index is empty")
+    try:
+        chosen = Selection(selection.ids, selection.all, selection.reason, selection.fingerprint,
+                           selection.source_glob, include_replayed=again)
+        rows = list(_rows(conn, chosen, ("id", "item", "replayed_by")))
+    finally:
+        conn.close()
+    if selection.ids:
+        found = {r["id"] for r in rows}
+        missing = [i for i in selection.ids if i not in found]
+        if missing:
+            raise DeadLetterError(f"dead letter(s) {', '.join(map(str, missing))} not found")
+        already = [r["id"] for r in rows if r["replayed_by"]]
+        if already and not again:
+            raise DeadLetterError(f"dead letter(s) {', '.join(map(str, already))} were already "
+                                  "replayed: add --again to replay them once more")
+    embedder = get_embedder(settings.model) if reembed else None
+    items: list[tuple[int, Upsert]] = []
+    not_replayable: list[tuple[int, str]] = []
+    for row in rows:
+        if row["item"] is None:
+            not_replayable.append((row["id"], "an undecodable batch has no item to replay"))
+            continue
+        try:
+            item = parse_item(unpack_item(bytes(row["item"])))
+        except MalformedItem as exc:
+            not_replayable.append((row["id"], f"malformed item: {exc}"))
+            continue
+        if not isinstance(item, Upsert):
+            not_replayable.append((row["id"], f"a {item.kind} item is not replayed"))
+            continue
+        items.append((row["id"], item))
+    if embedder is not None and items:
+        vectors = embedder.embed([item.content for _, item in items])
+        items = [(letter_id, Upsert(item.key, item.end_line, item.heading_path, item.content,
+                                    item.tags, embedder.fingerprint, embedder.dim, to_bytes(vector)))
+                 for (letter_id, item), vector in zip(items, vectors)]
+    limit = batch_records or settings["queue.batch_records"]
+    producer = Producer.current("mm queue dead-letters replay")
+    queue = open_queue(settings.queue_path)
+    batch_ids = []
+    try:
+        for start in range(0, len(items), limit):
+            part = items[start:start + limit]
+            batch = Batch(items=tuple(item for _, item in part), producer=producer,
+                          replays=tuple(letter_id for letter_id, _ in part))
+            queue.put(encode_batch(batch))
+            batch_ids.append(batch.id)
+    finally:
+        queue.close()
+    return ReplayPlan(batch_ids, len(items), not_replayable)
+
+
+def purge(settings: Settings, selection: Selection) -> int:
+    """Delete dead letters: the only way one goes away. Takes the committer role to do it."""
+    if selection.is_empty():
+        raise DeadLetterError("say which dead letters to purge: IDs, --all or --replayed")
+    if not settings.index_path.exists():
+        return 0
+    lock = CommitterLock(settings.lock_path)
+    lock.acquire(patience=2.0)
+    try:
+        conn = store.open_for_write(settings.index_path)
+        try:
+            chosen = Selection(selection.ids, selection.all, selection.reason, selection.fingerprint,
+                               selection.source_glob, include_replayed=True,
+                               replayed_only=selection.replayed_only)
+            ids = [r["id"] for r in _rows(conn, chosen, ("id", "source_file"))]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM dead_letters WHERE id=?", [(i,) for i in ids])
+            conn.execute("COMMIT")
+            return len(ids)
+        finally:
+            conn.close()
+    finally:
+        lock.release()

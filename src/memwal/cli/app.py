@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 
 from memwal.cli import output
@@ -209,22 +208,16 @@ def config_show(json_out: JsonOption = False, home: HomeOption = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: map every outcome to an exit code, never a traceback for bad input."""
+    """Console entry point: map every outcome to an exit code, never a traceback for bad input.
+
+    Typer's standalone mode turns usage errors into exit 2 with a message; `guarded` turns the
+    errors a user can cause, and Ctrl-C (130), into their documented codes.
+    """
     try:
-        # Without standalone mode, click returns the code of a raised Exit instead of exiting.
-        code = app(args=argv, standalone_mode=False, prog_name="mm")
-    except click.exceptions.Abort:
-        output.info("interrupted")
-        return output.EXIT_INTERRUPTED
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.ClickException as exc:
-        exc.show()
-        return output.EXIT_USAGE if exc.exit_code in (1, 2) else int(exc.exit_code)
-    except KeyboardInterrupt:
-        output.info("interrupted")
-        return output.EXIT_INTERRUPTED
-    return code if isinstance(code, int) else output.EXIT_OK
+        app(args=argv, prog_name="mm")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return output.EXIT_OK
 
 
 def run() -> Any:  # pragma: no cover - console script shim

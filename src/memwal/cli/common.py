@@ -34,6 +34,10 @@ def guarded(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            # Whatever was enqueued is whole (one transaction per batch); nothing else to undo.
+            output.info("interrupted")
+            raise typer.Exit(output.EXIT_INTERRUPTED) from None
         except (ConfigError, UnknownModel, ModelMismatch, SchemaTooNew, IndexUnavailable) as exc:
             output.fail(str(exc), output.EXIT_USAGE)
         except CommitterBusy as exc:

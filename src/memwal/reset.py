@@ -48,6 +48,7 @@ def reset_status(settings: Settings) -> dict[str, Any]:
         "active_model": active.as_dict() if active else None,
         "configured_model": embedder.info.as_dict(),
         "differ": active is not None and active.fingerprint != embedder.fingerprint,
+        "reset_to_configured_queued": bool(queued) and queued[-1]["fingerprint"] == embedder.fingerprint,
         "queued_resets": queued,
         "chunks_without_active_vector": int(lacking),
     }

@@ -123,6 +123,14 @@ def status_command(json_out: JsonOption = False, home: HomeOption = None) -> Non
     output.stdout.print("\n".join(lines), highlight=False, markup=False)
 
 
+def _differ_text(state: dict[str, Any]) -> str:
+    if not state["differ"]:
+        return "no"
+    if state["reset_to_configured_queued"]:
+        return "yes, and a reset to the configured model is queued"
+    return "yes: run `mm embedding-reset --mode apply-current`"
+
+
 def _model_text(model: dict[str, Any] | None) -> str:
     return "none" if not model else f"{model['name']} ({model['dim']}-d, {model['fingerprint']})"
 
@@ -165,7 +173,7 @@ def embedding_reset_command(
         output.stdout.print(
             f"active model      {_model_text(state['active_model'])}\n"
             f"configured model  {_model_text(state['configured_model'])}\n"
-            f"differ            {'yes: run `mm embedding-reset --mode apply-current`' if state['differ'] else 'no'}\n"
+            f"differ            {_differ_text(state)}\n"
             f"queued resets     {len(state['queued_resets'])}\n"
             f"chunks without a vector of the active model  {state['chunks_without_active_vector']}",
             highlight=False, markup=False)

@@ -91,7 +91,7 @@ def show_command(letter_id: Annotated[int, typer.Argument(help="Dead letter id."
 @guarded
 def export_command(reason: ReasonOption = None, fingerprint: FingerprintOption = None,
                    source: SourceOption = None,
-                   include_replayed: Annotated[bool, typer.Option("--include-replayed")] = True,
+                   include_replayed: Annotated[bool, typer.Option("--include-replayed/--exclude-replayed", help="Export replayed ones too (default).")] = True,
                    home: HomeOption = None) -> None:
     """JSON Lines on stdout, lossless: whole items with base64 vectors, raw bytes of bad batches."""
     for record in export_dead_letters(load(home), Selection(

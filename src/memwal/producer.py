@@ -133,10 +133,13 @@ def _under(path: str, roots: Sequence[Path]) -> bool:
 # -- the model gate ------------------------------------------------------------------------
 
 
-def queued_reset(queue: HueyQueue) -> Reset | None:
-    """The last reset waiting in the queue, if any (reset batches are small; big ones are data)."""
-    last: Reset | None = None
-    for _, data in queue.pending_rows(max_bytes=4096):
+def queued_resets(queue: HueyQueue) -> list[tuple[int, Reset]]:
+    """(position, reset) of every reset waiting in the queue, in queue order.
+
+    Reset batches are one small item; larger rows are data and are not decoded.
+    """
+    found: list[tuple[int, Reset]] = []
+    for position, data in queue.pending_rows(max_bytes=4096):
         try:
             batch = decode_batch(data)
         except UndecodableBatch:
@@ -148,8 +151,14 @@ def queued_reset(queue: HueyQueue) -> Reset | None:
                 except ValueError:
                     continue
                 assert isinstance(item, Reset)
-                last = item
-    return last
+                found.append((position, item))
+    return found
+
+
+def queued_reset(queue: HueyQueue) -> Reset | None:
+    """The last reset waiting in the queue, if any."""
+    resets = queued_resets(queue)
+    return resets[-1][1] if resets else None
 
 
 def target_model(conn: store.Connection | None, queue: HueyQueue) -> ModelInfo | None:

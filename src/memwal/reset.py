@@ -11,9 +11,9 @@ from typing import Any
 from memwal import store
 from memwal.config import Settings, ensure_home
 from memwal.embedders import get_embedder
-from memwal.producer import queued_reset
+from memwal.producer import queued_reset, queued_resets
 from memwal.queue import open_queue
-from memwal.records import Batch, Producer, Reset, decode_batch, encode_batch, UndecodableBatch
+from memwal.records import Batch, Producer, Reset, encode_batch
 
 
 def reset_status(settings: Settings) -> dict[str, Any]:
@@ -33,15 +33,8 @@ def reset_status(settings: Settings) -> dict[str, Any]:
     if settings.queue_path.exists():
         queue = open_queue(settings.queue_path)
         try:
-            for position, data in queue.pending_rows(max_bytes=4096):
-                try:
-                    batch = decode_batch(data)
-                except UndecodableBatch:
-                    continue
-                for raw in batch.raw_items:
-                    if isinstance(raw, dict) and raw.get("kind") == "reset":
-                        queued.append({"position": position, "name": raw.get("name"),
-                                       "fingerprint": raw.get("fingerprint"), "dim": raw.get("dim")})
+            queued = [{"position": position, "name": r.name, "fingerprint": r.fingerprint, "dim": r.dim}
+                      for position, r in queued_resets(queue)]
         finally:
             queue.close()
     return {
@@ -68,4 +61,4 @@ def enqueue_reset(settings: Settings) -> tuple[str, Reset]:
     return batch.id, reset
 
 
-__all__ = ["reset_status", "enqueue_reset", "queued_reset"]
+__all__ = ["reset_status", "enqueue_reset", "queued_reset", "queued_resets"]

@@ -3,10 +3,11 @@
 Usage: python crash_producer.py HOME LOG SEED BATCHES [SLEEP] [BAD_RATIO]
 
 Every item's vector encodes (producer seed, batch number, item number), so the test can tell which
-enqueued version of a key ended up in the index. About one item in ten is from another model and
-must be dead-lettered. The log gets `intent <batch_id> <n_items>` before the enqueue and
-`done <batch_id> <position> <n_items> <n_bad> <seed> <batch_no> <key=item_no,...>` after it
-returns, the last part naming, per key written with the good model, the last item that wrote it.
+enqueued version of a key ended up in the index. A fraction of items (BAD_RATIO) use model B
+(hash-384-b) instead of A (hash-384). The log gets, before the enqueue,
+`intent <batch_id> <n_items> <n_b> <seed> <batch_no> <A key=item_no,...> <B key=item_no,...>`
+(per key and model, the last item that wrote it; `-` for none) and `done <batch_id> <position>`
+once the enqueue returned, so a batch whose `done` was lost to a SIGKILL is still accounted for.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ def vector_for(seed: int, batch_no: int, item_no: int, dim: int = 384) -> np.nda
     return vector / np.linalg.norm(vector) if vector.any() else vector + 1 / np.sqrt(dim)
 
 
+def _pairs(last: dict[int, int]) -> str:
+    return ",".join(f"{k}={i}" for k, i in sorted(last.items())) or "-"
+
+
 def main() -> None:
     home, log_path, seed, batches = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.01
@@ -43,22 +48,22 @@ def main() -> None:
     producer = Producer("crash-test", os.getpid(), f"crash_producer {seed}")
     with open(log_path, "a", buffering=1) as log:
         for batch_no in range(batches):
-            items, n_bad, last_good = [], 0, {}
+            items, n_bad, last_good, last_bad = [], 0, {}, {}
             for item_no in range(rng.randint(5, 30)):
                 key_no = rng.randrange(KEYS)
                 model = bad if rng.random() < bad_ratio else good
                 n_bad += model is bad
-                if model is good:
-                    last_good[key_no] = item_no
+                (last_good if model is good else last_bad)[key_no] = item_no
                 items.append(Upsert(
                     key=ChunkKey("crash", f"/keys/{key_no}.md", f"{key_no:064x}", 1), end_line=1,
                     heading_path=(), content=f"key {key_no}", tags=(), fingerprint=model.fingerprint,
                     dim=384, vector=to_bytes(vector_for(seed, batch_no + 1, item_no + 1))))
             batch = Batch(items=tuple(items), producer=producer)
-            log.write(f"intent {batch.id} {len(items)}\n")
+            log.write(f"intent {batch.id} {len(items)} {n_bad} {seed} {batch_no} "
+                      f"{_pairs(last_good)} {_pairs(last_bad)}\n")
+            os.fsync(log.fileno())
             position = queue.put(encode_batch(batch))
-            written = ",".join(f"{k}={i}" for k, i in sorted(last_good.items())) or "-"
-            log.write(f"done {batch.id} {position} {len(items)} {n_bad} {seed} {batch_no} {written}\n")
+            log.write(f"done {batch.id} {position}\n")
             os.fsync(log.fileno())
             time.sleep(pause * rng.random())
 

@@ -29,6 +29,12 @@ from memwal.store import DeadLetter, LedgerEntry
 from memwal.vectors import VectorError, check_vector
 
 
+# Errors that come from an item's data, not from the environment: the item is dead-lettered.
+# (OperationalError — locked, disk full, I/O — is the environment: the batch stays in flight.)
+DATA_ERRORS = (ValueError, TypeError, OverflowError, KeyError, store.IntegrityError, store.DataError,
+               store.InterfaceError)
+
+
 @dataclass(frozen=True)
 class BatchOutcome:
     """What happened to one delivered batch."""
@@ -104,6 +110,16 @@ class Committer:
         return BatchOutcome(ledger_id, delivery.position, 1, 0, 1, 0)
 
     def _apply_batch(self, delivery: Delivery, batch: DecodedBatch) -> BatchOutcome:
+        try:
+            return self._apply_items(delivery, batch, careful=False)
+        except DATA_ERRORS:
+            # An item failed in a way the checks did not foresee; the transaction was rolled
+            # back. Apply the batch again item by item, each in a savepoint, so that only the
+            # failing items become dead letters and the queue never stalls on a poison batch.
+            # (Not the fast path: a savepoint per item makes FTS5 flush per item.)
+            return self._apply_items(delivery, batch, careful=True)
+
+    def _apply_items(self, delivery: Delivery, batch: DecodedBatch, careful: bool) -> BatchOutcome:
         with self._transaction():
             if store.in_ledger(self.conn, batch.id):
                 return BatchOutcome(batch.id, delivery.position, len(batch.raw_items), 0, 0, 0,
@@ -111,7 +127,10 @@ class Committer:
             counts = _Counts()
             applier = _ItemApplier(self.conn, batch, delivery.position, counts)
             for index, raw in enumerate(batch.raw_items):
-                applier.apply(index, raw)
+                if careful:
+                    applier.apply_guarded(index, raw)
+                else:
+                    applier.apply(index, raw)
             if batch.replays:
                 # The audit trail of a replay is written by the committer, in the same
                 # transaction as the replayed items: never by the replaying process.
@@ -180,6 +199,20 @@ class _ItemApplier:
         self.counts = counts
         self.active = store.active_model(conn)
         self.stale_files: set[tuple[str, str]] = set()
+
+    def apply_guarded(self, index: int, raw: object) -> None:
+        """`apply` inside a savepoint: an item that fails to apply becomes an `apply_error`."""
+        before = (self.counts.committed, self.counts.dead_lettered, self.counts.skipped,
+                  self.active, set(self.stale_files))
+        self.conn.execute("SAVEPOINT item")
+        try:
+            self.apply(index, raw)
+        except DATA_ERRORS as exc:
+            self.conn.execute("ROLLBACK TO item")
+            (self.counts.committed, self.counts.dead_lettered, self.counts.skipped,
+             self.active, self.stale_files) = before
+            self._dead_letter(index, raw, "apply_error", f"{type(exc).__name__}: {exc}")
+        self.conn.execute("RELEASE item")
 
     def apply(self, index: int, raw: object) -> None:
         try:

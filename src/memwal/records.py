@@ -20,6 +20,9 @@ import msgpack
 
 WIRE_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+# SQLite integers are signed 64-bit; anything outside would fail at the INSERT, not here.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+MAX_DIM = 8192
 
 
 class ChunkKey(NamedTuple):
@@ -197,13 +200,17 @@ def decode_batch(data: bytes) -> DecodedBatch:
         raise UndecodableBatch("undecodable", "the batch has no id")
     if not isinstance(items, list):
         raise UndecodableBatch("undecodable", "the batch has no item list")
-    if not isinstance(enqueued_at, (int, float)) or isinstance(enqueued_at, bool):
-        raise UndecodableBatch("undecodable", "the batch has no enqueue time")
+    if not isinstance(enqueued_at, (int, float)) or isinstance(enqueued_at, bool) \
+            or not -1e15 < enqueued_at < 1e15:
+        raise UndecodableBatch("undecodable", "the batch has no valid enqueue time")
     if not isinstance(producer, dict):
         producer = {}
+    # Only plain text and numbers: the producer is stored as JSON in the ledger.
+    producer = {str(k): v for k, v in producer.items()
+                if isinstance(v, (str, float)) or isinstance(v, int) and INT_MIN <= v <= INT_MAX}
     replays = wire.get("replays", [])
     if not isinstance(replays, list) or not all(
-            isinstance(r, int) and not isinstance(r, bool) for r in replays):
+            isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= INT_MAX for r in replays):
         raise UndecodableBatch("undecodable", "'replays' should be a list of dead-letter ids")
     return DecodedBatch(version, batch_id, producer, float(enqueued_at), tuple(items), tuple(replays))
 
@@ -213,6 +220,13 @@ def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise MalformedItem(f"field {name!r} should be {expected}, got {type(value).__name__}")
+    return value
+
+
+def _int(raw: dict[str, Any], name: str, low: int = INT_MIN, high: int = INT_MAX) -> int:
+    value = _field(raw, name, int)
+    if not low <= value <= high:
+        raise MalformedItem(f"field {name!r} = {value} is outside {low}..{high}")
     return value
 
 
@@ -229,8 +243,8 @@ def parse_item(raw: Any) -> Item:
         raise MalformedItem(f"an item is a map, got {type(raw).__name__}")
     kind = raw.get("kind")
     if kind == "upsert":
-        start_line = _field(raw, "start_line", int)
-        end_line = _field(raw, "end_line", int)
+        start_line = _int(raw, "start_line", 1)
+        end_line = _int(raw, "end_line", 1)
         if start_line < 1 or end_line < start_line:
             raise MalformedItem(f"bad line range {start_line}-{end_line}")
         return Upsert(
@@ -241,26 +255,25 @@ def parse_item(raw: Any) -> Item:
             content=_field(raw, "content", str),
             tags=_str_list(raw, "tags"),
             fingerprint=_field(raw, "fingerprint", str),
-            dim=_field(raw, "dim", int),
+            dim=_int(raw, "dim", 1, MAX_DIM),
             vector=_field(raw, "vector", bytes),
         )
     if kind == "file":
         keys = _field(raw, "keys", list)
         if not all(isinstance(k, list) and len(k) == 2 and isinstance(k[0], str)
-                   and isinstance(k[1], int) and not isinstance(k[1], bool) for k in keys):
+                   and isinstance(k[1], int) and not isinstance(k[1], bool)
+                   and 1 <= k[1] <= INT_MAX for k in keys):
             raise MalformedItem("field 'keys' should be a list of [content_hash, start_line]")
         return FileSnapshot(
             namespace=_field(raw, "namespace", str),
             source_file=_field(raw, "source_file", str),
             digest=_field(raw, "digest", str),
-            size=_field(raw, "size", int),
-            mtime_ns=_field(raw, "mtime_ns", int),
+            size=_int(raw, "size", 0),
+            mtime_ns=_int(raw, "mtime_ns"),
             keys=tuple((k[0], k[1]) for k in keys),
         )
     if kind == "reset":
-        dim = _field(raw, "dim", int)
-        if dim <= 0:
-            raise MalformedItem(f"bad dimension {dim}")
+        dim = _int(raw, "dim", 1, MAX_DIM)
         return Reset(_field(raw, "fingerprint", str), _field(raw, "name", str), dim)
     raise MalformedItem(f"unknown item kind {kind!r}")
 
@@ -274,6 +287,8 @@ def describe_item(raw: Any) -> dict[str, Any]:
                        ("content_hash", str), ("start_line", int), ("fingerprint", str)):
         value = raw.get(name)
         if isinstance(value, kind) and not isinstance(value, bool):
+            if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+                continue
             out[name] = value
     return out
 

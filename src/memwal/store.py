@@ -27,6 +27,9 @@ VECTOR_TABLE = "chunk_vectors"
 Connection = sqlean.Connection
 DatabaseError = sqlean.DatabaseError
 OperationalError = sqlean.OperationalError
+IntegrityError = sqlean.IntegrityError
+DataError = sqlean.DataError
+InterfaceError = sqlean.InterfaceError
 
 
 class SchemaTooNew(Exception):
@@ -308,7 +311,7 @@ def add_ledger_entry(conn: Connection, entry: LedgerEntry) -> None:
     conn.execute(
         "INSERT INTO ledger (batch_id, position, producer, enqueued_at, committed_at, received, "
         "committed, dead_lettered, skipped) VALUES (?,?,?,?,?,?,?,?,?)",
-        (entry.batch_id, entry.position, json.dumps(entry.producer, sort_keys=True),
+        (entry.batch_id, entry.position, json.dumps(entry.producer, sort_keys=True, default=repr),
          entry.enqueued_at, time.time(), entry.received, entry.committed, entry.dead_lettered,
          entry.skipped),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from pathlib import Path
 from typing import Annotated, Any, Callable, Mapping, Optional, TypeVar
 
@@ -42,7 +43,7 @@ def guarded(command: F) -> F:
             output.fail(str(exc), output.EXIT_USAGE)
         except CommitterBusy as exc:
             output.fail(f"{exc}; stop it first, or let it do the work", output.EXIT_BUSY)
-        except OperationalError as exc:
+        except (OperationalError, sqlite3.OperationalError) as exc:
             output.fail(f"SQLite: {exc}. Is another program holding the index or queue file "
                         "locked, or is the disk full or read-only?", output.EXIT_FAILED)
         except PermissionError as exc:

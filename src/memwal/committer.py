@@ -22,7 +22,7 @@ from memwal.fingerprint import ModelInfo, name_of
 from memwal.lock import CommitterLock
 from memwal.queue import Delivery, HueyQueue, WriteAheadQueue, open_queue
 from memwal.records import (
-    DecodedBatch, FileSnapshot, MalformedItem, Reset, UndecodableBatch, Upsert, decode_batch,
+    ChunkKey, DecodedBatch, FileSnapshot, MalformedItem, Reset, UndecodableBatch, Upsert, decode_batch,
     describe_item, pack_item, parse_item,
 )
 from memwal.store import DeadLetter, LedgerEntry
@@ -131,6 +131,7 @@ class Committer:
                     applier.apply_guarded(index, raw)
                 else:
                     applier.apply(index, raw)
+            applier.flush()
             if batch.replays:
                 # The audit trail of a replay is written by the committer, in the same
                 # transaction as the replayed items: never by the replaying process.
@@ -199,6 +200,10 @@ class _ItemApplier:
         self.counts = counts
         self.active = store.active_model(conn)
         self.stale_files: set[tuple[str, str]] = set()
+        # Checked upserts not yet written: a run of them is written with a few executemany
+        # calls. Flushed before any other item, so no item sees a state per-item application
+        # would not have left. A repeated key keeps its first place and its last version.
+        self.pending: dict[ChunkKey, Upsert] = {}
 
     def apply_guarded(self, index: int, raw: object) -> None:
         """`apply` inside a savepoint: an item that fails to apply becomes an `apply_error`."""
@@ -207,6 +212,7 @@ class _ItemApplier:
         self.conn.execute("SAVEPOINT item")
         try:
             self.apply(index, raw)
+            self.flush()
         except DATA_ERRORS as exc:
             self.conn.execute("ROLLBACK TO item")
             (self.counts.committed, self.counts.dead_lettered, self.counts.skipped,
@@ -221,8 +227,10 @@ class _ItemApplier:
             self._dead_letter(index, raw, "malformed", str(exc))
             return
         if isinstance(item, Upsert):
-            self._upsert(index, raw, item)
-        elif isinstance(item, FileSnapshot):
+            self._check_upsert(index, raw, item)
+            return
+        self.flush()
+        if isinstance(item, FileSnapshot):
             self._file(item)
         else:
             self._reset(item)
@@ -246,7 +254,7 @@ class _ItemApplier:
             store.create_vector_table(self.conn, model.dim)
         self.active = model
 
-    def _upsert(self, index: int, raw: object, item: Upsert) -> None:
+    def _check_upsert(self, index: int, raw: object, item: Upsert) -> None:
         key = item.key
         if (key.namespace, key.source_file) in self.stale_files:
             self.counts.skipped += 1
@@ -264,24 +272,67 @@ class _ItemApplier:
         except VectorError as exc:
             self._dead_letter(index, raw, exc.reason, str(exc))
             return
-        chunk_id = self.conn.execute(
-            "INSERT INTO chunks (namespace, source_file, content_hash, start_line, end_line, "
-            "heading_path, content, tags, fingerprint, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?) "
-            "ON CONFLICT (namespace, source_file, content_hash, start_line) DO UPDATE SET "
-            "end_line=excluded.end_line, heading_path=excluded.heading_path, "
-            "content=excluded.content, tags=excluded.tags, fingerprint=excluded.fingerprint, "
-            "batch_id=excluded.batch_id RETURNING id",
-            (key.namespace, key.source_file, key.content_hash, key.start_line, item.end_line,
-             json.dumps(list(item.heading_path), ensure_ascii=False), item.content,
-             json.dumps(list(item.tags), ensure_ascii=False), item.fingerprint, self.batch.id),
-        ).fetchone()[0]
-        # vec0 rejects INSERT OR REPLACE and ON CONFLICT: update, then insert if nothing changed.
+        self.pending[key] = item
+        self.counts.committed += 1
+
+    def flush(self) -> None:
+        """Write the pending upserts: existing keys row by row, new keys in bulk."""
+        if not self.pending:
+            return
+        items, self.pending = list(self.pending.values()), {}
+        existing = self._existing_ids(items)
+        fresh = [item for item in items if item.key not in existing]
+        for item in items:
+            if item.key in existing:
+                self._update(existing[item.key], item)
+        if not fresh:
+            return
+        # The committer is the only writer and holds BEGIN IMMEDIATE: max(id)+1… are the ids
+        # SQLite would pick, and knowing them lets vectors and FTS rows go in by executemany.
+        first = self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0]
+        ids = range(first, first + len(fresh))
+        batch_id = self.batch.id
+        self.conn.executemany(
+            "INSERT INTO chunks (id, namespace, source_file, content_hash, start_line, end_line, "
+            "heading_path, content, tags, fingerprint, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(chunk_id, item.key.namespace, item.key.source_file, item.key.content_hash,
+              item.key.start_line, item.end_line,
+              json.dumps(list(item.heading_path), ensure_ascii=False), item.content,
+              json.dumps(list(item.tags), ensure_ascii=False), item.fingerprint, batch_id)
+             for chunk_id, item in zip(ids, fresh)])
+        self.conn.executemany(
+            f"INSERT INTO {store.VECTOR_TABLE} (chunk_id, embedding) VALUES (?, ?)",
+            [(chunk_id, item.vector) for chunk_id, item in zip(ids, fresh)])
+        store.insert_fts_rows(self.conn, ids[0], ids[-1])
+
+    def _existing_ids(self, items: list[Upsert]) -> dict[ChunkKey, int]:
+        # Producers keep one file's items together: one indexed lookup per file.
+        found: dict[ChunkKey, int] = {}
+        wanted = {item.key for item in items}
+        for namespace, source_file in {(k.namespace, k.source_file) for k in wanted}:
+            for chunk_id, content_hash, start_line in self.conn.execute(
+                    "SELECT id, content_hash, start_line FROM chunks WHERE namespace=? AND "
+                    "source_file=?", (namespace, source_file)):
+                key = ChunkKey(namespace, source_file, content_hash, start_line)
+                if key in wanted:
+                    found[key] = chunk_id
+        return found
+
+    def _update(self, chunk_id: int, item: Upsert) -> None:
+        """A new version of a stored chunk: its row (FTS by trigger) and its vector."""
+        self.conn.execute(
+            "UPDATE chunks SET end_line=?, heading_path=?, content=?, tags=?, fingerprint=?, "
+            "batch_id=? WHERE id=?",
+            (item.end_line, json.dumps(list(item.heading_path), ensure_ascii=False), item.content,
+             json.dumps(list(item.tags), ensure_ascii=False), item.fingerprint, self.batch.id,
+             chunk_id))
+        # vec0 rejects INSERT OR REPLACE and ON CONFLICT: update, then insert if nothing changed
+        # (the vector was removed by a reset).
         updated = self.conn.execute(
             f"UPDATE {store.VECTOR_TABLE} SET embedding=? WHERE chunk_id=?", (item.vector, chunk_id))
         if updated.rowcount == 0:
             self.conn.execute(f"INSERT INTO {store.VECTOR_TABLE} (chunk_id, embedding) VALUES (?, ?)",
                               (chunk_id, item.vector))
-        self.counts.committed += 1
 
     def _file(self, item: FileSnapshot) -> None:
         file_key = (item.namespace, item.source_file)

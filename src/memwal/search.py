@@ -73,18 +73,26 @@ def bm25_ranking(conn: store.Connection, query: str, depth: int, namespace: str 
     return [r[0] for r in rows]
 
 
+VEC0_MAX_K = 4096  # sqlite-vec 0.1.9 refuses a larger k
+
+
 def vector_ranking(conn: store.Connection, vector: bytes, depth: int, namespace: str | None = None,
                    source_glob: str | None = None) -> list[int]:
     """Chunk ids by cosine distance, best first (vec0 is brute force in 0.1.9)."""
     if not store.has_vector_table(conn):
         return []
     where, params = _filters(namespace, source_glob)
-    # Filters apply after the KNN, so ask for more neighbours when there are filters.
-    k = depth * (20 if where else 1)
+    if where:
+        # A filter after a global KNN can miss every match; score the filtered rows instead.
+        rows = conn.execute(
+            f"SELECT c.id FROM chunks c JOIN {store.VECTOR_TABLE} v ON v.chunk_id = c.id "
+            f"WHERE c.fingerprint IS NOT NULL{where} "
+            "ORDER BY vec_distance_cosine(v.embedding, ?) LIMIT ?",
+            (*params, vector, depth)).fetchall()
+        return [r[0] for r in rows]
     rows = conn.execute(
-        f"SELECT v.chunk_id FROM (SELECT chunk_id, distance FROM {store.VECTOR_TABLE} "
-        "WHERE embedding MATCH ? AND k = ?) v JOIN chunks c ON c.id = v.chunk_id "
-        f"WHERE 1{where} ORDER BY v.distance LIMIT ?", (vector, k, *params, depth)).fetchall()
+        f"SELECT chunk_id FROM {store.VECTOR_TABLE} WHERE embedding MATCH ? AND k = ? "
+        "ORDER BY distance", (vector, min(depth, VEC0_MAX_K))).fetchall()
     return [r[0] for r in rows]
 
 
@@ -108,6 +116,8 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
         result.warnings.append("the index is empty: run `mm index PATH` first")
         return result
     try:
+        # One read transaction: a commit landing mid-search cannot change what we see.
+        conn.execute("BEGIN")
         depth = max(50, top_k * 5)
         rankings: list[tuple[Sequence[int], float]] = [
             (bm25_ranking(conn, query, depth, namespace, source_glob), settings["search.bm25_weight"])]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Callable, TypeVar
+
 from memwal.embedders import get_embedder
 from memwal.records import Batch, ChunkKey, FileSnapshot, Producer, Reset, Upsert
 from memwal.chunking import content_hash
@@ -33,3 +36,27 @@ def batch(*items, batch_id: str | None = None) -> Batch:
     if batch_id is None:
         return Batch(items=tuple(items), producer=PRODUCER)
     return Batch(items=tuple(items), producer=PRODUCER, id=batch_id)
+
+
+T = TypeVar("T")
+
+
+def poll(condition: Callable[[], T], what: str, timeout: float = 60.0, every: float = 0.1) -> T:
+    """Call `condition` until it returns something truthy; fail after `timeout` seconds.
+
+    Waiting is bounded, never timed: these machines are shared and noisy.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def ok(run):  # type: ignore[no-untyped-def]
+    """A `mm` run that succeeded: exit 0, no error line, no traceback."""
+    assert run.code == 0 and "error:" not in run.stderr and "Traceback" not in run.stderr, str(run)
+    return run

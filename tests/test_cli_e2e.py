@@ -10,40 +10,21 @@ import os
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import pytest
 
 from conftest import MM, Run, mm_command, mm_env, write_config
 from memwal.records import decode_batch
+from helpers import poll, ok
 
-T = TypeVar("T")
 
 INDEX_KEYS = {"files", "new", "unchanged", "deleted", "skipped", "records_enqueued", "batches"}
 WAIT_KEYS = {"committed", "dead_lettered"}
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
-
-
-def poll(condition: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    """Call `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def ok(run: Run) -> Run:
-    """A run that succeeded: exit 0, no error line, no traceback."""
-    assert run.code == 0 and "error:" not in run.stderr and "Traceback" not in run.stderr, str(run)
-    return run
 
 
 def index(mm: MM, *args: str | Path, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import MM, write_config
-from helpers import upsert
+from helpers import poll, upsert
 from memwal import store
 from memwal.config import load_settings
 from memwal.embedders import get_embedder
@@ -17,13 +16,6 @@ from memwal.producer import enqueue_items
 from test_crash import read_log, start_producer
 
 A, B = "hash-384", "hash-384-b"
-
-
-def wait_until(condition, timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def index_conn(home: Path):
@@ -49,18 +41,18 @@ def test_swap_with_two_live_writers_dead_letters_every_old_record_after_the_rese
     log = tmp_path / "writer-a.log"
     writer_a = start_producer(home, log, seed=7, batches=100_000, pause=0.02, bad_ratio=0.0)
     try:
-        wait_until(lambda: len(read_log(log)[0]) >= 5, what="writer A to enqueue")
+        poll(lambda: len(read_log(log)[0]) >= 5, what="writer A to enqueue")
         reset = mm("embedding-reset", "--mode", "apply-current", "--yes", "--json",
                    env={"MM_EMBEDDING_MODEL": B}).json()
         reset_position = ledger_position(home, reset["batch_id"])
         mm("index", str(notes), env={"MM_EMBEDDING_MODEL": B})  # writer B
-        wait_until(lambda: sum(b.position > reset_position for b in read_log(log)[0].values()) >= 5,
+        poll(lambda: sum(b.position > reset_position for b in read_log(log)[0].values()) >= 5,
                    what="writer A to enqueue after the reset")
     finally:
         writer_a.kill()
         writer_a.wait()
     mm("queue", "status")  # the worker drains what writer A left
-    wait_until(lambda: mm("queue", "status", "--json").json()["pending"] == 0, what="the drain")
+    poll(lambda: mm("queue", "status", "--json").json()["pending"] == 0, what="the drain")
     worker.terminate()
     assert worker.wait(timeout=10) == 0
 

@@ -8,27 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from conftest import MM, assert_doctor_ok, mm_env, write_config
+from helpers import poll
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-T = TypeVar("T")
-
-
-def poll(condition: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    """Call `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def queue_status(mm: MM) -> dict[str, Any] | None:

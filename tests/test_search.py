@@ -13,19 +13,19 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
 import pytest
 
-from conftest import MM, Run, assert_doctor_ok, mm_command, mm_env, write_config
+from conftest import MM, assert_doctor_ok, mm_command, mm_env, write_config
 from memwal.committer import committer_session
 from memwal.config import Settings
 from memwal.embedders import get_embedder
 from memwal.producer import enqueue_items
 from memwal.records import FileSnapshot
 from memwal.search import search as library_search
+from helpers import poll, ok
 
-T = TypeVar("T")
 
 HIT_KEYS = {"rank", "score", "namespace", "source_file", "start_line", "end_line", "heading_path",
             "content", "chunk_id"}
@@ -130,24 +130,6 @@ rows by the shed; the robin followed the fork the whole time.
 """
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def poll(condition: Callable[[], T], what: str, timeout: float = 60.0, every: float = 0.1) -> T:
-    """Call `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-
-
-def ok(run: Run) -> Run:
-    """A run that succeeded: exit 0, no error line, no traceback."""
-    assert run.code == 0 and "error:" not in run.stderr and "Traceback" not in run.stderr, str(run)
-    return run
 
 
 def search(mm: MM, query: str, *options: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:

@@ -218,14 +218,24 @@ def config_show(json_out: JsonOption = False, home: HomeOption = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: map every outcome to an exit code, never a traceback for bad input.
 
-    Typer's standalone mode turns usage errors into exit 2 with a message; `guarded` turns the
-    errors a user can cause, and Ctrl-C (130), into their documented codes.
+    Not typer's standalone mode: it turns a Ctrl-C that lands outside a command body into
+    "Aborted!" and exit 1, where scripts expect 130. typer vendors its own click, so its
+    exceptions are recognised by shape (`exit_code`, `show`), not by class.
     """
     try:
-        app(args=argv, prog_name="mm")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return output.EXIT_OK
+        code = app(args=argv, prog_name="mm", standalone_mode=False)
+    except KeyboardInterrupt:
+        output.info("interrupted")
+        return output.EXIT_INTERRUPTED
+    except Exception as exc:
+        if type(exc).__name__ == "Abort":  # raised for Ctrl-C / EOF at a prompt
+            output.info("interrupted")
+            return output.EXIT_INTERRUPTED
+        if hasattr(exc, "exit_code") and hasattr(exc, "show"):  # click's UsageError and kin
+            exc.show()
+            return int(exc.exit_code)
+        raise
+    return code if isinstance(code, int) else output.EXIT_OK
 
 
 def run() -> Any:  # pragma: no cover - console script shim

@@ -95,7 +95,8 @@ def check_committed_exactly_once(home: Path, logs: list[Path], seed: int,
         # A batch killed between its enqueue and its `done` line may be committed: count it too.
         applied = {batch_id: batch for batch_id, batch in intents.items() if batch_id in ledger}
         unknown = set(ledger) - set(intents)
-        assert len(unknown) <= (1 if reset_position is not None else 0), \
+        # The initial reset to A, and the reset to B midway if any.
+        assert len(unknown) <= (2 if reset_position is not None else 1), \
             f"seed {seed}: batches in the ledger that no producer logged: {sorted(unknown)[:3]}"
         for batch in applied.values():
             received, committed, dead, skipped, position = ledger[batch.id]
@@ -159,6 +160,11 @@ def run_storm(tmp_path: Path, seed: int, kills: int, batches: int, producer_kill
         logs.append(log)
         producers.append(start_producer(home, log, seed * 100 + len(logs), batches, pause=0.05))
 
+    # The index starts on model A. Without this, an empty index would adopt the model of whichever
+    # upsert commits first, and one producer item in ten is model B.
+    subprocess.run(mm_command("embedding-reset", "--mode", "apply-current", "--yes", "--no-wait",
+                              "--home", str(home)), env=mm_env({"MM_EMBEDDING_MODEL": "hash-384"}),
+                   check=True, capture_output=True, timeout=60)
     for _ in range(4):
         spawn()
     reset_id = None

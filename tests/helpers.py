@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from memwal.embedders import get_embedder
@@ -60,3 +62,15 @@ def ok(run):  # type: ignore[no-untyped-def]
     """A `mm` run that succeeded: exit 0, no error line, no traceback."""
     assert run.code == 0 and "error:" not in run.stderr and "Traceback" not in run.stderr, str(run)
     return run
+
+
+def queue_rows(home: Path, table: str = "task") -> list[bytes]:
+    """The raw messages in the queue file, in queue order: all of them (`task`, pending and in
+    flight) or only those leased by a committer (`inflight`)."""
+    conn = sqlite3.connect(f"file:{home / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
+    query = {"task": "SELECT data FROM task ORDER BY id",
+             "inflight": "SELECT t.data FROM task t JOIN inflight i USING (id) ORDER BY t.id"}[table]
+    try:
+        return [bytes(data) for (data,) in conn.execute(query)]
+    finally:
+        conn.close()

@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings as hypothesis_settings, strategies as st
 
 from conftest import MM, Run, mm_command, mm_env, write_config
-from helpers import PRODUCER, batch, upsert
+from helpers import PRODUCER, batch, queue_rows, upsert
 from memwal import store
 from memwal.chunking import content_hash
 from memwal.committer import committer_session
@@ -90,14 +90,6 @@ def ledger_total(status: dict[str, Any]) -> int:
     """Items the ledger accounts for: committed + dead-lettered + skipped."""
     ledger = status["ledger"]
     return ledger["committed"] + ledger["dead_lettered"] + ledger["skipped"]
-
-
-def queue_rows(home: Path, table: str = "task") -> list[bytes]:
-    conn = sqlite3.connect(f"file:{home / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
-    try:
-        return [bytes(data) for (data,) in conn.execute(f"SELECT data FROM {table} ORDER BY id")]
-    finally:
-        conn.close()
 
 
 def insert_rows(home: Path, rows: list[bytes]) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import MM, Run, mm_command, mm_env, write_config
 from memwal.records import decode_batch
-from helpers import poll, ok
+from helpers import ok, poll, queue_rows
 
 
 INDEX_KEYS = {"files", "new", "unchanged", "deleted", "skipped", "records_enqueued", "batches"}
@@ -100,15 +100,6 @@ def indexed(mm: MM, notes: Path) -> dict[str, Any]:
     report = index(mm, notes)
     assert report["committed"] > 0, report
     return report
-
-
-def queue_rows(home: Path, table: str = "task") -> list[bytes]:
-    """The raw messages in the queue file's `task` (pending) or `inflight` table, in queue order."""
-    conn = sqlite3.connect(f"file:{home / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
-    try:
-        return [bytes(data) for (data,) in conn.execute(f"SELECT data FROM {table} ORDER BY id")]
-    finally:
-        conn.close()
 
 
 def hit_files(hits: list[dict[str, Any]]) -> list[str]:

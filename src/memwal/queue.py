@@ -2,9 +2,10 @@
 
 huey 3.5.4's `SqliteStorage.dequeue` deletes a row before the task runs, so a consumer killed
 mid-task loses it, and huey has no acknowledgement. `InFlightSqliteStorage` changes exactly the
-verbs that must change: `dequeue` moves the row into an `inflight` table (same id, so the same
-queue position), `acknowledge` deletes it once the batch is committed, and `recover` puts every
-in-flight row back at its original position when a new committer starts.
+verbs that must change: `take`/`dequeue` leases the first message (its id goes into `inflight`;
+the row stays in `task`, at its queue position), `acknowledge` deletes row and lease once the
+batch is committed, and `recover` drops the leases when a new committer starts, so every message
+that was in flight is pending again at its original position.
 
 The committer talks to the `WriteAheadQueue` protocol, not to huey, so another backend can slot in.
 """
@@ -55,17 +56,36 @@ class MsgpackSerializer(Serializer):
 
 
 class InFlightSqliteStorage(SqliteStorage):
-    """huey's SQLite storage with at-least-once delivery: dequeue → in flight → acknowledge."""
+    """huey's SQLite storage with at-least-once delivery: taken → leased → acknowledged.
+
+    A taken message stays in `task`, at its place; `take` only records its id in `inflight` (a
+    lease: the bytes are not copied, which was a third of the queue's cost per batch), a leased
+    message is not handed out again, `acknowledge` deletes the row and its lease in one
+    transaction once the batch is committed, and `recover` drops the leases, which leaves every
+    message exactly where it was in the queue.
+    """
 
     table_inflight = (
         "create table if not exists inflight ("
-        "id integer not null primary key, queue text not null, data blob not null, "
-        "priority real not null default 0.0, taken_at real not null)"
+        "id integer not null primary key, queue text not null, taken_at real not null)"
     )
+    _unleased = "queue = ? and id not in (select id from inflight)"
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         self.ddl = list(self.ddl) + [self.table_inflight]
         super().__init__(*args, **kwargs)
+        self._upgrade_inflight()
+
+    def _upgrade_inflight(self) -> None:
+        # Queue files from before leases kept a copy of each in-flight message in `inflight`.
+        columns = {row[1] for row in self.sql("pragma table_info(inflight)", results=True)}
+        if "data" not in columns:
+            return
+        with self.db(commit=True) as cursor:
+            cursor.execute("insert or ignore into task (id, queue, data, priority) "
+                           "select id, queue, data, priority from inflight")
+            cursor.execute("drop table inflight")
+            cursor.execute(self.table_inflight)
 
     def enqueue(self, data: bytes, priority: float | None = None) -> int:  # type: ignore[override]
         """Insert and commit (durable: synchronous=FULL); return the queue position."""
@@ -75,19 +95,19 @@ class InFlightSqliteStorage(SqliteStorage):
             return int(cursor.lastrowid)
 
     def take(self) -> Delivery | None:
-        """Move the first pending message into flight and return it."""
-        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
+        """Lease the first pending message and return it."""
+        if not self.sql(f"select 1 from task where {self._unleased} limit 1", (self.name,),
+                        results=True):
             return None
         with self.db(commit=True) as cursor:
-            cursor.execute("select id, data, priority from task where queue = ? "
+            cursor.execute(f"select id, data from task where {self._unleased} "
                            "order by priority desc, id limit 1", (self.name,))
             row = cursor.fetchone()
             if row is None:
                 return None
-            position, data, priority = row
-            cursor.execute("insert into inflight (id, queue, data, priority, taken_at) "
-                           "values (?, ?, ?, ?, ?)", (position, self.name, data, priority, time.time()))
-            cursor.execute("delete from task where id = ?", (position,))
+            position, data = row
+            cursor.execute("insert into inflight (id, queue, taken_at) values (?, ?, ?)",
+                           (position, self.name, time.time()))
             return Delivery(int(position), bytes(data))
 
     def dequeue(self) -> bytes | None:
@@ -95,16 +115,19 @@ class InFlightSqliteStorage(SqliteStorage):
         return None if delivery is None else delivery.data
 
     def acknowledge(self, position: int) -> None:
-        self.sql("delete from inflight where id = ?", (position,), commit=True)
+        with self.db(commit=True) as cursor:
+            cursor.execute("delete from task where id = ?", (position,))
+            cursor.execute("delete from inflight where id = ?", (position,))
 
     def recover(self) -> int:
-        """Put every in-flight message back at its original position; return how many."""
+        """Release every lease: those messages are pending again, at their place. Return how many."""
         with self.db(commit=True) as cursor:
-            cursor.execute("insert into task (id, queue, data, priority) "
-                           "select id, queue, data, priority from inflight where queue = ?",
-                           (self.name,))
             cursor.execute("delete from inflight where queue = ?", (self.name,))
             return int(cursor.rowcount)
+
+    def queue_size(self) -> int:
+        return self.sql(f"select count(*) from task where {self._unleased}", (self.name,),
+                        results=True)[0][0]
 
     def inflight_size(self) -> int:
         return self.sql("select count(*) from inflight where queue = ?", (self.name,),
@@ -112,11 +135,10 @@ class InFlightSqliteStorage(SqliteStorage):
 
     def pending_rows(self, max_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(position, data) of pending and in-flight messages in queue order, optionally small ones."""
-        query = ("select id, data from (select id, data from task where queue = ? union all "
-                 "select id, data from inflight where queue = ?)")
-        params: tuple[object, ...] = (self.name, self.name)
+        query = "select id, data from task where queue = ?"
+        params: tuple[object, ...] = (self.name,)
         if max_bytes is not None:
-            query += " where length(data) <= ?"
+            query += " and length(data) <= ?"
             params += (max_bytes,)
         for position, data in self.sql(query + " order by id", params, results=True):
             yield int(position), bytes(data)
@@ -178,10 +200,11 @@ def queue_counts(path: Path) -> tuple[int, int]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         tables = {name for (name,) in conn.execute("select name from sqlite_master where type='table'")}
-        pending = conn.execute("select count(*) from task where queue=?", (QUEUE_NAME,)).fetchone()[0] \
-            if "task" in tables else 0
-        inflight = conn.execute("select count(*) from inflight where queue=?", (QUEUE_NAME,)).fetchone()[0] \
-            if "inflight" in tables else 0
-        return int(pending), int(inflight)
+        if "task" not in tables:
+            return 0, 0
+        queued = conn.execute("select count(*) from task where queue=?", (QUEUE_NAME,)).fetchone()[0]
+        inflight = conn.execute("select count(*) from inflight where queue=?", (QUEUE_NAME,)
+                                ).fetchone()[0] if "inflight" in tables else 0
+        return int(queued) - int(inflight), int(inflight)
     finally:
         conn.close()

@@ -405,7 +405,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
     conn: store.Connection | None = None
     try:
         conn = store.open_for_write(settings.index_path)
-        queue = open_queue(settings.queue_path)
+        queue = open_queue(settings.queue_path, durable=False)
         queue.recover()
         yield Committer(conn, queue)
     finally:

@@ -71,10 +71,18 @@ class InFlightSqliteStorage(SqliteStorage):
     )
     _unleased = "queue = ? and id not in (select id from inflight)"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, synchronous: str = "FULL", **kwargs: object) -> None:
+        # huey's fsync=False means synchronous=OFF, which can corrupt a WAL file on power loss;
+        # NORMAL cannot, so the level is set here instead (FULL or NORMAL).
+        self._synchronous = synchronous
         self.ddl = list(self.ddl) + [self.table_inflight]
         super().__init__(*args, **kwargs)
         self._upgrade_inflight()
+
+    def _create_connection(self):  # type: ignore[no-untyped-def]
+        conn = super()._create_connection()
+        conn.execute(f"pragma synchronous={self._synchronous}")
+        return conn
 
     def _upgrade_inflight(self) -> None:
         # Queue files from before leases kept a copy of each in-flight message in `inflight`.
@@ -147,7 +155,7 @@ class InFlightSqliteStorage(SqliteStorage):
 class HueyQueue:
     """The WriteAheadQueue on huey's SQLite storage."""
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, timeout: float = 30.0, durable: bool = True) -> None:
         self.path = path
         self.huey = Huey(
             QUEUE_NAME,
@@ -156,7 +164,7 @@ class HueyQueue:
             storage_class=InFlightSqliteStorage,
             filename=str(path),
             strict_fifo=True,
-            fsync=True,
+            synchronous="FULL" if durable else "NORMAL",
             timeout=timeout,
         )
         self.storage: InFlightSqliteStorage = self.huey.storage
@@ -186,9 +194,15 @@ class HueyQueue:
         self.storage.close()
 
 
-def open_queue(path: Path) -> HueyQueue:
-    """Open (creating if needed) the queue file."""
-    return HueyQueue(path)
+def open_queue(path: Path, durable: bool = True) -> HueyQueue:
+    """Open (creating if needed) the queue file.
+
+    `durable=False` (synchronous=NORMAL: no fsync per commit, still corruption-safe) is for the committer only: its
+    writes to the queue are leases and acknowledgements, and losing either to a power cut is
+    harmless (the message is pending again; a redelivery is skipped by the ledger). Enqueues
+    must be durable, and a later durable commit syncs the earlier frames of the WAL with it.
+    """
+    return HueyQueue(path, durable=durable)
 
 
 def queue_counts(path: Path) -> tuple[int, int]:

@@ -38,6 +38,7 @@ from memwal.queue import open_queue
 from memwal.records import Batch, ChunkKey, FileSnapshot, Producer, Upsert, encode_batch
 from memwal.search import bm25_ranking, fts_query, fuse, search, vector_ranking
 from memwal.vectors import to_bytes
+from benchlib import cpu_model, nproc
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -255,23 +256,6 @@ def numpy_top(matrix: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int = D
 
 
 # -- the machine and the doc ---------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def nproc() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def command_line() -> str:

@@ -22,6 +22,7 @@ import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Callable
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 
@@ -337,24 +338,25 @@ def _encloses(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
     return inner[:len(outer)] == outer
 
 
-def _merge_tiny(pieces: list[_Piece], min_chars: int, max_chars: int) -> list[_Piece]:
-    forward: list[_Piece] = []
-    for piece in pieces:
-        prev = forward[-1] if forward else None
-        if (prev is not None and prev.size < min_chars and _encloses(prev.path, piece.path)
-                and piece.b - prev.a <= max_chars):
-            forward[-1] = _Piece(prev.path, prev.a, piece.b)
-        else:
-            forward.append(piece)
+def _merge_pass(pieces: list[_Piece], min_chars: int, max_chars: int,
+                small: Callable[[_Piece, _Piece], _Piece]) -> list[_Piece]:
+    """Join each piece to the one before when `small(prev, piece)` is under min_chars, the
+    earlier one encloses the later one's heading path, and the joined text fits."""
     merged: list[_Piece] = []
-    for piece in forward:
+    for piece in pieces:
         prev = merged[-1] if merged else None
-        if (prev is not None and piece.size < min_chars and _encloses(prev.path, piece.path)
-                and piece.b - prev.a <= max_chars):
+        if (prev is not None and small(prev, piece).size < min_chars
+                and _encloses(prev.path, piece.path) and piece.b - prev.a <= max_chars):
             merged[-1] = _Piece(prev.path, prev.a, piece.b)
         else:
             merged.append(piece)
     return merged
+
+
+def _merge_tiny(pieces: list[_Piece], min_chars: int, max_chars: int) -> list[_Piece]:
+    # Forward: a tiny piece absorbs the next; backward: a still-tiny piece joins the previous.
+    forward = _merge_pass(pieces, min_chars, max_chars, lambda prev, piece: prev)
+    return _merge_pass(forward, min_chars, max_chars, lambda prev, piece: piece)
 
 
 def _to_chunks(doc: _Doc, pieces: list[_Piece], tags: tuple[str, ...]) -> list[Chunk]:

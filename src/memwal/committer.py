@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from memwal import store
@@ -57,7 +57,6 @@ class DrainStats:
     committed: int = 0
     dead_lettered: int = 0
     skipped: int = 0
-    outcomes: list[BatchOutcome] = field(default_factory=list)
 
     def add(self, outcome: BatchOutcome) -> None:
         if outcome.duplicate:
@@ -147,9 +146,13 @@ class Committer:
     # -- loops -------------------------------------------------------------------------------
 
     def drain(self, should_stop: Callable[[], bool] = lambda: False,
-              on_batch: Callable[[BatchOutcome], None] | None = None) -> DrainStats:
-        """Apply batches until the queue is empty or `should_stop()` says so (checked per batch)."""
-        stats = DrainStats()
+              on_batch: Callable[[BatchOutcome], None] | None = None,
+              stats: DrainStats | None = None) -> DrainStats:
+        """Apply batches until the queue is empty or `should_stop()` says so (checked per batch).
+
+        Totals are added to `stats` if given, else to a new DrainStats.
+        """
+        stats = DrainStats() if stats is None else stats
         while not should_stop():
             delivery = self.queue.take()
             if delivery is None:
@@ -165,12 +168,7 @@ class Committer:
         """Apply batches as they arrive until `stop` is set; idle waits are `poll_interval` long."""
         total = DrainStats()
         while not stop.is_set():
-            stats = self.drain(stop.is_set, on_batch)
-            total.batches += stats.batches
-            total.duplicates += stats.duplicates
-            total.committed += stats.committed
-            total.dead_lettered += stats.dead_lettered
-            total.skipped += stats.skipped
+            self.drain(stop.is_set, on_batch, total)
             if not stop.is_set():
                 stop.wait(poll_interval)
         return total

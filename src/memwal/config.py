@@ -135,16 +135,6 @@ class Settings:
     def model(self) -> str:
         return self.values["embedding.model"]
 
-    def with_values(self, **overrides: Any) -> "Settings":
-        """A copy with dotted keys (underscored: embedding__model) overridden by a caller."""
-        values = dict(self.values)
-        sources = dict(self.sources)
-        for name, value in overrides.items():
-            key = name.replace("__", ".")
-            values[key] = _parse(OPTIONS_BY_KEY[key], value, "override")
-            sources[key] = "override"
-        return Settings(self.home, self.home_source, values, sources)
-
     def describe(self) -> dict[str, Any]:
         """The configuration as `mm config show --json` prints it."""
         return {

@@ -15,7 +15,7 @@ import numpy as np
 
 from memwal import store
 from memwal.config import Settings, ensure_home
-from memwal.embedders import get_embedder
+from memwal.embedders import configured_embedder
 from memwal.lock import CommitterLock
 from memwal.queue import open_queue
 from memwal.records import Batch, MalformedItem, Producer, Upsert, encode_batch, parse_item, unpack_item
@@ -184,7 +184,7 @@ def replay(settings: Settings, selection: Selection, *, reembed: bool = False, a
         if already and not again:
             raise DeadLetterError(f"dead letter(s) {', '.join(map(str, already))} were already "
                                   "replayed: add --again to replay them once more")
-    embedder = get_embedder(settings.model) if reembed else None
+    embedder = configured_embedder(settings) if reembed else None
     items: list[tuple[int, Upsert]] = []
     not_replayable: list[tuple[int, str]] = []
     for row in rows:

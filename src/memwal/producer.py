@@ -20,7 +20,7 @@ from memwal.chunking import Chunk, chunk_text, is_markdown
 from memwal.committer import committer_session
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
-from memwal.embedders import Embedder, get_embedder
+from memwal.embedders import Embedder, configured_embedder
 from memwal.fingerprint import ModelInfo
 from memwal.lock import CommitterLock
 from memwal.queue import HueyQueue, open_queue
@@ -383,7 +383,7 @@ def index_paths(
     """
     ensure_home(settings.home)
     namespace = namespace or settings["index.namespace"]
-    embedder = embedder or get_embedder(settings.model)
+    embedder = embedder or configured_embedder(settings)
     roots = [Path(p).expanduser().absolute().resolve() for p in paths]
     report = IndexReport()
     queue = open_queue(settings.queue_path)

@@ -10,15 +10,15 @@ from typing import Any
 
 from memwal import store
 from memwal.config import Settings, ensure_home
-from memwal.embedders import get_embedder
-from memwal.producer import queued_reset, queued_resets
+from memwal.embedders import configured_embedder
+from memwal.producer import queued_resets
 from memwal.queue import open_queue
 from memwal.records import Batch, Producer, Reset, encode_batch
 
 
 def reset_status(settings: Settings) -> dict[str, Any]:
     """Active vs configured model, queued resets, and chunks lacking a vector of the active model."""
-    embedder = get_embedder(settings.model)
+    embedder = configured_embedder(settings)
     conn = store.open_for_read(settings.index_path)
     try:
         active = store.active_model(conn)
@@ -50,7 +50,7 @@ def reset_status(settings: Settings) -> dict[str, Any]:
 def enqueue_reset(settings: Settings) -> tuple[str, Reset]:
     """Enqueue a reset to the configured model; return its batch id and the reset."""
     ensure_home(settings.home)
-    embedder = get_embedder(settings.model)
+    embedder = configured_embedder(settings)
     reset = Reset(embedder.fingerprint, embedder.name, embedder.dim)
     batch = Batch(items=(reset,), producer=Producer.current("mm embedding-reset"))
     queue = open_queue(settings.queue_path)
@@ -61,4 +61,3 @@ def enqueue_reset(settings: Settings) -> tuple[str, Reset]:
     return batch.id, reset
 
 
-__all__ = ["reset_status", "enqueue_reset", "queued_reset", "queued_resets"]

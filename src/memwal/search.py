@@ -12,7 +12,7 @@ from typing import Sequence
 
 from memwal import store
 from memwal.config import Settings
-from memwal.embedders import Embedder, get_embedder
+from memwal.embedders import Embedder, configured_embedder
 from memwal.vectors import to_bytes
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -122,7 +122,7 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
         rankings: list[tuple[Sequence[int], float]] = [
             (bm25_ranking(conn, query, depth, namespace, source_glob), settings["search.bm25_weight"])]
         active = store.active_model(conn)
-        embedder = embedder or get_embedder(settings.model)
+        embedder = embedder or configured_embedder(settings)
         if active is None:
             pass
         elif active.fingerprint != embedder.fingerprint:

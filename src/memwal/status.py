@@ -48,9 +48,9 @@ def _size(path) -> int:  # type: ignore[no-untyped-def]
 
 def index_status(settings: Settings) -> dict[str, Any]:
     """The `mm status --json` document."""
-    from memwal.embedders import get_embedder
+    from memwal.embedders import configured_embedder
 
-    embedder = get_embedder(settings.model)
+    embedder = configured_embedder(settings)
     conn = store.open_for_read(settings.index_path)
     try:
         if conn is None:

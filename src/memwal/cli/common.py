@@ -11,6 +11,7 @@ import typer
 
 from memwal.cli import output
 from memwal.config import ConfigError, Settings, load_settings
+from memwal.deadletters import DeadLetterError
 from memwal.embedders import UnknownModel
 from memwal.lock import CommitterBusy
 from memwal.producer import ModelMismatch
@@ -39,7 +40,8 @@ def guarded(command: F) -> F:
             # Whatever was enqueued is whole (one transaction per batch); nothing else to undo.
             output.info("interrupted")
             raise typer.Exit(output.EXIT_INTERRUPTED) from None
-        except (ConfigError, UnknownModel, ModelMismatch, SchemaTooNew, IndexUnavailable) as exc:
+        except (ConfigError, UnknownModel, ModelMismatch, SchemaTooNew, IndexUnavailable,
+                DeadLetterError) as exc:
             output.fail(str(exc), output.EXIT_USAGE)
         except CommitterBusy as exc:
             output.fail(f"{exc}; stop it first, or let it do the work", output.EXIT_BUSY)

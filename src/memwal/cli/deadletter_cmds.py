@@ -11,7 +11,7 @@ import typer
 from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
 from memwal.deadletters import (
-    DeadLetterError, Selection, export_dead_letters, list_dead_letters, purge, replay,
+    Selection, export_dead_letters, list_dead_letters, purge, replay,
     show_dead_letter,
 )
 from memwal.producer import wait_committed
@@ -22,18 +22,6 @@ dead_letters_app = typer.Typer(help="Items the committer refused, kept until you
 ReasonOption = Annotated[Optional[str], typer.Option("--reason", help="Only this reason (e.g. fingerprint_mismatch).")]
 FingerprintOption = Annotated[Optional[str], typer.Option("--fingerprint", help="Only items of this model fingerprint.")]
 SourceOption = Annotated[Optional[str], typer.Option("--source", help="Only items whose source file matches this glob.")]
-
-
-def _guard_selection(func):  # type: ignore[no-untyped-def]
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return func(*args, **kwargs)
-        except DeadLetterError as exc:
-            output.fail(str(exc), output.EXIT_USAGE)
-    return wrapper
 
 
 @dead_letters_app.command("list")
@@ -69,7 +57,6 @@ def list_command(reason: ReasonOption = None, fingerprint: FingerprintOption = N
 
 @dead_letters_app.command("show")
 @guarded
-@_guard_selection
 def show_command(letter_id: Annotated[int, typer.Argument(help="Dead letter id.")],
                  json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Everything about one dead letter, including its content and vector dimension and norm."""
@@ -101,7 +88,6 @@ def export_command(reason: ReasonOption = None, fingerprint: FingerprintOption =
 
 @dead_letters_app.command("replay")
 @guarded
-@_guard_selection
 def replay_command(
     ids: Annotated[Optional[list[int]], typer.Argument(help="Dead letter ids.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dead letter not yet replayed.")] = False,
@@ -130,7 +116,6 @@ def replay_command(
 
 @dead_letters_app.command("purge")
 @guarded
-@_guard_selection
 def purge_command(
     ids: Annotated[Optional[list[int]], typer.Argument(help="Dead letter ids.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,

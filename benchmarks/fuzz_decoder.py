@@ -40,7 +40,7 @@ import msgpack
 
 from memwal import store
 from memwal.chunking import chunk_text
-from memwal.committer import committer_session
+from memwal.worker import committer_session
 from memwal.config import Settings, load_settings
 from memwal.doctor import run_doctor
 from memwal.embedders import get_embedder
@@ -326,7 +326,7 @@ def fuzz_committer(count: int, rng: random.Random, seeds: list[bytes]) -> tuple[
         home.mkdir()
         (home / "config.json").write_text(json.dumps({"embedding": {"model": MODEL}}))
         settings = load_settings(home, environ={})
-        queue = open_queue(settings.queue_path)
+        queue = open_queue(settings)
         made: dict[int, tuple[str, bytes]] = {}
         try:
             for n in range(count):

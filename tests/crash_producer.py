@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from memwal.embedders import get_embedder
-from memwal.queue import open_queue
+from memwal.config import load_settings
+from memwal.queue import Role, open_queue
 from memwal.records import Batch, ChunkKey, Producer, Upsert, encode_batch
 from memwal.vectors import to_bytes
 
@@ -44,7 +45,7 @@ def main() -> None:
     bad_ratio = float(sys.argv[6]) if len(sys.argv) > 6 else 0.1
     rng = random.Random(seed)
     good, bad = get_embedder("hash-384"), get_embedder("hash-384-b")
-    queue = open_queue(home / "queue.sqlite3")
+    queue = open_queue(load_settings(home, environ={}), Role.PRODUCER)
     producer = Producer("crash-test", os.getpid(), f"crash_producer {seed}")
     with open(log_path, "a", buffering=1) as log:
         for batch_no in range(batches):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from memwal.config import Settings, load_settings
 from memwal.embedders import get_embedder
+from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import Batch, ChunkKey, FileSnapshot, Producer, Reset, Upsert
 from memwal.chunking import content_hash
 from memwal.vectors import to_bytes
@@ -64,13 +65,28 @@ def ok(run):  # type: ignore[no-untyped-def]
     return run
 
 
-def queue_rows(home: Path, table: str = "task") -> list[bytes]:
-    """The raw messages in the queue file, in queue order: all of them (`task`, pending and in
-    flight) or only those leased by a committer (`inflight`)."""
-    conn = sqlite3.connect(f"file:{home / 'queue.sqlite3'}?mode=ro", uri=True, timeout=10)
-    query = {"task": "SELECT data FROM task ORDER BY id",
-             "inflight": "SELECT t.data FROM task t JOIN inflight i USING (id) ORDER BY t.id"}[table]
+def home_settings(home: Path) -> Settings:
+    """The settings of a test home, with nothing from the caller's environment."""
+    return load_settings(home, environ={})
+
+
+def producer_queue(home: Path) -> WriteAheadQueue:
+    """The home's queue, opened as a producer opens it."""
+    return open_queue(home_settings(home), Role.PRODUCER)
+
+
+def queue_rows(home: Path) -> list[bytes]:
+    """Every message still in the home's queue (pending and in flight), in queue order."""
+    queue = open_queue(home_settings(home), Role.READER)
     try:
-        return [bytes(data) for (data,) in conn.execute(query)]
+        return [delivery.data for delivery in queue.messages()]
     finally:
-        conn.close()
+        queue.close()
+
+
+def queue_inflight(home: Path) -> int:
+    queue = open_queue(home_settings(home), Role.READER)
+    try:
+        return queue.counts().inflight
+    finally:
+        queue.close()

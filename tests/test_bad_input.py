@@ -31,15 +31,16 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings as hypothesis_settings, strategies as st
 
 from conftest import MM, Run, mm_command, mm_env, write_config
-from helpers import PRODUCER, batch, queue_rows, upsert
+from helpers import PRODUCER, batch, home_settings, producer_queue, queue_rows, upsert
 from memwal import store
 from memwal.chunking import content_hash
-from memwal.committer import committer_session
 from memwal.config import load_settings
 from memwal.discover import Skipped, discover, load_text
 from memwal.doctor import run_doctor
 from memwal.embedders import get_embedder
-from memwal.queue import open_queue, queue_counts
+from memwal.queue import open_queue
+from memwal.status import queue_counts
+from memwal.worker import committer_session
 from memwal.records import (
     ChunkKey, FileSnapshot, Reset, UndecodableBatch, Upsert, decode_batch, encode_batch,
     item_to_wire,
@@ -97,14 +98,14 @@ def insert_rows(home: Path, rows: list[bytes]) -> None:
     conn = sqlite3.connect(home / "queue.sqlite3", timeout=10)
     try:
         with conn:
-            conn.executemany("INSERT INTO task (queue, data, priority) VALUES ('memwal', ?, 0)",
-                             [(row,) for row in rows])
+            conn.executemany("INSERT INTO task (queue, data, priority) VALUES (?, ?, 0)",
+                             [(home_settings(home).queue_name, row) for row in rows])
     finally:
         conn.close()
 
 
 def enqueue(home: Path, *messages: bytes) -> None:
-    queue = open_queue(home / "queue.sqlite3")
+    queue = producer_queue(home)
     try:
         for data in messages:
             queue.put(data)
@@ -508,9 +509,8 @@ def test_a_full_disk_leaves_only_whole_batches_and_a_rerun_completes_the_job(
     corpus, limit = full_disk_setup(mm, notes, tmp_path)
     run = run_with_file_size_limit(mm, limit, "index", str(corpus))
     assert run.code != 0, str(run)
-    for table in ("task", "inflight"):
-        for data in queue_rows(mm.home, table):
-            decode_batch(data)  # raises on a partial batch
+    for data in queue_rows(mm.home):
+        decode_batch(data)  # raises on a partial batch
     clean(mm("queue", "worker", "--once"))
     status = queue_status(mm)
     assert (status["pending"], status["inflight"], status["ledger"]["dead_lettered"]) == (0, 0, 0)
@@ -628,7 +628,7 @@ def test_the_committer_survives_any_mix_of_items_and_every_batch_adds_up(
     settings = load_settings(home, environ={})
     expected: dict[str, int] = {}  # ledger id -> items received
     sent: list[bytes] = []
-    queue = open_queue(settings.queue_path)
+    queue = open_queue(settings)
     try:
         for kind, payload in plan:
             if kind == "again":
@@ -662,7 +662,7 @@ def test_the_committer_survives_any_mix_of_items_and_every_batch_adds_up(
     assert set(ledger) == set(expected)
     for batch_id, (received, committed, dead, skipped) in ledger.items():
         assert received == expected[batch_id] == committed + dead + skipped, batch_id
-    assert queue_counts(settings.queue_path) == (0, 0)
+    assert queue_counts(settings).total == 0
     report = run_doctor(settings)
     assert report["ok"], report
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import MM, Run, mm_command, mm_env, write_config
 from memwal.records import decode_batch
-from helpers import ok, poll, queue_rows
+from helpers import ok, poll, producer_queue, queue_inflight, queue_rows
 
 
 INDEX_KEYS = {"files", "new", "unchanged", "deleted", "skipped", "records_enqueued", "batches"}
@@ -332,10 +332,9 @@ def test_garbage_in_the_queue_becomes_a_raw_dead_letter_and_later_batches_commit
         mm: MM, notes: Path, tmp_path: Path) -> None:
     index(mm, "--no-wait", notes)
     garbage = b"\xc1" + os.urandom(63)  # 0xc1 is never valid msgpack
-    conn = sqlite3.connect(mm.home / "queue.sqlite3", timeout=10)
-    with conn:
-        conn.execute("insert into task (queue, data, priority) values ('memwal', ?, 0)", (garbage,))
-    conn.close()
+    queue = producer_queue(mm.home)
+    queue.put(garbage)
+    queue.close()
     later = tmp_path / "later"
     later.mkdir()
     (later / "boats.md").write_text("# Boats\n\nThe catamaran capsized near the lighthouse.\n")
@@ -441,7 +440,7 @@ def test_sigint_during_index_exits_130_leaving_only_whole_batches_in_the_queue(
     rows = queue_rows(mm.home)
     for data in rows:
         decode_batch(data)  # raises on a partial batch
-    assert queue_rows(mm.home, "inflight") == []
+    assert queue_inflight(mm.home) == 0
     ok(mm("queue", "worker", "--once"))
     status = queue_status(mm)
     assert status["ledger"]["batches"] == len(rows) and status["ledger"]["dead_lettered"] == 0

@@ -8,16 +8,16 @@ import pytest
 
 from helpers import batch, reset, snapshot, upsert
 from memwal import store
-from memwal.committer import committer_session
 from memwal.doctor import run_doctor
 from memwal.lock import CommitterBusy, CommitterLock
 from memwal.queue import open_queue
+from memwal.worker import committer_session
 from memwal.records import encode_batch
 from memwal.vectors import to_bytes
 
 
 def enqueue(settings, *batches) -> list[int]:
-    queue = open_queue(settings.queue_path)
+    queue = open_queue(settings)
     try:
         return [queue.put(encode_batch(b)) for b in batches]
     finally:
@@ -90,7 +90,7 @@ def test_each_bad_item_is_dead_lettered_alone_and_the_rest_commits(settings) -> 
 
 
 def enqueue_raw(settings, data: bytes) -> int:
-    queue = open_queue(settings.queue_path)
+    queue = open_queue(settings)
     try:
         return queue.put(data)
     finally:

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import assert_doctor_ok, mm_command, mm_env
 from memwal import store
+from memwal.config import load_settings
 from memwal.queue import open_queue
 from memwal.records import decode_batch, parse_item
 from crash_producer import vector_for
@@ -245,8 +246,8 @@ def test_sigkilled_producer_leaves_whole_batches_or_none(tmp_path: Path) -> None
         time.sleep(rng.uniform(0, 0.2))
         producer.send_signal(signal.SIGKILL)
         producer.wait()
-    queue = open_queue(home / "queue.sqlite3")
-    rows = list(queue.pending_rows())
+    queue = open_queue(load_settings(home, environ={}))
+    rows = [(delivery.position, delivery.data) for delivery in queue.messages()]
     queue.close()
     queued = {}
     for _, data in rows:

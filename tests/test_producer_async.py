@@ -39,6 +39,7 @@ async def test_index_paths_async_commits_while_the_event_loop_keeps_running(sett
 async def test_enqueue_items_async_returns_durable_batch_ids(settings) -> None:
     ids = await enqueue_items_async(settings, [upsert("alpha"), upsert("beta", start=2)])
     assert len(ids) == 1
-    from memwal.queue import queue_counts
+    from memwal.status import queue_counts
 
-    assert queue_counts(settings.queue_path) == (1, 0)
+    counts = queue_counts(settings)
+    assert (counts.pending, counts.inflight) == (1, 0)

@@ -18,12 +18,12 @@ from typing import Any, Sequence
 import pytest
 
 from conftest import MM, assert_doctor_ok, mm_command, mm_env, write_config
-from memwal.committer import committer_session
+from memwal.worker import committer_session
 from memwal.config import Settings
 from memwal.embedders import get_embedder
 from memwal.producer import enqueue_items
 from memwal.records import FileSnapshot
-from memwal.search import search as library_search
+from memwal.retrieval import search as library_search
 from helpers import poll, ok
 
 

@@ -1,6 +1,93 @@
 """memwal: a local-first memory index whose every write goes through a durable queue.
 
 Data flows one way: discover → chunk → diff → embed → enqueue → commit → search.
+
+`__all__` is the public API: what the CLI, an MCP server, a web app or a script imports. Every
+function takes the `Settings` of one home (`load_settings`) first; every error a user can cause
+is a `MemwalError` carrying its exit code and a one-line fix. docs/api.md describes each name
+(generated from these docstrings by docs/gen_api.py; a test keeps it current).
+
+Names are imported on first use, so `import memwal` stays cheap for a command that needs only a
+part of it (a cold `mm search` must not pay for the indexer's imports).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from memwal.errors import (
+    EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
+    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, QueueError, SchemaTooNew,
+    StorageError, UnknownModel, UsageError, as_memwal_error,
+)
+
 __version__ = "0.1.0"
+
+# name → the module that defines it (imported when the name is first used).
+_LAZY: dict[str, str] = {
+    # configuration
+    "Settings": "memwal.config",
+    "load_settings": "memwal.config",
+    # writing: everything goes through the queue
+    "index_paths": "memwal.producer",
+    "index_paths_async": "memwal.producer",
+    "enqueue_items": "memwal.producer",
+    "IndexReport": "memwal.producer",
+    "wait_committed": "memwal.worker",
+    "run_worker": "memwal.worker",
+    # reading
+    "search": "memwal.retrieval",
+    "search_async": "memwal.retrieval",
+    "SearchResult": "memwal.retrieval",
+    "Hit": "memwal.retrieval",
+    "index_status": "memwal.status",
+    "queue_status": "memwal.status",
+    "run_doctor": "memwal.doctor",
+    # dead letters
+    "Selection": "memwal.deadletters",
+    "ReplayPlan": "memwal.deadletters",
+    "list_dead_letters": "memwal.deadletters",
+    "show_dead_letter": "memwal.deadletters",
+    "export_dead_letters": "memwal.deadletters",
+    "replay_dead_letters": "memwal.deadletters",
+    "purge_dead_letters": "memwal.deadletters",
+    # the model
+    "reset_status": "memwal.reset",
+    "enqueue_reset": "memwal.reset",
+}
+
+__all__ = [
+    "__version__",
+    *_LAZY,
+    "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
+    "IndexUnavailable", "DeadLetterError", "QueueError", "StorageError", "CommitterBusy",
+    "as_memwal_error",
+    "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",
+]
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from memwal.config import Settings, load_settings
+    from memwal.deadletters import (
+        ReplayPlan, Selection, export_dead_letters, list_dead_letters, purge_dead_letters,
+        replay_dead_letters, show_dead_letter,
+    )
+    from memwal.doctor import run_doctor
+    from memwal.producer import IndexReport, enqueue_items, index_paths, index_paths_async
+    from memwal.reset import enqueue_reset, reset_status
+    from memwal.retrieval import Hit, SearchResult, search, search_async
+    from memwal.status import index_status, queue_status
+    from memwal.worker import run_worker, wait_committed
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memwal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

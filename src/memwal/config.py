@@ -5,21 +5,24 @@ Every value remembers where it came from, so `mm config show` can say why it is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from memwal.errors import ConfigError
+from memwal.models import DEFAULT_MODEL, validate_model_name
 
 DEFAULT_HOME = Path("~/.memwal")
 CONFIG_FILE = "config.json"
 INDEX_FILE = "index.sqlite3"
 QUEUE_FILE = "queue.sqlite3"
 LOCK_FILE = "committer.lock"
-
-
-class ConfigError(Exception):
-    """Bad configuration a user can fix; the message says how."""
+QUEUE_BACKENDS = ("sqlite", "memory")
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
 
 def _positive_int(value: Any) -> int:
@@ -55,10 +58,22 @@ def _text(value: Any) -> str:
 
 
 def _model_name(value: Any) -> str:
-    # Imported lazily: the embedder registry pulls numpy, config must stay cheap.
-    from memwal.embedders import validate_model_name
-
     return validate_model_name(_text(value))
+
+
+def _queue_backend(value: Any) -> str:
+    name = _text(value).lower()
+    if name not in QUEUE_BACKENDS:
+        raise ValueError(f"unknown queue backend {name!r}; known: {', '.join(QUEUE_BACKENDS)}")
+    return name
+
+
+def _queue_name(value: Any) -> str:
+    name = _text(value)
+    if not _QUEUE_NAME.match(name):
+        raise ValueError("expected 1-100 letters, digits, '.', '_', ':' or '-', starting with a "
+                         "letter or digit")
+    return name
 
 
 def _pattern_list(value: Any) -> tuple[str, ...]:
@@ -84,7 +99,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("embedding.model", _model_name, "minilm",
+    Option("embedding.model", _model_name, DEFAULT_MODEL,
            "embedding model: minilm, paraphrase-minilm, hash-<dim>[-<variant>]"),
     Option("embedding.batch_size", _positive_int, 32, "texts per model call"),
     Option("index.namespace", _text, "default", "namespace for chunks when --namespace is not given"),
@@ -93,6 +108,10 @@ OPTIONS: tuple[Option, ...] = (
            "gitignore-style patterns never indexed"),
     Option("index.chunk_max_chars", _positive_int, 1500, "sections longer than this are split"),
     Option("index.chunk_min_chars", _positive_int, 120, "sections shorter than this are merged"),
+    Option("queue.backend", _queue_backend, "sqlite",
+           "where the write-ahead queue lives: sqlite (<home>/queue.sqlite3) or memory (tests)"),
+    Option("queue.name", _queue_name, None,
+           "the queue's name (key prefix on a shared backend); default: derived from the home path"),
     Option("queue.batch_records", _positive_int, 256, "records per queued batch"),
     Option("queue.poll_interval", _positive_float, 0.2, "seconds an idle committer waits between polls"),
     Option("search.top_k", _positive_int, 10, "results returned by mm search"),
@@ -135,22 +154,38 @@ class Settings:
     def model(self) -> str:
         return self.values["embedding.model"]
 
+    @property
+    def queue_name(self) -> str:
+        """`queue.name`, else a name of this home: two homes never share a queue by accident."""
+        return self.values.get("queue.name") or default_queue_name(self.home)
+
     def describe(self) -> dict[str, Any]:
         """The configuration as `mm config show --json` prints it."""
-        return {
+        described = {
             "home": {"value": str(self.home), "source": self.home_source},
             **{
                 key: {"value": list(v) if isinstance(v, tuple) else v, "source": self.sources[key]}
                 for key, v in self.values.items()
             },
         }
+        if self.values.get("queue.name") is None:
+            described["queue.name"] = {"value": self.queue_name,
+                                       "source": "default (from the home path)"}
+        return described
+
+
+def default_queue_name(home: Path) -> str:
+    """`memwal-<folder>-<8 hex of the home's absolute path>`."""
+    folder = re.sub(r"[^A-Za-z0-9._-]", "_", home.name)[:40] or "home"
+    return f"memwal-{folder}-{hashlib.sha256(str(home).encode()).hexdigest()[:8]}"
 
 
 def _parse(option: Option, raw: Any, origin: str) -> Any:
     try:
         return option.parse(raw)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{option.key} = {raw!r} from {origin}: {exc}. {option.help}.") from None
+        raise ConfigError(f"{option.key} = {raw!r} from {origin}: {exc}.",
+                          f"{option.help[0].upper()}{option.help[1:]}.") from None
 
 
 def resolve_home(flag: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
@@ -167,10 +202,10 @@ def ensure_home(home: Path) -> None:
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the home folder {home}: {exc.strerror}. "
+        raise ConfigError(f"cannot create the home folder {home}: {exc.strerror}.",
                           "Pass --home DIR or set MM_HOME to a writable folder.") from None
     if not home.is_dir():
-        raise ConfigError(f"the home {home} is not a folder. Pass --home DIR or set MM_HOME.")
+        raise ConfigError(f"the home {home} is not a folder.", "Pass --home DIR or set MM_HOME.")
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -191,17 +226,18 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
-                          f"{exc.msg}. Fix or delete the file.") from None
+                          f"{exc.msg}.", "Fix or delete the file.") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}.") from None
+        raise ConfigError(f"cannot read {path}: {exc.strerror}.",
+                          "Check the file's permissions, or pass another --home.") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object such as "
-                          '{"embedding": {"model": "minilm"}}.')
+        raise ConfigError(f"{path} must hold a JSON object",
+                          'such as {"embedding": {"model": "minilm"}}.')
     flat = _flatten(data)
     unknown = sorted(set(flat) - set(OPTIONS_BY_KEY))
     if unknown:
         known = ", ".join(OPTIONS_BY_KEY)
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}. Known keys: {known}.")
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}.", f"Known keys: {known}.")
     return flat
 
 

@@ -14,20 +14,16 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from memwal import store
-from memwal.config import Settings, ensure_home
+from memwal.config import Settings
 from memwal.embedders import configured_embedder
+from memwal.errors import DeadLetterError
 from memwal.lock import CommitterLock
-from memwal.queue import open_queue
+from memwal.queue import Role, open_queue
 from memwal.records import Batch, MalformedItem, Producer, Upsert, encode_batch, parse_item, unpack_item
+from memwal.store import reads, writes
+from memwal.store.reads import DEAD_LETTER_COLUMNS as LIST_COLUMNS
+from memwal.store.reads import DEAD_LETTER_DETAIL_COLUMNS as DETAIL_COLUMNS
 from memwal.vectors import to_bytes
-
-LIST_COLUMNS = ("id", "reason", "fingerprint", "active_fingerprint", "namespace", "source_file",
-                "content_hash", "start_line", "batch_id", "position", "enqueued_at",
-                "dead_lettered_at", "replayed_by")
-
-
-class DeadLetterError(Exception):
-    """A request about dead letters that cannot be carried out; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -46,31 +42,11 @@ class Selection:
         return not (self.ids or self.all or self.reason or self.fingerprint or self.replayed_only)
 
 
-def _query(selection: Selection, columns: Sequence[str]) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if selection.ids:
-        clauses.append(f"id IN ({','.join('?' * len(selection.ids))})")
-        params.extend(selection.ids)
-    if selection.reason:
-        clauses.append("reason = ?")
-        params.append(selection.reason)
-    if selection.fingerprint:
-        clauses.append("fingerprint = ?")
-        params.append(selection.fingerprint)
-    if selection.replayed_only:
-        clauses.append("replayed_by IS NOT NULL")
-    elif not selection.include_replayed and not selection.ids:
-        clauses.append("replayed_by IS NULL")
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    # Original order: queue position, then the item's place in its batch.
-    return (f"SELECT {', '.join(columns)} FROM dead_letters{where} "
-            "ORDER BY position, coalesce(item_index, -1), id", params)
-
-
 def _rows(conn: store.Connection, selection: Selection, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
-    sql, params = _query(selection, columns)
-    for row in conn.execute(sql, params):
-        record = dict(zip(columns, row))
+    replayed = ("only" if selection.replayed_only else
+                "include" if selection.include_replayed else "exclude")
+    for record in reads.dead_letter_rows(conn, columns, ids=selection.ids, reason=selection.reason,
+                                         fingerprint=selection.fingerprint, replayed=replayed):
         source = record.get("source_file")
         if selection.source_glob and not (source and fnmatch.fnmatchcase(source, selection.source_glob)):
             continue
@@ -79,13 +55,8 @@ def _rows(conn: store.Connection, selection: Selection, columns: Sequence[str]) 
 
 def list_dead_letters(settings: Settings, selection: Selection) -> list[dict[str, Any]]:
     """One row per dead letter, in original order."""
-    conn = store.open_for_read(settings.index_path)
-    if conn is None:
-        return []
-    try:
-        return list(_rows(conn, selection, LIST_COLUMNS))
-    finally:
-        conn.close()
+    with store.reading(settings.index_path) as conn:
+        return [] if conn is None else list(_rows(conn, selection, LIST_COLUMNS))
 
 
 def _full(record: dict[str, Any]) -> dict[str, Any]:
@@ -108,27 +79,22 @@ def _full(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def show_dead_letter(settings: Settings, letter_id: int) -> dict[str, Any]:
-    conn = store.open_for_read(settings.index_path)
-    if conn is None:
-        raise DeadLetterError(f"no dead letter {letter_id}: the index is empty")
-    try:
-        columns = LIST_COLUMNS + ("detail", "kind", "item_index", "replayed_at", "item", "raw")
-        rows = list(_rows(conn, Selection(ids=(letter_id,)), columns))
-    finally:
-        conn.close()
+    """One dead letter in full, its item decoded; DeadLetterError if there is no such letter."""
+    with store.reading(settings.index_path) as conn:
+        if conn is None:
+            raise DeadLetterError(f"no dead letter {letter_id}: the index is empty.")
+        rows = list(_rows(conn, Selection(ids=(letter_id,)), DETAIL_COLUMNS))
     if not rows:
-        raise DeadLetterError(f"no dead letter {letter_id}: see `mm queue dead-letters list`")
+        raise DeadLetterError(f"no dead letter {letter_id}:", "see `mm queue dead-letters list`")
     return _full(rows[0])
 
 
 def export_dead_letters(settings: Settings, selection: Selection) -> Iterator[dict[str, Any]]:
     """Lossless JSON-ready records: the whole item (vector base64) or the raw batch bytes."""
-    conn = store.open_for_read(settings.index_path)
-    if conn is None:
-        return
-    try:
-        columns = LIST_COLUMNS + ("detail", "kind", "item_index", "replayed_at", "item", "raw")
-        for record in _rows(conn, selection, columns):
+    with store.reading(settings.index_path) as conn:
+        if conn is None:
+            return
+        for record in _rows(conn, selection, DETAIL_COLUMNS):
             item_bytes, raw = record.pop("item"), record.pop("raw")
             if item_bytes is not None:
                 item = unpack_item(bytes(item_bytes))
@@ -137,8 +103,6 @@ def export_dead_letters(settings: Settings, selection: Selection) -> Iterator[di
                 record["item"] = _jsonable(item)
             record["raw_base64"] = base64.b64encode(bytes(raw)).decode() if raw is not None else None
             yield record
-    finally:
-        conn.close()
 
 
 def _jsonable(value: Any) -> Any:
@@ -160,30 +124,27 @@ class ReplayPlan:
     not_replayable: list[tuple[int, str]]
 
 
-def replay(settings: Settings, selection: Selection, *, reembed: bool = False, again: bool = False,
+def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bool = False, again: bool = False,
            batch_records: int | None = None) -> ReplayPlan:
     """Re-enqueue dead letters in their original order; the committer marks them replayed."""
     if selection.is_empty():
-        raise DeadLetterError("say which dead letters to replay: IDs, --all, --reason or --fingerprint")
-    ensure_home(settings.home)
-    conn = store.open_for_read(settings.index_path)
-    if conn is None:
-        raise DeadLetterError("there are no dead letters: the index is empty")
-    try:
+        raise DeadLetterError("say which dead letters to replay:", "IDs, --all, --reason or --fingerprint")
+    with store.reading(settings.index_path) as conn:
+        if conn is None:
+            raise DeadLetterError("there are no dead letters: the index is empty.")
         chosen = Selection(selection.ids, selection.all, selection.reason, selection.fingerprint,
                            selection.source_glob, include_replayed=again)
         rows = list(_rows(conn, chosen, ("id", "item", "replayed_by")))
-    finally:
-        conn.close()
     if selection.ids:
         found = {r["id"] for r in rows}
         missing = [i for i in selection.ids if i not in found]
         if missing:
-            raise DeadLetterError(f"dead letter(s) {', '.join(map(str, missing))} not found")
+            raise DeadLetterError(f"dead letter(s) {', '.join(map(str, missing))} not found.",
+                                  "See `mm queue dead-letters list --include-replayed`.")
         already = [r["id"] for r in rows if r["replayed_by"]]
         if already and not again:
             raise DeadLetterError(f"dead letter(s) {', '.join(map(str, already))} were already "
-                                  "replayed: add --again to replay them once more")
+                                  "replayed:", "add --again to replay them once more")
     embedder = configured_embedder(settings) if reembed else None
     items: list[tuple[int, Upsert]] = []
     not_replayable: list[tuple[int, str]] = []
@@ -207,7 +168,7 @@ def replay(settings: Settings, selection: Selection, *, reembed: bool = False, a
                  for (letter_id, item), vector in zip(items, vectors)]
     limit = batch_records or settings["queue.batch_records"]
     producer = Producer.current("mm queue dead-letters replay")
-    queue = open_queue(settings.queue_path)
+    queue = open_queue(settings, Role.PRODUCER)
     batch_ids = []
     try:
         for start in range(0, len(items), limit):
@@ -221,10 +182,10 @@ def replay(settings: Settings, selection: Selection, *, reembed: bool = False, a
     return ReplayPlan(batch_ids, len(items), not_replayable)
 
 
-def purge(settings: Settings, selection: Selection) -> int:
+def purge_dead_letters(settings: Settings, selection: Selection) -> int:
     """Delete dead letters: the only way one goes away. Takes the committer role to do it."""
     if selection.is_empty():
-        raise DeadLetterError("say which dead letters to purge: IDs, --all or --replayed")
+        raise DeadLetterError("say which dead letters to purge:", "IDs, --all or --replayed")
     if not settings.index_path.exists():
         return 0
     lock = CommitterLock(settings.lock_path)
@@ -236,9 +197,8 @@ def purge(settings: Settings, selection: Selection) -> int:
                                selection.source_glob, include_replayed=True,
                                replayed_only=selection.replayed_only)
             ids = [r["id"] for r in _rows(conn, chosen, ("id", "source_file"))]
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("DELETE FROM dead_letters WHERE id=?", [(i,) for i in ids])
-            conn.execute("COMMIT")
+            with writes.transaction(conn):
+                writes.purge_dead_letters(conn, ids)
             return len(ids)
         finally:
             conn.close()

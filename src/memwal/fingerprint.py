@@ -8,8 +8,10 @@ always does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,3 +64,52 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def weights_digest(path: Path) -> str:
+    """`file_digest` of a weights file, cached by (path, size, mtime) in this process and on disk.
+
+    Hashing the default model's 23 MB costs about 40 ms, paid by every cold `mm search`; the
+    on-disk cache (the user's cache folder, from platformdirs) is a plain JSON map and is only
+    ever a shortcut: unreadable or missing, the digest is computed again.
+    """
+    st = os.stat(path)
+    return _cached_digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
+    key = f"{path}|{size}|{mtime_ns}"
+    cache_file = _digest_cache_file()
+    known = _read_digest_cache(cache_file)
+    if isinstance(known.get(key), str) and len(known[key]) == 64:
+        return known[key]
+    digest = file_digest(Path(path))
+    known = {k: v for k, v in known.items() if not k.startswith(path + "|")}
+    known[key] = digest
+    _write_digest_cache(cache_file, known)
+    return digest
+
+
+def _digest_cache_file() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("memwal")) / "weights-digests.json"
+
+
+def _read_digest_cache(cache_file: Path) -> dict[str, str]:
+    try:
+        data = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_digest_cache(cache_file: Path, known: dict[str, str]) -> None:
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(known, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, cache_file)
+    except OSError:
+        pass  # a read-only or full cache folder only costs the next process the hashing

@@ -12,14 +12,9 @@ import os
 import time
 from pathlib import Path
 
+from memwal.errors import CommitterBusy
 
-class CommitterBusy(Exception):
-    """Another process holds the committer lock."""
-
-    def __init__(self, pid: int | None) -> None:
-        who = f"pid {pid}" if pid else "a process that is starting"
-        super().__init__(f"another committer is running on this home ({who})")
-        self.pid = pid
+__all__ = ["CommitterBusy", "CommitterLock", "committer_alive", "holder_pid"]
 
 
 class CommitterLock:

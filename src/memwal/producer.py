@@ -3,13 +3,12 @@
 `index_paths` is what `mm index` runs; `index_paths_async` is the same for servers that must not
 block their event loop. With `wait=True` it returns once its own batches are committed, taking the
 committer role itself (in a background thread, so committing overlaps embedding) when no
-committer is alive.
+committer is alive (see `memwal.worker`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,27 +16,22 @@ from typing import Callable, Iterable, Sequence
 
 from memwal import store
 from memwal.chunking import Chunk, chunk_text, is_markdown
-from memwal.committer import committer_session
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
 from memwal.embedders import Embedder, configured_embedder
-from memwal.fingerprint import ModelInfo
 from memwal.lock import CommitterLock
-from memwal.queue import HueyQueue, open_queue
-from memwal.records import (
-    Batch, ChunkKey, FileSnapshot, Item, Producer, Reset, UndecodableBatch, Upsert, decode_batch,
-    encode_batch, parse_item,
-)
+from memwal.queue import Role, WriteAheadQueue, open_queue
+from memwal.records import Batch, ChunkKey, FileSnapshot, Item, Producer, Upsert, encode_batch
+from memwal.reset import check_model, target_model
+from memwal.store import reads
+from memwal.store.reads import CommittedFile
 from memwal.vectors import to_bytes
+from memwal.worker import BackgroundCommitter, wait_committed
 
 # Failures a user must hear about (exit 1); the other skip reasons are policy, not failures.
 FAILURE_REASONS = frozenset({"unreadable"})
 # Texts gathered across files before one call into the embedder.
 EMBED_GROUP = 256
-
-
-class ModelMismatch(Exception):
-    """The configured model is not the one the index (or its queued reset) uses."""
 
 
 @dataclass
@@ -79,16 +73,6 @@ class IndexReport:
 # -- what is committed ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CommittedFile:
-    digest: str
-    size: int
-    mtime_ns: int
-    chunk_count: int
-    chunks_present: int
-    chunks_current: int  # chunks whose vector is of the configured model
-
-
 class CommittedState:
     """A read-only view of the index, for diffing. Stale by design: the queue may hold more."""
 
@@ -96,19 +80,8 @@ class CommittedState:
         self.conn = conn
         self.namespace = namespace
         self.fingerprint = fingerprint
-        self.files: dict[str, CommittedFile] = {}
-        if conn is None:
-            return
-        counts = {
-            source: (present, current or 0) for source, present, current in conn.execute(
-                "SELECT source_file, count(*), sum(fingerprint IS ?) FROM chunks "
-                "WHERE namespace=? GROUP BY source_file", (fingerprint, namespace))
-        }
-        for source, digest, size, mtime_ns, chunk_count in conn.execute(
-                "SELECT source_file, digest, size, mtime_ns, chunk_count FROM files "
-                "WHERE namespace=?", (namespace,)):
-            present, current = counts.get(source, (0, 0))
-            self.files[source] = CommittedFile(digest, size, mtime_ns, chunk_count, present, current)
+        self.files: dict[str, CommittedFile] = (
+            {} if conn is None else reads.committed_files(conn, namespace, fingerprint))
 
     def is_unchanged(self, found: FoundFile) -> bool:
         """Size and mtime match, and every chunk is there with a vector of the configured model."""
@@ -121,64 +94,11 @@ class CommittedState:
         """Keys of the file's chunks that already have a vector of the configured model."""
         if self.conn is None:
             return set()
-        return {(h, s) for h, s in self.conn.execute(
-            "SELECT content_hash, start_line FROM chunks WHERE namespace=? AND source_file=? "
-            "AND fingerprint IS ?", (self.namespace, source_file, self.fingerprint))}
+        return reads.current_keys(self.conn, self.namespace, source_file, self.fingerprint)
 
 
 def _under(path: str, roots: Sequence[Path]) -> bool:
     return any(path == str(root) or path.startswith(str(root).rstrip("/") + "/") for root in roots)
-
-
-# -- the model gate ------------------------------------------------------------------------
-
-
-def queued_resets(queue: HueyQueue) -> list[tuple[int, Reset]]:
-    """(position, reset) of every reset waiting in the queue, in queue order.
-
-    Reset batches are one small item; larger rows are data and are not decoded.
-    """
-    found: list[tuple[int, Reset]] = []
-    for position, data in queue.pending_rows(max_bytes=4096):
-        try:
-            batch = decode_batch(data)
-        except UndecodableBatch:
-            continue
-        for raw in batch.raw_items:
-            if isinstance(raw, dict) and raw.get("kind") == "reset":
-                try:
-                    item = parse_item(raw)
-                except ValueError:
-                    continue
-                assert isinstance(item, Reset)
-                found.append((position, item))
-    return found
-
-
-def queued_reset(queue: HueyQueue) -> Reset | None:
-    """The last reset waiting in the queue, if any."""
-    resets = queued_resets(queue)
-    return resets[-1][1] if resets else None
-
-
-def target_model(conn: store.Connection | None, queue: HueyQueue) -> ModelInfo | None:
-    """The model the index will have once the queue drains: the last queued reset, else active."""
-    reset = queued_reset(queue)
-    if reset is not None:
-        return ModelInfo(reset.name, reset.dim, reset.fingerprint)
-    return store.active_model(conn)
-
-
-def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
-    """Refuse, naming both models and the fix, if the embedder is not the index's model."""
-    if target is None or target.fingerprint == embedder.fingerprint:
-        return
-    raise ModelMismatch(
-        f"the index uses {target.name} ({target.fingerprint}, {target.dim}-d) but the configured "
-        f"model is {embedder.name} ({embedder.fingerprint}, {embedder.dim}-d). Either configure "
-        f"{target.name} again (MM_EMBEDDING_MODEL={target.name} or embedding.model in "
-        "config.json), or switch the index to the configured model with "
-        "`mm embedding-reset --mode apply-current`.")
 
 
 # -- batching ------------------------------------------------------------------------------
@@ -187,7 +107,7 @@ def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
 class BatchWriter:
     """Groups items into batches of at most `limit`, keeping one file's items together if they fit."""
 
-    def __init__(self, queue: HueyQueue, producer: Producer, limit: int,
+    def __init__(self, queue: WriteAheadQueue, producer: Producer, limit: int,
                  on_enqueued: Callable[[Batch], None] | None = None) -> None:
         self.queue = queue
         self.producer = producer
@@ -219,8 +139,7 @@ class BatchWriter:
 
 def enqueue_items(settings: Settings, items: Iterable[Item], command: str = "memwal") -> list[str]:
     """Enqueue items in batches (library entry point for other producers); return batch ids."""
-    ensure_home(settings.home)
-    queue = open_queue(settings.queue_path)
+    queue = open_queue(settings, Role.PRODUCER)
     try:
         writer = BatchWriter(queue, Producer.current(command), settings["queue.batch_records"])
         for item in items:
@@ -229,83 +148,6 @@ def enqueue_items(settings: Settings, items: Iterable[Item], command: str = "mem
         return writer.batch_ids
     finally:
         queue.close()
-
-
-# -- waiting for our batches ---------------------------------------------------------------
-
-
-class BackgroundCommitter:
-    """Runs the committer in a thread of this process while we hold the lock."""
-
-    def __init__(self, settings: Settings, lock: CommitterLock) -> None:
-        self.settings = settings
-        self.lock = lock
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="memwal-committer", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            with committer_session(self.settings, self.lock) as committer:
-                committer.run(self.stop, poll_interval=0.05)
-        except BaseException as exc:  # surfaced by join()
-            self.error = exc
-
-    def start(self) -> "BackgroundCommitter":
-        self.thread.start()
-        return self
-
-    def join(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-
-def ledger_counts(settings: Settings, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-    """(committed, dead_lettered, skipped) of the given batches that are in the ledger."""
-    conn = store.open_for_read(settings.index_path)
-    if conn is None:
-        return {}
-    try:
-        found: dict[str, tuple[int, int, int]] = {}
-        ids = list(batch_ids)
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            for batch_id, committed, dead, skipped in conn.execute(
-                    "SELECT batch_id, committed, dead_lettered, skipped FROM ledger WHERE batch_id "
-                    f"IN ({','.join('?' * len(part))})", part):
-                found[batch_id] = (committed, dead, skipped)
-        return found
-    finally:
-        conn.close()
-
-
-def wait_committed(settings: Settings, batch_ids: Sequence[str],
-                   background: BackgroundCommitter | None = None,
-                   lock: CommitterLock | None = None) -> tuple[int, int]:
-    """Block until every batch is in the ledger; drain the queue ourselves if nobody else does.
-
-    Returns (committed, dead_lettered) summed over those batches.
-    """
-    lock = lock or CommitterLock(settings.lock_path)
-    remaining = set(batch_ids)
-    totals: dict[str, tuple[int, int, int]] = {}
-    while remaining:
-        if background is None and lock.try_acquire():
-            try:
-                with committer_session(settings, lock) as committer:
-                    committer.drain()
-            finally:
-                lock.release()
-        found = ledger_counts(settings, sorted(remaining))
-        totals.update(found)
-        remaining -= set(found)
-        if background is not None and background.error is not None:
-            background.join()
-        if remaining:
-            time.sleep(0.05)
-    return (sum(c for c, _, _ in totals.values()), sum(d for _, d, _ in totals.values()))
 
 
 # -- the pipeline --------------------------------------------------------------------------
@@ -386,12 +228,12 @@ def index_paths(
     embedder = embedder or configured_embedder(settings)
     roots = [Path(p).expanduser().absolute().resolve() for p in paths]
     report = IndexReport()
-    queue = open_queue(settings.queue_path)
+    queue = open_queue(settings, Role.PRODUCER)
     conn = store.open_for_read(settings.index_path)
     lock = CommitterLock(settings.lock_path)
     background: BackgroundCommitter | None = None
     try:
-        check_model(embedder, target_model(conn, queue))
+        check_model(embedder, target_model(store.active_model(conn), queue))
         found = discover(roots, ignore=settings["index.ignore"],
                          max_file_bytes=settings["index.max_file_bytes"])
         report.files = len(found.files)

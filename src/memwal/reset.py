@@ -1,7 +1,10 @@
-"""Switching the index's model: a reset travels through the queue like any write.
+"""Switching the index's model, and the model gate every producer passes before it embeds.
 
-Everything enqueued before the reset is judged against the old model, everything after it
-against the new one; the committer removes vectors of other models and keeps chunks and text.
+A reset travels through the queue like any write: everything enqueued before it is judged against
+the old model, everything after it against the new one; the committer removes vectors of other
+models and keeps chunks and text. The gate: the model the index *will* have once the queue
+drains is the last queued reset's, else the active one; a producer whose model is not that one
+is refused before it embeds anything.
 """
 
 from __future__ import annotations
@@ -9,34 +12,71 @@ from __future__ import annotations
 from typing import Any
 
 from memwal import store
-from memwal.config import Settings, ensure_home
-from memwal.embedders import configured_embedder
-from memwal.producer import queued_resets
-from memwal.queue import open_queue
-from memwal.records import Batch, Producer, Reset, encode_batch
+from memwal.config import Settings
+from memwal.embedders import Embedder, configured_embedder
+from memwal.errors import ModelMismatch
+from memwal.fingerprint import ModelInfo
+from memwal.queue import Role, WriteAheadQueue, open_queue
+from memwal.records import Batch, Producer, Reset, UndecodableBatch, decode_batch, encode_batch, parse_item
+from memwal.store import reads
+
+# A reset batch is one small item; larger messages are data and are not decoded to find resets.
+RESET_MAX_BYTES = 4096
+
+
+def queued_resets(queue: WriteAheadQueue) -> list[tuple[int, Reset]]:
+    """(position, reset) of every reset waiting in the queue, in queue order."""
+    found: list[tuple[int, Reset]] = []
+    for delivery in queue.messages(max_bytes=RESET_MAX_BYTES):
+        try:
+            batch = decode_batch(delivery.data)
+        except UndecodableBatch:
+            continue
+        for raw in batch.raw_items:
+            if isinstance(raw, dict) and raw.get("kind") == "reset":
+                try:
+                    item = parse_item(raw)
+                except ValueError:
+                    continue
+                assert isinstance(item, Reset)
+                found.append((delivery.position, item))
+    return found
+
+
+def target_model(active: ModelInfo | None, queue: WriteAheadQueue) -> ModelInfo | None:
+    """The model the index will have once the queue drains: the last queued reset, else active."""
+    resets = queued_resets(queue)
+    if resets:
+        reset = resets[-1][1]
+        return ModelInfo(reset.name, reset.dim, reset.fingerprint)
+    return active
+
+
+def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
+    """Refuse, naming both models and the fix, if the embedder is not the index's model."""
+    if target is None or target.fingerprint == embedder.fingerprint:
+        return
+    raise ModelMismatch(
+        f"the index uses {target.name} ({target.fingerprint}, {target.dim}-d) but the configured "
+        f"model is {embedder.name} ({embedder.fingerprint}, {embedder.dim}-d).",
+        f"Either configure {target.name} again (MM_EMBEDDING_MODEL={target.name} or "
+        "embedding.model in config.json), or switch the index to the configured model with "
+        "`mm embedding-reset --mode apply-current`.")
 
 
 def reset_status(settings: Settings) -> dict[str, Any]:
     """Active vs configured model, queued resets, and chunks lacking a vector of the active model."""
     embedder = configured_embedder(settings)
-    conn = store.open_for_read(settings.index_path)
-    try:
+    with store.reading(settings.index_path) as conn:
         active = store.active_model(conn)
-        lacking = 0
-        if conn is not None:
-            lacking = conn.execute("SELECT count(*) FROM chunks WHERE fingerprint IS NOT ?",
-                                   (active.fingerprint if active else None,)).fetchone()[0]
+        lacking = 0 if conn is None else reads.chunks_without_vector_of(
+            conn, active.fingerprint if active else None)
+    queue = open_queue(settings, Role.READER)
+    try:
+        queued = [{"position": position, "name": r.name, "fingerprint": r.fingerprint, "dim": r.dim}
+                  for position, r in queued_resets(queue)]
     finally:
-        if conn is not None:
-            conn.close()
-    queued = []
-    if settings.queue_path.exists():
-        queue = open_queue(settings.queue_path)
-        try:
-            queued = [{"position": position, "name": r.name, "fingerprint": r.fingerprint, "dim": r.dim}
-                      for position, r in queued_resets(queue)]
-        finally:
-            queue.close()
+        queue.close()
     return {
         "active_model": active.as_dict() if active else None,
         "configured_model": embedder.info.as_dict(),
@@ -49,15 +89,12 @@ def reset_status(settings: Settings) -> dict[str, Any]:
 
 def enqueue_reset(settings: Settings) -> tuple[str, Reset]:
     """Enqueue a reset to the configured model; return its batch id and the reset."""
-    ensure_home(settings.home)
     embedder = configured_embedder(settings)
     reset = Reset(embedder.fingerprint, embedder.name, embedder.dim)
     batch = Batch(items=(reset,), producer=Producer.current("mm embedding-reset"))
-    queue = open_queue(settings.queue_path)
+    queue = open_queue(settings, Role.PRODUCER)
     try:
         queue.put(encode_batch(batch))
     finally:
         queue.close()
     return batch.id, reset
-
-

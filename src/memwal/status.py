@@ -2,39 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from memwal import store
 from memwal.config import Settings
+from memwal.embedders import configured_embedder
 from memwal.lock import committer_alive
-from memwal.queue import queue_counts
+from memwal.queue import QueueCounts, Role, open_queue
+from memwal.store import reads
 
 
-def ledger_totals(conn: store.Connection | None) -> dict[str, int]:
-    """Batches in the ledger and the item counts they add up to."""
-    if conn is None:
-        return {"batches": 0, "received": 0, "committed": 0, "dead_lettered": 0, "skipped": 0}
-    row = conn.execute("SELECT count(*), coalesce(sum(received),0), coalesce(sum(committed),0), "
-                       "coalesce(sum(dead_lettered),0), coalesce(sum(skipped),0) FROM ledger").fetchone()
-    return dict(zip(("batches", "received", "committed", "dead_lettered", "skipped"), map(int, row)))
+def queue_counts(settings: Settings) -> QueueCounts:
+    """Pending and in-flight messages, read without creating or writing the queue."""
+    queue = open_queue(settings, Role.READER)
+    try:
+        return queue.counts()
+    finally:
+        queue.close()
 
 
 def queue_status(settings: Settings) -> dict[str, Any]:
     """The `mm queue status --json` document."""
-    pending, inflight = queue_counts(settings.queue_path)
+    counts = queue_counts(settings)
     running, pid = committer_alive(settings.lock_path)
-    conn = store.open_for_read(settings.index_path)
-    try:
+    with store.reading(settings.index_path) as conn:
         model = store.active_model(conn)
-        dead = conn.execute("SELECT count(*) FROM dead_letters WHERE replayed_by IS NULL"
-                            ).fetchone()[0] if conn else 0
-        ledger = ledger_totals(conn)
-    finally:
-        if conn is not None:
-            conn.close()
+        dead = reads.unreplayed_dead_letters(conn)
+        ledger = reads.ledger_totals(conn)
     return {
-        "pending": pending,
-        "inflight": inflight,
+        "pending": counts.pending,
+        "inflight": counts.inflight,
         "dead_letters": int(dead),
         "committer": {"running": running, "pid": pid},
         "active_model": model.as_dict() if model else None,
@@ -42,39 +40,23 @@ def queue_status(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _size(path) -> int:  # type: ignore[no-untyped-def]
+def _size(path: Path) -> int:
+    """Bytes of a SQLite file with its -wal and -shm companions."""
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
 
 def index_status(settings: Settings) -> dict[str, Any]:
     """The `mm status --json` document."""
-    from memwal.embedders import configured_embedder
-
     embedder = configured_embedder(settings)
-    conn = store.open_for_read(settings.index_path)
-    try:
-        if conn is None:
-            chunks = files = 0
-            namespaces: list[str] = []
-            by_fingerprint: dict[str, int] = {}
-            model = None
-        else:
-            chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-            files = conn.execute("SELECT count(*) FROM files").fetchone()[0]
-            namespaces = [r[0] for r in conn.execute(
-                "SELECT DISTINCT namespace FROM chunks ORDER BY namespace")]
-            by_fingerprint = {fp: n for fp, n in conn.execute(
-                "SELECT fingerprint, count(*) FROM chunks WHERE fingerprint IS NOT NULL "
-                "GROUP BY fingerprint")}
-            model = store.active_model(conn)
-    finally:
-        if conn is not None:
-            conn.close()
+    with store.reading(settings.index_path) as conn:
+        counts = reads.index_counts(conn) if conn else reads.IndexCounts(0, 0, [])
+        by_fingerprint = reads.vectors_by_fingerprint(conn) if conn else {}
+        model = store.active_model(conn)
     return {
         "home": str(settings.home),
-        "chunks": chunks,
-        "files": files,
-        "namespaces": namespaces,
+        "chunks": counts.chunks,
+        "files": counts.files,
+        "namespaces": counts.namespaces,
         "vectors_by_fingerprint": by_fingerprint,
         "active_model": model.as_dict() if model else None,
         "configured_model": embedder.info.as_dict(),

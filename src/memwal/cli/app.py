@@ -8,14 +8,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+import memwal
 from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
 from memwal.cli.queue_cmds import queue_app
-from memwal.doctor import run_doctor
-from memwal.producer import index_paths, wait_committed
-from memwal.reset import enqueue_reset, reset_status
-from memwal.search import search
-from memwal.status import index_status
 
 app = typer.Typer(
     name="mm",
@@ -44,7 +40,7 @@ def index_command(
     """Chunk, embed and enqueue files; with --wait, return once they are committed."""
     settings = load(home, {"embedding.model": model, "index.namespace": namespace})
     with output.progress_bar("indexing", not json_out) as (on_start, on_progress):
-        report = index_paths(settings, paths, namespace=namespace, force=force, wait=wait,
+        report = memwal.index_paths(settings, paths, namespace=namespace, force=force, wait=wait,
                              on_start=on_start, on_progress=on_progress)
     for skipped in report.skipped:
         output.warn(f"skipped {skipped.path}: {skipped.reason}"
@@ -80,47 +76,46 @@ def search_command(
 ) -> None:
     """Hybrid search (BM25 + vectors, fused by reciprocal rank) over committed chunks."""
     settings = load(home)
-    result = search(settings, query, namespace=namespace, source_glob=source, top_k=top_k)
+    result = memwal.search(settings, query, namespace=namespace, source_glob=source, top_k=top_k)
     for message in result.warnings:
         output.warn(message)
-    if json_out:
-        output.print_json(result.as_json())
-        return
-    if not result.hits:
+    if not json_out and not result.hits:
         output.info("no results")
         return
-    from rich.table import Table
+    output.emit(result.as_json(), json_out, lambda _: output.table(
+        ("#", "where", "section", "text"),
+        [(hit.rank, f"{hit.source_file}:{hit.start_line}-{hit.end_line}",
+          " › ".join(hit.heading_path), _snippet(hit.content)) for hit in result.hits]))
 
-    table = Table("#", "where", "section", "text", box=None, show_lines=False)
-    for hit in result.hits:
-        snippet = " ".join(hit.content.split())
-        table.add_row(str(hit.rank), f"{hit.source_file}:{hit.start_line}-{hit.end_line}",
-                      " › ".join(hit.heading_path), snippet[:160] + ("…" if len(snippet) > 160 else ""))
-    output.stdout.print(table)
+
+def _snippet(content: str, limit: int = 160) -> str:
+    text = " ".join(content.split())
+    return text[:limit] + ("…" if len(text) > limit else "")
 
 
 @app.command("status")
 @guarded
 def status_command(json_out: JsonOption = False, home: HomeOption = None) -> None:
     """What the index holds, the models, the queue and the file sizes."""
-    settings = load(home)
-    state = index_status(settings)
-    if json_out:
-        output.print_json(state)
-        return
-    lines = [
-        f"home              {state['home']}",
-        f"chunks            {state['chunks']} in {state['files']} files, namespaces: "
-        + (", ".join(state["namespaces"]) or "none"),
-        f"active model      {_model_text(state['active_model'])}",
-        f"configured model  {_model_text(state['configured_model'])}",
-        "vectors           " + (", ".join(f"{fp}: {n}" for fp, n in state["vectors_by_fingerprint"].items()) or "none"),
-        f"queue             {state['queue']['pending']} pending, {state['queue']['inflight']} in flight, "
-        f"{state['queue']['dead_letters']} dead letters; committer "
-        + (f"running (pid {state['queue']['committer']['pid']})" if state['queue']['committer']['running'] else "not running"),
-        f"files on disk     index {state['index_bytes']:,} bytes, queue {state['queue_bytes']:,} bytes",
-    ]
-    output.stdout.print("\n".join(lines), highlight=False, markup=False)
+    output.emit(memwal.index_status(load(home)), json_out, _status_text)
+
+
+def _status_text(state: dict[str, Any]) -> str:
+    queue = state["queue"]
+    committer = queue["committer"]
+    return output.lines([
+        ("home", state["home"]),
+        ("chunks", f"{state['chunks']} in {state['files']} files, namespaces: "
+                   + (", ".join(state["namespaces"]) or "none")),
+        ("active model", _model_text(state["active_model"])),
+        ("configured model", _model_text(state["configured_model"])),
+        ("vectors", ", ".join(f"{fp}: {n}" for fp, n in state["vectors_by_fingerprint"].items())
+         or "none"),
+        ("queue", f"{queue['pending']} pending, {queue['inflight']} in flight, "
+                  f"{queue['dead_letters']} dead letters; committer "
+                  + (f"running (pid {committer['pid']})" if committer["running"] else "not running")),
+        ("files on disk", f"index {state['index_bytes']:,} bytes, queue {state['queue_bytes']:,} bytes"),
+    ])
 
 
 def _differ_text(state: dict[str, Any]) -> str:
@@ -139,14 +134,10 @@ def _model_text(model: dict[str, Any] | None) -> str:
 @guarded
 def doctor_command(json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Check the invariants (integrity, counts, one model, ledger sums, nothing stuck); exit 1 if any fails."""
-    settings = load(home)
-    report = run_doctor(settings)
-    if json_out:
-        output.print_json(report)
-    else:
-        for check in report["checks"]:
-            mark = "[green]ok[/]  " if check["ok"] else "[bold red]FAIL[/]"
-            output.stdout.print(f"{mark} {check['name']}: {check['detail']}", highlight=False)
+    report = memwal.run_doctor(load(home))
+    output.emit(report, json_out, lambda report: "\n".join(
+        f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}"
+        for check in report["checks"]))
     if not report["ok"]:
         raise typer.Exit(output.EXIT_FAILED)
 
@@ -165,18 +156,14 @@ def embedding_reset_command(
     if mode not in ("status", "apply-current"):
         output.fail(f"--mode must be status or apply-current, not {mode!r}")
     settings = load(home, {"embedding.model": model})
-    state = reset_status(settings)
+    state = memwal.reset_status(settings)
     if mode == "status":
-        if json_out:
-            output.print_json(state)
-            return
-        output.stdout.print(
-            f"active model      {_model_text(state['active_model'])}\n"
-            f"configured model  {_model_text(state['configured_model'])}\n"
-            f"differ            {_differ_text(state)}\n"
-            f"queued resets     {len(state['queued_resets'])}\n"
-            f"chunks without a vector of the active model  {state['chunks_without_active_vector']}",
-            highlight=False, markup=False)
+        output.emit(state, json_out, lambda state: output.lines([
+            ("active model", _model_text(state["active_model"])),
+            ("configured model", _model_text(state["configured_model"])),
+            ("differ", _differ_text(state)),
+            ("queued resets", len(state["queued_resets"])),
+        ]) + f"\nchunks without a vector of the active model  {state['chunks_without_active_vector']}")
         return
     target = state["configured_model"]
     if not yes:
@@ -185,10 +172,10 @@ def embedding_reset_command(
         if not typer.confirm(f"Switch the index to {target['name']} ({target['fingerprint']})? "
                              "Vectors of other models will be removed (text stays).", default=False):
             raise typer.Exit(output.EXIT_FAILED)
-    batch_id, _ = enqueue_reset(settings)
+    batch_id, _ = memwal.enqueue_reset(settings)
     result: dict[str, Any] = {"batch_id": batch_id, "model": target}
     if wait:
-        wait_committed(settings, [batch_id])
+        memwal.wait_committed(settings, [batch_id])
         result["committed"] = True
     if json_out:
         output.print_json(result)
@@ -201,18 +188,10 @@ def embedding_reset_command(
 @guarded
 def config_show(json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Print the effective configuration and where each value came from."""
-    settings = load(home)
-    described = settings.describe()
-    if json_out:
-        output.print_json(described)
-        return
-    from rich.table import Table
-
-    table = Table("key", "value", "source", box=None)
-    for key, entry in described.items():
-        value = entry["value"]
-        table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value), entry["source"])
-    output.stdout.print(table)
+    output.emit(load(home).describe(), json_out, lambda described: output.table(
+        ("key", "value", "source"),
+        [(key, ", ".join(entry["value"]) if isinstance(entry["value"], list) else entry["value"],
+          entry["source"]) for key, entry in described.items()]))
 
 
 def main(argv: list[str] | None = None) -> int:

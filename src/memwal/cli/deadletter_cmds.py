@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from collections import Counter
+from typing import Annotated, Any, Optional
 
 import typer
 
+import memwal
 from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
-from memwal.deadletters import (
-    Selection, export_dead_letters, list_dead_letters, purge, replay,
-    show_dead_letter,
-)
-from memwal.producer import wait_committed
 
 dead_letters_app = typer.Typer(help="Items the committer refused, kept until you purge them.",
                                no_args_is_help=True)
@@ -31,28 +28,25 @@ def list_command(reason: ReasonOption = None, fingerprint: FingerprintOption = N
                  include_replayed: Annotated[bool, typer.Option("--include-replayed", help="Also those already replayed.")] = False,
                  json_out: JsonOption = False, home: HomeOption = None) -> None:
     """One row per dead letter, in original order (and a summary by reason and model)."""
-    rows = list_dead_letters(load(home), Selection(reason=reason, fingerprint=fingerprint,
-                                                   source_glob=source, include_replayed=include_replayed))
-    if json_out:
-        output.print_json(rows)
-        return
-    if not rows:
+    rows = memwal.list_dead_letters(load(home), memwal.Selection(
+        reason=reason, fingerprint=fingerprint, source_glob=source, include_replayed=include_replayed))
+    if not json_out and not rows:
         output.info("no dead letters")
         return
-    from collections import Counter
+    output.emit(rows, json_out, _letters_table)
+    if not json_out:
+        counts = Counter((r["reason"], r["fingerprint"] or "-") for r in rows)
+        output.stdout().print(output.table(("reason", "fingerprint", "count"),
+                                           [(*key, n) for key, n in sorted(counts.items())],
+                                           title="summary"))
 
-    from rich.table import Table
 
-    table = Table("id", "reason", "fingerprint", "source", "line", "batch", "pos", "replayed by", box=None)
-    for row in rows:
-        table.add_row(str(row["id"]), row["reason"], row["fingerprint"] or "-", row["source_file"] or "-",
-                      str(row["start_line"] or "-"), (row["batch_id"] or "-")[:12], str(row["position"]),
-                      (row["replayed_by"] or "")[:12])
-    output.stdout.print(table)
-    summary = Table("reason", "fingerprint", "count", box=None, title="summary")
-    for (why, fp), count in sorted(Counter((r["reason"], r["fingerprint"] or "-") for r in rows).items()):
-        summary.add_row(why, fp, str(count))
-    output.stdout.print(summary)
+def _letters_table(rows: list[dict[str, Any]]) -> Any:
+    return output.table(
+        ("id", "reason", "fingerprint", "source", "line", "batch", "pos", "replayed by"),
+        [(row["id"], row["reason"], row["fingerprint"] or "-", row["source_file"] or "-",
+          row["start_line"] or "-", (row["batch_id"] or "-")[:12], row["position"],
+          (row["replayed_by"] or "")[:12]) for row in rows])
 
 
 @dead_letters_app.command("show")
@@ -60,18 +54,17 @@ def list_command(reason: ReasonOption = None, fingerprint: FingerprintOption = N
 def show_command(letter_id: Annotated[int, typer.Argument(help="Dead letter id.")],
                  json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Everything about one dead letter, including its content and vector dimension and norm."""
-    record = show_dead_letter(load(home), letter_id)
-    if json_out:
-        output.print_json(record)
-        return
+    output.emit(memwal.show_dead_letter(load(home), letter_id), json_out, _letter_text)
+
+
+def _letter_text(record: dict[str, Any]) -> str:
+    shown: list[str] = []
     for key, value in record.items():
         if key == "item" and isinstance(value, dict):
-            for k, v in value.items():
-                if k != "content":
-                    output.stdout.print(f"item.{k:<16} {v}", highlight=False, markup=False)
+            shown.extend(f"item.{k:<16} {v}" for k, v in value.items() if k != "content")
         elif key != "content":
-            output.stdout.print(f"{key:<21} {value}", highlight=False, markup=False)
-    output.stdout.print(f"content:\n{record.get('content')}", highlight=False, markup=False)
+            shown.append(f"{key:<21} {value}")
+    return "\n".join(shown) + f"\ncontent:\n{record.get('content')}"
 
 
 @dead_letters_app.command("export")
@@ -81,7 +74,7 @@ def export_command(reason: ReasonOption = None, fingerprint: FingerprintOption =
                    include_replayed: Annotated[bool, typer.Option("--include-replayed/--exclude-replayed", help="Export replayed ones too (default).")] = True,
                    home: HomeOption = None) -> None:
     """JSON Lines on stdout, lossless: whole items with base64 vectors, raw bytes of bad batches."""
-    for record in export_dead_letters(load(home), Selection(
+    for record in memwal.export_dead_letters(load(home), memwal.Selection(
             reason=reason, fingerprint=fingerprint, source_glob=source, include_replayed=include_replayed)):
         sys.stdout.write(json.dumps(record, default=str) + "\n")
 
@@ -99,13 +92,13 @@ def replay_command(
 ) -> None:
     """Re-enqueue dead letters in their original order; each is marked with the replay's batch id."""
     settings = load(home)
-    plan = replay(settings, Selection(ids=tuple(ids or ()), all=all_, reason=reason,
+    plan = memwal.replay_dead_letters(settings, memwal.Selection(ids=tuple(ids or ()), all=all_, reason=reason,
                                       fingerprint=fingerprint), reembed=reembed, again=again)
     for letter_id, why in plan.not_replayable:
         output.warn(f"dead letter {letter_id} not replayed: {why}")
     result: dict[str, object] = {"replayed": plan.replayed, "batches": len(plan.batch_ids)}
     if wait:
-        result["committed"], result["dead_lettered"] = wait_committed(settings, plan.batch_ids)
+        result["committed"], result["dead_lettered"] = memwal.wait_committed(settings, plan.batch_ids)
     if json_out:
         output.print_json(result)
     else:
@@ -127,7 +120,7 @@ def purge_command(
     if not yes:
         output.fail("purging dead letters cannot be undone: add --yes (export them first with "
                     "`mm queue dead-letters export > backup.jsonl`)")
-    count = purge(load(home), Selection(ids=tuple(ids or ()), all=all_, replayed_only=replayed))
+    count = memwal.purge_dead_letters(load(home), memwal.Selection(ids=tuple(ids or ()), all=all_, replayed_only=replayed))
     if json_out:
         output.print_json({"purged": count})
     else:

@@ -1,25 +1,39 @@
-"""Output and exit codes shared by every command: JSON on stdout, messages on stderr."""
+"""Output shared by every command: JSON on stdout, text on stdout, messages on stderr.
+
+rich is imported only when something is drawn: a command that prints JSON never pays for it.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-# Exit codes scripts can rely on (docs/operations.md).
-EXIT_OK = 0
-EXIT_FAILED = 1        # some records dead-lettered, files failed, or a check failed
-EXIT_USAGE = 2         # bad arguments or configuration
-EXIT_BUSY = 3          # another committer is running on this home
-EXIT_INTERRUPTED = 130
+from memwal.errors import (  # noqa: F401 - re-exported for the commands
+    EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+)
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@functools.cache
+def _console(stream: str) -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=stream == "stderr", soft_wrap=True)
+
+
+def stdout() -> "Console":
+    return _console("stdout")
+
+
+def stderr() -> "Console":
+    return _console("stderr")
 
 
 def print_json(data: Any) -> None:
@@ -28,18 +42,43 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def emit(data: Any, as_json: bool, text: Callable[[Any], Any]) -> None:
+    """Print `data` as JSON, or as what `text(data)` returns (a string or a rich renderable)."""
+    if as_json:
+        print_json(data)
+        return
+    rendered = text(data)
+    if rendered is not None:
+        stdout().print(rendered, highlight=False, markup=False)
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> Any:
+    """A borderless rich table of plain-text cells."""
+    from rich.table import Table
+
+    grid = Table(*columns, box=None, title=title)
+    for row in rows:
+        grid.add_row(*(str(cell) for cell in row))
+    return grid
+
+
+def lines(pairs: Sequence[tuple[str, Any]], width: int = 18) -> str:
+    """`label   value` lines, labels padded to one column."""
+    return "\n".join(f"{label:<{width}}{value}" for label, value in pairs)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One clear line on stderr and a non-zero exit; never a traceback."""
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    stderr().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    stderr().print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
 
 
 def info(message: str) -> None:
-    stderr.print(message, markup=False, highlight=False)
+    stderr().print(message, markup=False, highlight=False)
 
 
 @contextmanager
@@ -48,7 +87,9 @@ def progress_bar(label: str, enabled: bool) -> Iterator[tuple[Callable[[int], No
     if not enabled or not sys.stderr.isatty():
         yield (lambda total: None), (lambda n: None)
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr, transient=True) as progress:
+                  console=stderr(), transient=True) as progress:
         task = progress.add_task(label, total=None)
         yield (lambda total: progress.update(task, total=total)), (lambda n: progress.advance(task, n))

@@ -1,49 +1,38 @@
-"""Embedders: name → model. One small interface, three kinds: MiniLM, paraphrase-MiniLM, hashing."""
+"""Embedders: model name → model, built once per process and shared by every caller.
+
+Loading a real model (its ONNX session, its tokenizer, the digest of its weights) costs about
+0.3 s; a search or an index call in a long-lived process must not pay it again. `get_embedder`
+therefore memoises by (name, batch size): an embedder holds no state a caller can change, so
+sharing one is safe, and its lazy parts are built under a lock.
+"""
 
 from __future__ import annotations
 
-import re
+import functools
 from typing import TYPE_CHECKING
 
-from memwal.embedders.base import Embedder, UnknownModel
+from memwal.embedders.base import Embedder
+from memwal.errors import UnknownModel
+from memwal.models import REAL_MODELS, HashModel, lookup, validate_model_name
 
 if TYPE_CHECKING:
     from memwal.config import Settings
 
-REAL_MODELS = ("minilm", "paraphrase-minilm")
-_HASH_NAME = re.compile(r"^hash-(\d{1,5})(?:-([a-z0-9]{1,16}))?$")
 
-
-def validate_model_name(name: str) -> str:
-    """Return the name if it is one we can build, else raise UnknownModel naming the valid ones."""
-    if name in REAL_MODELS:
-        return name
-    match = _HASH_NAME.match(name)
-    if match and 1 <= int(match.group(1)) <= 8192:
-        return name
-    raise UnknownModel(
-        f"unknown embedding model {name!r}: use minilm (all-MiniLM-L6-v2, 384-d, the default), "
-        "paraphrase-minilm (paraphrase-MiniLM-L3-v2, 384-d) or hash-<dim>[-<variant>] "
-        "(e.g. hash-384, hash-384-b; for tests)"
-    )
-
-
+@functools.lru_cache(maxsize=16)
 def get_embedder(name: str, batch_size: int = 32) -> Embedder:
-    """Build the embedder a model name stands for. Real models load lazily on first embed."""
-    validate_model_name(name)
-    if name == "minilm":
-        from memwal.embedders.onnx_minilm import minilm
+    """The embedder a model name stands for (one per process). Real models load on first embed."""
+    entry = lookup(name)
+    if isinstance(entry, HashModel):
+        from memwal.embedders.hashing import HashEmbedder
 
-        return minilm(batch_size)
-    if name == "paraphrase-minilm":
-        from memwal.embedders.onnx_minilm import paraphrase_minilm
+        return HashEmbedder(dim=entry.dim, variant=entry.variant)
+    from memwal.embedders.onnx_minilm import OnnxSentenceEmbedder
 
-        return paraphrase_minilm(batch_size)
-    from memwal.embedders.hashing import HashEmbedder
-
-    match = _HASH_NAME.match(name)
-    assert match is not None
-    return HashEmbedder(dim=int(match.group(1)), variant=match.group(2) or "a")
+    return OnnxSentenceEmbedder(
+        name=entry.name, model_id=entry.model_id, distribution=entry.distribution,
+        weights_suffix=entry.weights_suffix, max_tokens=entry.max_tokens,
+        output_name=entry.output_name, batch_size=batch_size)
 
 
 def configured_embedder(settings: "Settings") -> Embedder:

@@ -6,11 +6,10 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from memwal.errors import UnknownModel
 from memwal.fingerprint import ModelInfo
 
-
-class UnknownModel(ValueError):
-    """A model name we cannot build; the message lists the valid ones."""
+__all__ = ["Embedder", "UnknownModel", "l2_normalise"]
 
 
 class Embedder(Protocol):

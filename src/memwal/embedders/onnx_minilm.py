@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from memwal.embedders.base import UnknownModel, l2_normalise
-from memwal.fingerprint import ModelInfo, ModelSpec, file_digest, fingerprint_of
+from memwal.fingerprint import ModelInfo, ModelSpec, fingerprint_of, weights_digest
 
 TOKENIZER_FILE = "minilm-tokenizer.json"
 
@@ -56,7 +56,7 @@ class OnnxSentenceEmbedder:
         spec = ModelSpec(
             provider="onnxruntime", model_id=self.model_id, dim=self.dim, dtype="float32",
             normalize=True, pooling="mean", max_tokens=self.max_tokens,
-            weights_digest=file_digest(self.weights_path),
+            weights_digest=weights_digest(self.weights_path),
         )
         return fingerprint_of(spec, self.name)
 

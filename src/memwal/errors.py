@@ -1,0 +1,109 @@
+"""The errors memwal raises for things a user can cause or fix, and the exit codes they map to.
+
+Every such error is a `MemwalError`: it carries the exit code a command ends with and a one-line
+fix, so each front end (CLI, MCP tools, JSON API) renders it the same way without a table of
+types. An exception that is not a `MemwalError` is a bug or an environment failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Exit codes scripts can rely on (docs/operations.md).
+EXIT_OK = 0
+EXIT_FAILED = 1        # some records dead-lettered, files failed, a check failed, a damaged file
+EXIT_USAGE = 2         # bad arguments or configuration
+EXIT_BUSY = 3          # another committer is running on this home
+EXIT_INTERRUPTED = 130
+
+
+class MemwalError(Exception):
+    """An error with a one-line message, the fix the user can apply, and a command exit code."""
+
+    exit_code: int = EXIT_FAILED
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.fix}" if self.fix else self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        """The error as front ends return it in JSON."""
+        return {"error": type(self).__name__, "message": self.message, "fix": self.fix,
+                "exit_code": self.exit_code}
+
+
+class UsageError(MemwalError):
+    """Bad arguments, configuration or a request that cannot be carried out as asked (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """Bad configuration a user can fix; the message says how."""
+
+
+class UnknownModel(UsageError, ValueError):
+    """A model name we cannot build, or a model package that is missing."""
+
+
+class ModelMismatch(UsageError):
+    """The configured model is not the one the index (or its queued reset) uses."""
+
+
+class SchemaTooNew(UsageError):
+    """The index was written by a newer memwal."""
+
+
+class IndexUnavailable(UsageError):
+    """The index file cannot be opened; the message says why and what to do."""
+
+
+class DeadLetterError(UsageError):
+    """A request about dead letters that cannot be carried out."""
+
+
+class QueueError(UsageError):
+    """The queue cannot be opened as configured (unknown backend, bad URL, unreachable server)."""
+
+
+class CommitterBusy(MemwalError):
+    """Another process holds the committer role for this home (exit 3)."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, pid: int | None, holder: str | None = None) -> None:
+        who = holder or (f"pid {pid}" if pid else "a process that is starting")
+        super().__init__(f"another committer is running on this home ({who}).",
+                         "Stop it first, or let it do the work.")
+        self.pid = pid
+
+
+class StorageError(MemwalError):
+    """SQLite or the file system refused an operation (locked, full, read-only, I/O)."""
+
+
+def as_memwal_error(exc: BaseException) -> MemwalError | None:
+    """A foreign exception a user can act on, as a MemwalError; None for anything else (a bug)."""
+    if isinstance(exc, MemwalError):
+        return exc
+    import sqlite3
+    import sys
+
+    operational: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+    sqlean = sys.modules.get("sqlean")  # never imported means none of its errors can be here
+    if sqlean is not None:
+        operational += (sqlean.OperationalError,)
+    if isinstance(exc, operational):
+        return StorageError(f"SQLite: {exc}.", "Is another program holding the index or queue "
+                            "file locked, or is the disk full or read-only?")
+    if isinstance(exc, PermissionError):
+        error = UsageError(f"permission denied: {exc.filename or exc}.",
+                           "Use a home folder you can write (--home DIR or MM_HOME).")
+        return error
+    if isinstance(exc, OSError):
+        return StorageError(f"{exc.strerror or exc}: {exc.filename or ''}".strip())
+    return None

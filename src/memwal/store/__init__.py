@@ -1,0 +1,129 @@
+"""The index file: the one owner of its SQL (SQLite from the sqlean.py wheel + sqlite-vec).
+
+Why sqlean.py: it is the stdlib `sqlite3` API (DB-API 2.0) over a bundled SQLite 3.50 with FTS5,
+its wheels cover Linux, macOS and Windows, and it can load extensions — the stdlib build of the
+Python here (pyenv 3.11.7) has no `enable_load_extension`. pysqlite3-binary has no macOS wheel;
+apsw works too but has its own API.
+
+Only the committer opens the index for writing (`open_for_write`); its statements are in
+`store.writes`. Producers, search, status and doctor read through `reading()` (`mode=ro`, which
+never takes a write lock); their queries are in `store.reads`. No other module writes SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import sqlean
+import sqlite_vec
+
+from memwal.errors import IndexUnavailable, SchemaTooNew
+from memwal.fingerprint import ModelInfo
+from memwal.store.schema import SCHEMA_VERSION, VECTOR_TABLE, migrate, schema_version, too_new
+
+Connection = sqlean.Connection
+DatabaseError = sqlean.DatabaseError
+OperationalError = sqlean.OperationalError
+IntegrityError = sqlean.IntegrityError
+DataError = sqlean.DataError
+InterfaceError = sqlean.InterfaceError
+
+__all__ = [
+    "SCHEMA_VERSION", "VECTOR_TABLE", "Connection", "DataError", "DatabaseError", "IndexUnavailable",
+    "IntegrityError", "InterfaceError", "OperationalError", "SchemaTooNew", "active_model",
+    "connect", "has_vector_table", "open_for_read", "open_for_write", "reading", "schema_version",
+]
+
+
+def _load_vec(conn: Connection) -> None:
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.enable_load_extension(False)
+
+
+def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> Connection:
+    """Open the index. Read-only opens never write and never take a write lock."""
+    try:
+        if readonly:
+            conn = sqlean.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout,
+                                  isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlean.connect(str(path), timeout=timeout, isolation_level=None,
+                                  check_same_thread=False)
+        _load_vec(conn)
+        if not readonly:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a batch is acknowledged in the queue right after this commit, so the
+            # commit must survive a power cut, not only a process crash.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        conn.execute("PRAGMA cache_size=-32000")
+    except DatabaseError as exc:
+        raise IndexUnavailable(f"cannot open the index {path}: {exc}.",
+                               "Check the file and its folder, or see `mm doctor`.") from None
+    return conn
+
+
+def open_for_write(path: Path) -> Connection:
+    """The committer's connection: created and migrated if needed."""
+    conn = connect(path)
+    migrate(conn, path)
+    return conn
+
+
+def open_for_read(path: Path) -> Connection | None:
+    """A read-only connection, or None if no index exists yet (nothing committed)."""
+    if not path.exists():
+        return None
+    conn = connect(path, readonly=True)
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise too_new(path, version)
+    if version == 0:
+        # Created by a committer that has not finished its first migration: nothing committed.
+        conn.close()
+        return None
+    return conn
+
+
+@contextmanager
+def reading(path: Path, *, snapshot: bool = False) -> Iterator[Connection | None]:
+    """A read-only connection for the block (None if nothing is committed yet), then closed.
+
+    With `snapshot`, every query of the block reads one consistent state: a commit landing
+    meanwhile is not seen.
+    """
+    conn = open_for_read(path)
+    try:
+        if conn is not None and snapshot:
+            conn.execute("BEGIN")
+        yield conn
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def get_meta(conn: Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def active_model(conn: Connection | None) -> ModelInfo | None:
+    """The model every stored vector must come from, or None before the first commit."""
+    if conn is None:
+        return None
+    raw = get_meta(conn, "active_model")
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return ModelInfo(data["name"], int(data["dim"]), data["fingerprint"])
+
+
+def has_vector_table(conn: Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name=?",
+                        (VECTOR_TABLE,)).fetchone() is not None

@@ -1,0 +1,289 @@
+"""Every query that reads the index, for producers (the diff), search, status, doctor, dead letters.
+
+All of them run on a read-only connection (`store.reading`), except FTS5's integrity check,
+which SQLite spells as an INSERT (see `fts_integrity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from memwal.store import Connection, DatabaseError, connect, has_vector_table
+from memwal.store.schema import VECTOR_TABLE
+
+# -- the ledger ----------------------------------------------------------------------------
+
+LEDGER_TOTALS = ("batches", "received", "committed", "dead_lettered", "skipped")
+
+
+def ledger_totals(conn: Connection | None) -> dict[str, int]:
+    """Batches in the ledger and the item counts they add up to."""
+    if conn is None:
+        return dict.fromkeys(LEDGER_TOTALS, 0)
+    row = conn.execute("SELECT count(*), coalesce(sum(received),0), coalesce(sum(committed),0), "
+                       "coalesce(sum(dead_lettered),0), coalesce(sum(skipped),0) FROM ledger").fetchone()
+    return dict(zip(LEDGER_TOTALS, map(int, row)))
+
+
+def ledger_counts(conn: Connection, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """(committed, dead_lettered, skipped) of those batches that are in the ledger."""
+    found: dict[str, tuple[int, int, int]] = {}
+    ids = list(batch_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        for batch_id, committed, dead, skipped in conn.execute(
+                "SELECT batch_id, committed, dead_lettered, skipped FROM ledger WHERE batch_id "
+                f"IN ({','.join('?' * len(part))})", part):
+            found[batch_id] = (committed, dead, skipped)
+    return found
+
+
+def unbalanced_batches(conn: Connection, limit: int = 5) -> list[tuple[str, int, int, int, int]]:
+    """Ledger rows where received != committed + dead-lettered + skipped."""
+    return conn.execute("SELECT batch_id, received, committed, dead_lettered, skipped FROM ledger "
+                        "WHERE received != committed + dead_lettered + skipped LIMIT ?",
+                        (limit,)).fetchall()
+
+
+# -- what the index holds ------------------------------------------------------------------
+
+
+def vectors_by_fingerprint(conn: Connection) -> dict[str, int]:
+    return {fp: n for fp, n in conn.execute(
+        "SELECT fingerprint, count(*) FROM chunks WHERE fingerprint IS NOT NULL GROUP BY fingerprint")}
+
+
+@dataclass(frozen=True)
+class IndexCounts:
+    chunks: int
+    files: int
+    namespaces: list[str]
+
+
+def index_counts(conn: Connection) -> IndexCounts:
+    return IndexCounts(
+        chunks=conn.execute("SELECT count(*) FROM chunks").fetchone()[0],
+        files=conn.execute("SELECT count(*) FROM files").fetchone()[0],
+        namespaces=[r[0] for r in conn.execute(
+            "SELECT DISTINCT namespace FROM chunks ORDER BY namespace")])
+
+
+def chunks_without_vector_of(conn: Connection, fingerprint: str | None) -> int:
+    """Chunks whose vector is not of `fingerprint` (or that have none)."""
+    return conn.execute("SELECT count(*) FROM chunks WHERE fingerprint IS NOT ?",
+                        (fingerprint,)).fetchone()[0]
+
+
+def stray_vectors(conn: Connection, fingerprint: str | None) -> int:
+    """Stored vectors whose fingerprint is not `fingerprint`."""
+    return conn.execute("SELECT count(*) FROM chunks WHERE fingerprint IS NOT NULL AND "
+                        "fingerprint IS NOT ?", (fingerprint,)).fetchone()[0]
+
+
+# -- the producer's diff -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommittedFile:
+    """What is committed of one file: its last snapshot and how many of its chunks are current."""
+
+    digest: str
+    size: int
+    mtime_ns: int
+    chunk_count: int
+    chunks_present: int
+    chunks_current: int  # chunks whose vector is of the fingerprint asked about
+
+
+def committed_files(conn: Connection, namespace: str, fingerprint: str) -> dict[str, CommittedFile]:
+    """Every committed file of a namespace, by source path."""
+    counts = {source: (present, current or 0) for source, present, current in conn.execute(
+        "SELECT source_file, count(*), sum(fingerprint IS ?) FROM chunks WHERE namespace=? "
+        "GROUP BY source_file", (fingerprint, namespace))}
+    files: dict[str, CommittedFile] = {}
+    for source, digest, size, mtime_ns, chunk_count in conn.execute(
+            "SELECT source_file, digest, size, mtime_ns, chunk_count FROM files WHERE namespace=?",
+            (namespace,)):
+        present, current = counts.get(source, (0, 0))
+        files[source] = CommittedFile(digest, size, mtime_ns, chunk_count, present, current)
+    return files
+
+
+def current_keys(conn: Connection, namespace: str, source_file: str,
+                 fingerprint: str) -> set[tuple[str, int]]:
+    """Keys of a file's chunks that already have a vector of `fingerprint`."""
+    return {(h, s) for h, s in conn.execute(
+        "SELECT content_hash, start_line FROM chunks WHERE namespace=? AND source_file=? "
+        "AND fingerprint IS ?", (namespace, source_file, fingerprint))}
+
+
+# -- search --------------------------------------------------------------------------------
+
+
+def _filters(namespace: str | None, source_glob: str | None) -> tuple[str, list[object]]:
+    clauses, params = [], []
+    if namespace:
+        clauses.append("c.namespace = ?")
+        params.append(namespace)
+    if source_glob:
+        clauses.append("c.source_file GLOB ?")
+        params.append(source_glob if any(ch in source_glob for ch in "*?[") else f"*{source_glob}*")
+    return ("".join(f" AND {c}" for c in clauses), params)
+
+
+def bm25_ranking(conn: Connection, match: str, depth: int, namespace: str | None = None,
+                 source_glob: str | None = None) -> list[int]:
+    """Chunk ids matching an FTS5 query, by BM25, best first."""
+    where, params = _filters(namespace, source_glob)
+    rows = conn.execute(
+        "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+        f"WHERE chunks_fts MATCH ?{where} ORDER BY bm25(chunks_fts) LIMIT ?",
+        (match, *params, depth)).fetchall()
+    return [r[0] for r in rows]
+
+
+VEC0_MAX_K = 4096  # sqlite-vec 0.1.9 refuses a larger k
+
+
+def vector_ranking(conn: Connection, vector: bytes, depth: int, namespace: str | None = None,
+                   source_glob: str | None = None) -> list[int]:
+    """Chunk ids by cosine distance to `vector`, best first (vec0 is brute force in 0.1.9)."""
+    if not has_vector_table(conn):
+        return []
+    where, params = _filters(namespace, source_glob)
+    if where:
+        # A filter after a global KNN can miss every match; score the filtered rows instead.
+        rows = conn.execute(
+            f"SELECT c.id FROM chunks c JOIN {VECTOR_TABLE} v ON v.chunk_id = c.id "
+            f"WHERE c.fingerprint IS NOT NULL{where} "
+            "ORDER BY vec_distance_cosine(v.embedding, ?) LIMIT ?",
+            (*params, vector, depth)).fetchall()
+        return [r[0] for r in rows]
+    rows = conn.execute(
+        f"SELECT chunk_id FROM {VECTOR_TABLE} WHERE embedding MATCH ? AND k = ? "
+        "ORDER BY distance", (vector, min(depth, VEC0_MAX_K))).fetchall()
+    return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    namespace: str
+    source_file: str
+    start_line: int
+    end_line: int
+    heading_path: str  # JSON list
+    content: str
+
+
+def chunk_rows(conn: Connection, ids: Sequence[int]) -> dict[int, ChunkRow]:
+    """The stored rows of those chunk ids, by id."""
+    if not ids:
+        return {}
+    return {row[0]: ChunkRow(*row) for row in conn.execute(
+        "SELECT id, namespace, source_file, start_line, end_line, heading_path, content "
+        f"FROM chunks WHERE id IN ({','.join('?' * len(ids))})", list(ids))}
+
+
+# -- dead letters --------------------------------------------------------------------------
+
+DEAD_LETTER_COLUMNS = ("id", "reason", "fingerprint", "active_fingerprint", "namespace",
+                       "source_file", "content_hash", "start_line", "batch_id", "position",
+                       "enqueued_at", "dead_lettered_at", "replayed_by")
+DEAD_LETTER_DETAIL_COLUMNS = DEAD_LETTER_COLUMNS + ("detail", "kind", "item_index", "replayed_at",
+                                                    "item", "raw")
+
+
+def dead_letter_rows(conn: Connection, columns: Sequence[str], *, ids: Sequence[int] = (),
+                     reason: str | None = None, fingerprint: str | None = None,
+                     replayed: str = "exclude") -> Iterator[dict[str, Any]]:
+    """Dead letters in their original order (queue position, then place in the batch).
+
+    `replayed` is "exclude", "include" or "only"; given ids are returned whatever it says,
+    unless it is "only".
+    """
+    clauses, params = [], []
+    if ids:
+        clauses.append(f"id IN ({','.join('?' * len(ids))})")
+        params.extend(ids)
+    if reason:
+        clauses.append("reason = ?")
+        params.append(reason)
+    if fingerprint:
+        clauses.append("fingerprint = ?")
+        params.append(fingerprint)
+    if replayed == "only":
+        clauses.append("replayed_by IS NOT NULL")
+    elif replayed == "exclude" and not ids:
+        clauses.append("replayed_by IS NULL")
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    for row in conn.execute(f"SELECT {', '.join(columns)} FROM dead_letters{where} "
+                            "ORDER BY position, coalesce(item_index, -1), id", params):
+        yield dict(zip(columns, row))
+
+
+def unreplayed_dead_letters(conn: Connection | None) -> int:
+    if conn is None:
+        return 0
+    return conn.execute("SELECT count(*) FROM dead_letters WHERE replayed_by IS NULL").fetchone()[0]
+
+
+# -- doctor's checks -----------------------------------------------------------------------
+
+
+def integrity_problems(conn: Connection) -> list[str]:
+    """SQLite's integrity check: ["ok"] when the file is sound."""
+    return [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+
+
+def fts_integrity(path: Path) -> str | None:
+    """FTS5's own check against its content table; None if it passes, else what failed.
+
+    FTS5 spells it as an INSERT, which a read-only connection refuses; it changes nothing, and
+    the transaction around it is rolled back all the same.
+    """
+    conn = connect(path)
+    try:
+        conn.execute("BEGIN")
+        # rank=1 also compares the full-text index with its content table (chunks).
+        conn.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
+    except DatabaseError as exc:
+        return str(exc)
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+    return None
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    chunks: int
+    fts_rows: int
+    chunks_with_vector: int
+    vectors: int
+    orphan_vectors: int
+
+    @property
+    def agree(self) -> bool:
+        return (self.chunks == self.fts_rows and self.chunks_with_vector == self.vectors
+                and self.orphan_vectors == 0)
+
+
+def row_counts(conn: Connection) -> RowCounts:
+    """Chunks, full-text rows, vectors, and vectors whose chunk is gone or vectorless."""
+    vectors = orphans = 0
+    if has_vector_table(conn):
+        vectors = conn.execute(f"SELECT count(*) FROM {VECTOR_TABLE}").fetchone()[0]
+        orphans = conn.execute(
+            f"SELECT count(*) FROM {VECTOR_TABLE} v LEFT JOIN chunks c ON c.id = v.chunk_id "
+            "WHERE c.id IS NULL OR c.fingerprint IS NULL").fetchone()[0]
+    return RowCounts(
+        chunks=conn.execute("SELECT count(*) FROM chunks").fetchone()[0],
+        fts_rows=conn.execute("SELECT count(*) FROM chunks_fts_docsize").fetchone()[0],
+        chunks_with_vector=conn.execute(
+            "SELECT count(*) FROM chunks WHERE fingerprint IS NOT NULL").fetchone()[0],
+        vectors=vectors, orphan_vectors=orphans)
+

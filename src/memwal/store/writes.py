@@ -1,0 +1,252 @@
+"""Every statement that changes the index. Only the committer (who holds the lock) calls these.
+
+The committer decides what to do with each item; these functions only run the statements.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+from memwal.fingerprint import ModelInfo
+from memwal.records import ChunkKey, FileSnapshot, Upsert
+from memwal.store import Connection, has_vector_table
+from memwal.store.schema import VECTOR_TABLE
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (KeyboardInterrupt included)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def savepoint(conn: Connection, on_error: type[BaseException] | tuple[type[BaseException], ...]
+              ) -> Iterator[list[BaseException]]:
+    """A savepoint; an `on_error` exception rolls back to it and is handed to the caller.
+
+    The yielded list receives the exception, if any (the block's work is then undone).
+    """
+    caught: list[BaseException] = []
+    conn.execute("SAVEPOINT item")
+    try:
+        yield caught
+    except on_error as exc:  # type: ignore[misc]
+        conn.execute("ROLLBACK TO item")
+        caught.append(exc)
+    conn.execute("RELEASE item")
+
+
+def set_meta(conn: Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
+
+
+def set_active_model(conn: Connection, model: ModelInfo) -> None:
+    set_meta(conn, "active_model", json.dumps(model.as_dict(), sort_keys=True))
+
+
+def create_vector_table(conn: Connection, dim: int) -> None:
+    """(Re)create the vec0 table at `dim`; any vectors it held are gone."""
+    conn.execute(f"DROP TABLE IF EXISTS {VECTOR_TABLE}")
+    conn.execute(f"CREATE VIRTUAL TABLE {VECTOR_TABLE} USING vec0 ("
+                 f"chunk_id INTEGER PRIMARY KEY, embedding float[{int(dim)}] distance_metric=cosine)")
+
+
+def adopt_model(conn: Connection, model: ModelInfo) -> None:
+    """Make the first model an empty index meets its active one."""
+    set_active_model(conn, model)
+    if not has_vector_table(conn):
+        create_vector_table(conn, model.dim)
+
+
+def switch_model(conn: Connection, model: ModelInfo, active: ModelInfo | None) -> None:
+    """Apply a reset: vectors of every other model go; chunks and their text stay, vectorless."""
+    if active is None or active.dim != model.dim or not has_vector_table(conn):
+        create_vector_table(conn, model.dim)
+    else:
+        conn.execute(
+            f"DELETE FROM {VECTOR_TABLE} WHERE chunk_id IN (SELECT id FROM chunks "
+            "WHERE fingerprint IS NOT NULL AND fingerprint != ?)", (model.fingerprint,))
+    conn.execute("UPDATE chunks SET fingerprint=NULL WHERE fingerprint IS NOT NULL "
+                 "AND fingerprint != ?", (model.fingerprint,))
+    set_active_model(conn, model)
+
+
+# -- the ledger and the dead letters -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One item (or one undecodable batch) that was not committed, and why."""
+
+    reason: str
+    detail: str
+    position: int
+    batch_id: str | None = None
+    item_index: int | None = None
+    enqueued_at: float | None = None
+    kind: str | None = None
+    fingerprint: str | None = None
+    active_fingerprint: str | None = None
+    namespace: str | None = None
+    source_file: str | None = None
+    content_hash: str | None = None
+    start_line: int | None = None
+    item: bytes | None = None
+    raw: bytes | None = None
+
+
+def add_dead_letter(conn: Connection, letter: DeadLetter) -> None:
+    conn.execute(
+        "INSERT INTO dead_letters (reason, detail, kind, fingerprint, active_fingerprint, "
+        "namespace, source_file, content_hash, start_line, batch_id, position, item_index, "
+        "enqueued_at, dead_lettered_at, item, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (letter.reason, letter.detail, letter.kind, letter.fingerprint, letter.active_fingerprint,
+         letter.namespace, letter.source_file, letter.content_hash, letter.start_line,
+         letter.batch_id, letter.position, letter.item_index, letter.enqueued_at, time.time(),
+         letter.item, letter.raw),
+    )
+
+
+def mark_replayed(conn: Connection, batch_id: str, letter_ids: Sequence[int]) -> None:
+    """The audit trail of a replay: these dead letters were replayed by this batch."""
+    now = time.time()
+    conn.executemany("UPDATE dead_letters SET replayed_by=?, replayed_at=? WHERE id=?",
+                     [(batch_id, now, letter_id) for letter_id in letter_ids])
+
+
+def purge_dead_letters(conn: Connection, letter_ids: Sequence[int]) -> None:
+    conn.executemany("DELETE FROM dead_letters WHERE id=?", [(i,) for i in letter_ids])
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """The committer's record of one applied batch."""
+
+    batch_id: str
+    position: int
+    producer: dict[str, Any]
+    enqueued_at: float | None
+    received: int
+    committed: int
+    dead_lettered: int
+    skipped: int
+
+
+def add_ledger_entry(conn: Connection, entry: LedgerEntry) -> None:
+    conn.execute(
+        "INSERT INTO ledger (batch_id, position, producer, enqueued_at, committed_at, received, "
+        "committed, dead_lettered, skipped) VALUES (?,?,?,?,?,?,?,?,?)",
+        (entry.batch_id, entry.position, json.dumps(entry.producer, sort_keys=True, default=repr),
+         entry.enqueued_at, time.time(), entry.received, entry.committed, entry.dead_lettered,
+         entry.skipped),
+    )
+
+
+def in_ledger(conn: Connection, batch_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM ledger WHERE batch_id=?", (batch_id,)).fetchone() is not None
+
+
+# -- chunks and files ----------------------------------------------------------------------
+
+
+def chunk_ids(conn: Connection, keys: Iterable[ChunkKey]) -> dict[ChunkKey, int]:
+    """The stored ids of those keys that are stored; one indexed lookup per file."""
+    wanted = set(keys)
+    found: dict[ChunkKey, int] = {}
+    for namespace, source_file in {(k.namespace, k.source_file) for k in wanted}:
+        for chunk_id, content_hash, start_line in file_chunks(conn, namespace, source_file):
+            key = ChunkKey(namespace, source_file, content_hash, start_line)
+            if key in wanted:
+                found[key] = chunk_id
+    return found
+
+
+def file_chunks(conn: Connection, namespace: str, source_file: str) -> list[tuple[int, str, int]]:
+    """(id, content_hash, start_line) of every stored chunk of one file."""
+    return conn.execute("SELECT id, content_hash, start_line FROM chunks WHERE namespace=? AND "
+                        "source_file=?", (namespace, source_file)).fetchall()
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+def insert_chunks(conn: Connection, items: Sequence[Upsert], batch_id: str) -> None:
+    """Insert new chunks with their vectors and full-text rows, in bulk."""
+    if not items:
+        return
+    # The committer is the only writer and holds BEGIN IMMEDIATE: max(id)+1… are the ids
+    # SQLite would pick, and knowing them lets vectors and FTS rows go in by executemany.
+    first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0]
+    ids = range(first, first + len(items))
+    conn.executemany(
+        "INSERT INTO chunks (id, namespace, source_file, content_hash, start_line, end_line, "
+        "heading_path, content, tags, fingerprint, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [(chunk_id, item.key.namespace, item.key.source_file, item.key.content_hash,
+          item.key.start_line, item.end_line, _json_list(item.heading_path), item.content,
+          _json_list(item.tags), item.fingerprint, batch_id)
+         for chunk_id, item in zip(ids, items)])
+    conn.executemany(f"INSERT INTO {VECTOR_TABLE} (chunk_id, embedding) VALUES (?, ?)",
+                     [(chunk_id, item.vector) for chunk_id, item in zip(ids, items)])
+    # v2 schema: new chunks' FTS rows are written once per run, not by a per-row trigger.
+    conn.execute("INSERT INTO chunks_fts (rowid, content, heading_path) SELECT id, content, "
+                 "heading_path FROM chunks WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
+
+
+def update_chunk(conn: Connection, chunk_id: int, item: Upsert, batch_id: str) -> None:
+    """A new version of a stored chunk: its row (FTS by trigger) and its vector."""
+    conn.execute(
+        "UPDATE chunks SET end_line=?, heading_path=?, content=?, tags=?, fingerprint=?, "
+        "batch_id=? WHERE id=?",
+        (item.end_line, _json_list(item.heading_path), item.content, _json_list(item.tags),
+         item.fingerprint, batch_id, chunk_id))
+    # vec0 rejects INSERT OR REPLACE and ON CONFLICT: update, then insert if nothing changed
+    # (the vector was removed by a reset).
+    updated = conn.execute(f"UPDATE {VECTOR_TABLE} SET embedding=? WHERE chunk_id=?",
+                           (item.vector, chunk_id))
+    if updated.rowcount == 0:
+        conn.execute(f"INSERT INTO {VECTOR_TABLE} (chunk_id, embedding) VALUES (?, ?)",
+                     (chunk_id, item.vector))
+
+
+def delete_chunks(conn: Connection, ids: Sequence[int]) -> None:
+    if not ids:
+        return
+    rows = [(chunk_id,) for chunk_id in ids]
+    if has_vector_table(conn):
+        conn.executemany(f"DELETE FROM {VECTOR_TABLE} WHERE chunk_id=?", rows)
+    conn.executemany("DELETE FROM chunks WHERE id=?", rows)
+
+
+def committed_mtime(conn: Connection, namespace: str, source_file: str) -> int | None:
+    """The mtime of the file snapshot committed last for that file, if any."""
+    row = conn.execute("SELECT mtime_ns FROM files WHERE namespace=? AND source_file=?",
+                       (namespace, source_file)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def record_file(conn: Connection, item: FileSnapshot, batch_id: str) -> None:
+    """Remember a file's committed snapshot (or forget the file, if the snapshot has no keys)."""
+    if not item.keys:
+        conn.execute("DELETE FROM files WHERE namespace=? AND source_file=?",
+                     (item.namespace, item.source_file))
+        return
+    conn.execute(
+        "INSERT INTO files (namespace, source_file, digest, size, mtime_ns, chunk_count, "
+        "batch_id, committed_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (namespace, "
+        "source_file) DO UPDATE SET digest=excluded.digest, size=excluded.size, "
+        "mtime_ns=excluded.mtime_ns, chunk_count=excluded.chunk_count, "
+        "batch_id=excluded.batch_id, committed_at=excluded.committed_at",
+        (item.namespace, item.source_file, item.digest, item.size, item.mtime_ns, len(item.keys),
+         batch_id, time.time()))

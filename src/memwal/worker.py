@@ -1,0 +1,146 @@
+"""The committer role: taking it (lock, index, queue), and the loops a process runs while holding it.
+
+`mm queue worker`, a lone `mm index` that finds no committer alive, and a server started with
+`--worker` all run the committer through these functions; none of them builds its own loop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
+
+from memwal import store
+from memwal.committer import BatchOutcome, Committer, DrainStats
+from memwal.config import Settings, ensure_home
+from memwal.lock import CommitterLock
+from memwal.queue import Role, open_queue
+from memwal.store import reads
+
+
+@contextmanager
+def committer_session(settings: Settings, lock: CommitterLock | None = None,
+                      patience: float = 1.0) -> Iterator[Committer]:
+    """Take the committer role for `settings.home`: lock, open, put in-flight messages back.
+
+    Raises CommitterBusy (naming the holder's pid) if another committer is alive.
+    """
+    ensure_home(settings.home)
+    own_lock = lock is None
+    lock = lock or CommitterLock(settings.lock_path)
+    if not lock.held:
+        lock.acquire(patience)
+    queue = None
+    conn: store.Connection | None = None
+    try:
+        conn = store.open_for_write(settings.index_path)
+        queue = open_queue(settings, Role.COMMITTER)
+        queue.recover()
+        yield Committer(conn, queue)
+    finally:
+        if queue is not None:
+            # A delivery interrupted before its commit goes back to its place now, not at the
+            # next start, so `mm queue status` never shows a stuck in-flight message.
+            queue.recover()
+            queue.close()
+        if conn is not None:
+            conn.close()
+        if own_lock:
+            lock.release()
+
+
+def run_worker(settings: Settings, *, once: bool = False,
+               on_batch: Callable[[BatchOutcome], None] | None = None,
+               on_start: Callable[[int], None] | None = None,
+               stop: threading.Event | None = None) -> DrainStats:
+    """Run the committer until SIGTERM/SIGINT (or `stop`), or with `once` until the queue is empty.
+
+    A signal lets the batch in hand finish and be acknowledged, then the loop ends: nothing is
+    half-applied. Signal handlers are installed only when called from the main thread.
+    `on_start(pid)` is called once the role is taken. Raises CommitterBusy if it is not free.
+    """
+    stop = stop or threading.Event()
+    restore: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            restore[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        with committer_session(settings) as committer:
+            if on_start:
+                on_start(os.getpid())
+            if once:
+                return committer.drain(stop.is_set, on_batch)
+            return committer.run(stop, settings["queue.poll_interval"], on_batch)
+    finally:
+        for signum, handler in restore.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+class BackgroundCommitter:
+    """Runs the committer in a thread of this process while we hold the lock."""
+
+    def __init__(self, settings: Settings, lock: CommitterLock, poll_interval: float = 0.05) -> None:
+        self.settings = settings
+        self.lock = lock
+        self.poll_interval = poll_interval
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="memwal-committer", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            with committer_session(self.settings, self.lock) as committer:
+                committer.run(self.stop, poll_interval=self.poll_interval)
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    def start(self) -> "BackgroundCommitter":
+        self.thread.start()
+        return self
+
+    def join(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def ledger_counts(settings: Settings, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """(committed, dead_lettered, skipped) of the given batches that are in the ledger."""
+    with store.reading(settings.index_path) as conn:
+        return {} if conn is None else reads.ledger_counts(conn, batch_ids)
+
+
+def wait_committed(settings: Settings, batch_ids: Sequence[str],
+                   background: BackgroundCommitter | None = None,
+                   lock: CommitterLock | None = None,
+                   timeout: float | None = None) -> tuple[int, int] | None:
+    """Block until every batch is in the ledger; drain the queue ourselves if nobody else does.
+
+    Returns (committed, dead_lettered) summed over those batches, or None if `timeout` seconds
+    passed first (the batches are still queued, and will be committed).
+    """
+    lock = lock or CommitterLock(settings.lock_path)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    remaining = set(batch_ids)
+    totals: dict[str, tuple[int, int, int]] = {}
+    while remaining:
+        if background is None and lock.try_acquire():
+            try:
+                with committer_session(settings, lock) as committer:
+                    committer.drain()
+            finally:
+                lock.release()
+        found = ledger_counts(settings, sorted(remaining))
+        totals.update(found)
+        remaining -= set(found)
+        if background is not None and background.error is not None:
+            background.join()
+        if remaining:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+    return (sum(c for c, _, _ in totals.values()), sum(d for _, d, _ in totals.values()))

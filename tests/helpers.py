@@ -1,10 +1,15 @@
-"""Builders for batches and items, shared by the tests."""
+"""Helpers shared by the tests: the real `mm` in a subprocess, builders for batches and items, polling."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from memwal.config import Settings, load_settings
 from memwal.embedders import get_embedder
@@ -14,6 +19,70 @@ from memwal.chunking import content_hash
 from memwal.vectors import to_bytes
 
 PRODUCER = Producer("test-host", 1, "pytest")
+
+
+# -- the real `mm`, in a subprocess --------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A finished `mm` invocation."""
+
+    args: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __str__(self) -> str:
+        return f"mm {' '.join(self.args)} → {self.code}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+
+
+def mm_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for `mm` subprocesses: no MM_* leaking from the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MM_")}
+    env.update(extra or {})
+    return env
+
+
+def mm_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "memwal", *args]
+
+
+class MM:
+    """Runs the real CLI against one home folder."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
+                 check: int | None = 0) -> Run:
+        proc = subprocess.run(mm_command(*args, "--home", str(self.home)), capture_output=True,
+                              text=True, env=mm_env(env), timeout=timeout)
+        run = Run(args, proc.returncode, proc.stdout, proc.stderr)
+        if check is not None:
+            assert run.code == check, str(run)
+        return run
+
+    def popen(self, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen:
+        return subprocess.Popen(mm_command(*args, "--home", str(self.home)), env=mm_env(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def write_config(home: Path, config: dict[str, Any]) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.json").write_text(json.dumps(config))
+
+
+def assert_doctor_ok(home: Path) -> None:
+    """Every invariant of DESIGN.md holds on this home, as `mm doctor` checks it."""
+    proc = subprocess.run(mm_command("doctor", "--json", "--home", str(home)), capture_output=True,
+                          text=True, env=mm_env(), timeout=120)
+    assert proc.returncode == 0, f"mm doctor failed:\n{proc.stdout}\n{proc.stderr}"
+
+
 
 
 def upsert(text: str, *, model: str = "hash-384", source: str = "/notes/a.md", start: int = 1,

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings as hypothesis_settings, strategies as st
 
-from conftest import MM, Run, mm_command, mm_env, write_config
+from helpers import MM, Run, mm_command, mm_env, write_config
 from helpers import PRODUCER, batch, home_settings, producer_queue, queue_rows, upsert
 from memwal import store
 from memwal.chunking import content_hash

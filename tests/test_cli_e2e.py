@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import MM, Run, mm_command, mm_env, write_config
+from helpers import MM, Run, mm_command, mm_env, write_config
 from memwal.records import decode_batch
 from helpers import ok, poll, producer_queue, queue_inflight, queue_rows
 
@@ -207,10 +207,25 @@ def test_env_overrides_config_file_and_index_model_flag_overrides_env(mm: MM, no
     assert queue_status(mm)["active_model"]["name"] == "hash-384-b"
 
 
+def test_config_show_names_the_queue_backend_and_the_homes_own_queue_name(mm: MM) -> None:
+    config = ok(mm("config", "show", "--json")).json()
+    assert config["queue.backend"] == {"value": "sqlite", "source": "default"}
+    assert config["queue.name"]["value"].startswith("memwal-home-")
+    shown = ok(mm("config", "show", "--json", env={"MM_QUEUE_BACKEND": "memory"})).json()
+    assert shown["queue.backend"] == {"value": "memory", "source": "env MM_QUEUE_BACKEND"}
+
+
+def test_an_unknown_queue_backend_exits_2_naming_the_known_ones(mm: MM, notes: Path) -> None:
+    run = mm("index", str(notes), env={"MM_QUEUE_BACKEND": "kafka"}, check=2)
+    line = one_error_line(run)
+    assert "kafka" in line and "sqlite" in line and "MM_QUEUE_BACKEND" in line
+
+
 BAD_CONFIGS = {
     "unknown key": ('{"embedding": {"modle": "hash-384"}}', "embedding.modle"),
     "invalid JSON": ('{"embedding": {"model": ', "not valid JSON"),
     "unknown model": ('{"embedding": {"model": "no-such-model"}}', "no-such-model"),
+    "unknown queue backend": ('{"queue": {"backend": "kafka"}}', "kafka"),
 }
 
 

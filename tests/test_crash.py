@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_doctor_ok, mm_command, mm_env
+from helpers import assert_doctor_ok, mm_command, mm_env
 from memwal import store
 from memwal.config import load_settings
 from memwal.queue import open_queue

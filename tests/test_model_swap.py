@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MM, write_config
+from helpers import MM, write_config
 from helpers import poll, upsert
 from memwal import store
 from memwal.config import load_settings

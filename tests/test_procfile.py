@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import MM, assert_doctor_ok, mm_env, write_config
+from helpers import MM, assert_doctor_ok, mm_env, write_config
 from helpers import poll
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import pytest
 
-from conftest import MM, assert_doctor_ok, mm_command, mm_env, write_config
+from helpers import MM, assert_doctor_ok, mm_command, mm_env, write_config
 from memwal.worker import committer_session
 from memwal.config import Settings
 from memwal.embedders import get_embedder

@@ -18,6 +18,8 @@ from memwal.queue.protocol import Delivery, QueueCounts
 class LeasedMemoryStorage(MemoryStorage):
     """huey's memory storage, FIFO by position, with take → lease → acknowledge and recover."""
 
+    priority = False  # strictly FIFO by position: nothing in memwal enqueues with a priority
+
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._messages: dict[int, bytes] = {}  # position → data, in position order

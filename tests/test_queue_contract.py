@@ -1,0 +1,253 @@
+"""The queue contract (memwal.queue.protocol), one suite run against every backend.
+
+Modelled on huey's own `StorageTests` (one mixin, every storage): the points of it that apply to
+a write-ahead queue are here — FIFO order, sizes after each take, listing, a queue per name,
+many consumers taking at once — plus what at-least-once adds: leases, acknowledgement after
+commit, recovery at the original position, durability across a killed process. huey's suite
+itself also runs against our storages (benchmarks/huey_storage_suite.py, docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from helpers import write_config
+from memwal.config import load_settings
+from memwal.queue import QueueCounts, Role, WriteAheadQueue, open_queue
+
+BACKENDS = ("sqlite", "memory")
+DURABLE = {"sqlite"}  # backends whose messages outlive the process that put them
+
+
+@dataclass
+class Backend:
+    name: str
+    home: Path
+
+    def settings(self, queue_name: str | None = None):  # type: ignore[no-untyped-def]
+        config = {"queue": {"backend": self.name}}
+        if queue_name:
+            config["queue"]["name"] = queue_name
+        write_config(self.home, config)
+        return load_settings(self.home, environ={})
+
+    def open(self, role: Role = Role.PRODUCER, queue_name: str | None = None) -> WriteAheadQueue:
+        return open_queue(self.settings(queue_name), role)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return Backend(request.param, tmp_path / "home")
+
+
+def durable_only(backend: Backend) -> None:
+    if backend.name not in DURABLE:
+        pytest.skip(f"the {backend.name} backend does not outlive its process, by design")
+
+
+def drain(queue: WriteAheadQueue) -> list[bytes]:
+    taken = []
+    while (delivery := queue.take()) is not None:
+        taken.append(delivery.data)
+        queue.acknowledge(delivery.position)
+    return taken
+
+
+def test_messages_come_out_in_the_order_they_went_in(backend: Backend) -> None:
+    queue = backend.open()
+    positions = [queue.put(f"m{i}".encode()) for i in range(5)]
+    assert positions == sorted(positions) and len(set(positions)) == 5
+    assert drain(backend.open(Role.COMMITTER)) == [f"m{i}".encode() for i in range(5)]
+    assert queue.take() is None
+
+
+def test_sizes_and_listing_follow_every_take_and_acknowledge(backend: Backend) -> None:
+    queue = backend.open()
+    for i in range(3):
+        queue.put(f"item-{i}".encode())
+    assert queue.counts() == QueueCounts(pending=3, inflight=0)
+    first = queue.take()
+    assert first is not None and first.data == b"item-0"
+    assert queue.counts() == QueueCounts(pending=2, inflight=1)
+    # A leased message is still in the queue (it is not acknowledged): listed, at its place.
+    assert [d.data for d in queue.messages()] == [b"item-0", b"item-1", b"item-2"]
+    queue.acknowledge(first.position)
+    assert queue.counts() == QueueCounts(pending=2, inflight=0)
+    assert [d.data for d in queue.messages()] == [b"item-1", b"item-2"]
+    assert drain(queue) == [b"item-1", b"item-2"]
+    assert queue.counts() == QueueCounts(0, 0) and list(queue.messages()) == []
+
+
+def test_a_leased_message_is_not_handed_out_again(backend: Backend) -> None:
+    queue = backend.open()
+    queue.put(b"only")
+    assert queue.take() is not None
+    assert queue.take() is None
+    assert backend.open(Role.COMMITTER).take() is None
+
+
+def test_acknowledging_an_unknown_position_changes_nothing(backend: Backend) -> None:
+    queue = backend.open()
+    position = queue.put(b"a")
+    queue.acknowledge(position + 1000)
+    assert queue.counts() == QueueCounts(1, 0)
+
+
+def test_positions_are_never_reused_after_acknowledgement(backend: Backend) -> None:
+    queue = backend.open()
+    first = queue.put(b"a")
+    delivery = queue.take()
+    assert delivery is not None
+    queue.acknowledge(delivery.position)
+    assert queue.put(b"b") > first
+
+
+def test_recover_puts_in_flight_messages_back_at_their_original_position(backend: Backend) -> None:
+    queue = backend.open()
+    for i in range(4):
+        queue.put(f"m{i}".encode())
+    taken = [queue.take(), queue.take()]
+    queue.put(b"m4")  # enqueued after the two were taken
+    assert queue.recover() == 2
+    assert queue.counts() == QueueCounts(5, 0)
+    assert drain(queue) == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+    assert [d.position for d in taken if d] == sorted(d.position for d in taken if d)
+
+
+def test_recover_of_a_later_lease_alone_keeps_the_order(backend: Backend) -> None:
+    queue = backend.open()
+    for i in range(3):
+        queue.put(f"m{i}".encode())
+    first, second = queue.take(), queue.take()
+    assert first is not None and second is not None
+    queue.acknowledge(first.position)
+    assert queue.recover() == 1
+    assert drain(queue) == [b"m1", b"m2"]
+
+
+def test_messages_can_skip_large_ones(backend: Backend) -> None:
+    queue = backend.open()
+    queue.put(b"s" * 10)
+    queue.put(b"L" * 5000)
+    queue.put(b"t" * 20)
+    assert [d.data for d in queue.messages(max_bytes=4096)] == [b"s" * 10, b"t" * 20]
+
+
+def test_two_queue_names_never_see_each_other(backend: Backend) -> None:
+    first, second = backend.open(queue_name="team-a"), backend.open(queue_name="team-b")
+    first.put(b"for a")
+    second.put(b"for b")
+    assert first.counts() == second.counts() == QueueCounts(1, 0)
+    assert drain(first) == [b"for a"] and drain(second) == [b"for b"]
+
+
+def test_two_homes_get_two_queues_by_default(backend: Backend, tmp_path: Path) -> None:
+    other = Backend(backend.name, tmp_path / "other-home")
+    backend.open().put(b"mine")
+    assert other.open(Role.READER).counts() == QueueCounts(0, 0)
+
+
+def test_many_consumers_taking_at_once_get_every_message_exactly_once(backend: Backend) -> None:
+    queue = backend.open()
+    for i in range(400):
+        queue.put(b"%d" % i)
+    taken: list[bytes] = []
+    lock = threading.Lock()
+
+    def consume(consumer: WriteAheadQueue) -> None:
+        while (delivery := consumer.take()) is not None:
+            consumer.acknowledge(delivery.position)
+            with lock:
+                taken.append(delivery.data)
+
+    consumers = [backend.open(Role.COMMITTER) for _ in range(8)]
+    threads = [threading.Thread(target=consume, args=(c,)) for c in consumers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken, key=int) == [b"%d" % i for i in range(400)]
+    assert queue.counts() == QueueCounts(0, 0)
+
+
+def test_a_reader_never_creates_the_queue(backend: Backend) -> None:
+    reader = backend.open(Role.READER)
+    assert reader.counts() == QueueCounts(0, 0) and list(reader.messages()) == []
+    if backend.name == "sqlite":
+        assert not backend.settings().queue_path.exists()
+
+
+def _run_and_kill(script: str, ready: str) -> None:
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == ready
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+OPEN_IN_CHILD = """
+    import time
+    from memwal.config import load_settings
+    from memwal.queue import Role, open_queue
+    queue = open_queue(load_settings({home!r}, environ={{}}), Role.{role})
+"""
+
+
+def test_a_put_that_returned_survives_the_producer_being_killed(backend: Backend) -> None:
+    durable_only(backend)
+    backend.settings()
+    _run_and_kill(OPEN_IN_CHILD.format(home=str(backend.home), role="PRODUCER") + """
+    queue.put(b"durable")
+    print("put", flush=True)
+    time.sleep(60)
+    """, "put")
+    assert drain(backend.open(Role.COMMITTER)) == [b"durable"]
+
+
+def test_a_message_taken_by_a_killed_consumer_is_not_lost(backend: Backend) -> None:
+    durable_only(backend)
+    queue = backend.open()
+    for i in range(3):
+        queue.put(f"m{i}".encode())
+    _run_and_kill(OPEN_IN_CHILD.format(home=str(backend.home), role="COMMITTER") + """
+    queue.take()
+    print("taken", flush=True)
+    time.sleep(60)
+    """, "taken")
+    assert queue.counts() == QueueCounts(2, 1)
+    committer = backend.open(Role.COMMITTER)
+    assert committer.recover() == 1
+    assert drain(committer) == [b"m0", b"m1", b"m2"]
+
+
+def test_messages_are_msgpack_never_pickle_in_the_huey_instance(backend: Backend) -> None:
+    queue = backend.open()
+    huey = getattr(queue, "huey", None)
+    if huey is None:
+        pytest.skip("this backend has no huey instance of its own")
+    assert type(huey.serializer).__name__ == "MsgpackSerializer"
+    assert huey.serializer.deserialize(huey.serializer.serialize({"a": 1})) == {"a": 1}
+
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_hueys_own_storage_suite_passes_on_our_storage(backend_name: str) -> None:
+    import huey
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "huey_storage_suite.py"
+    installed = Path(huey.__file__).resolve().parent.parent  # huey's wheel ships its tests
+    run = subprocess.run([sys.executable, str(script), str(installed), "--backend", backend_name],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "0 failed, 0 errors" in run.stdout, run.stdout

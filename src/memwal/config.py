@@ -246,9 +246,14 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build the effective settings: defaults < <home>/config.json < MM_* environment < flags.
+    """The effective settings of one home: defaults < <home>/config.json < MM_* env < flags.
 
-    `flags` maps dotted keys to values given on the command line (None means "not given").
+    `home` is a folder (else $MM_HOME, else ~/.memwal); it is not created here. `flags` maps
+    dotted keys to values given on a command line (None means "not given"); `environ` defaults
+    to os.environ. Every value remembers its source (`Settings.describe()`).
+
+    Raises ConfigError (exit 2) for an unreadable or invalid config.json, an unknown key, or a
+    value that does not parse (an unknown model or queue backend included).
     """
     environ = os.environ if environ is None else environ
     home_path, home_source = resolve_home(home, environ)

@@ -28,7 +28,8 @@ from memwal.vectors import to_bytes
 
 @dataclass(frozen=True)
 class Selection:
-    """Which dead letters a command is about."""
+    """Which dead letters a call is about: ids, or all, narrowed by reason, model fingerprint
+    and source-file glob; replayed ones are left out unless asked for."""
 
     ids: tuple[int, ...] = ()
     all: bool = False
@@ -54,7 +55,10 @@ def _rows(conn: store.Connection, selection: Selection, columns: Sequence[str]) 
 
 
 def list_dead_letters(settings: Settings, selection: Selection) -> list[dict[str, Any]]:
-    """One row per dead letter, in original order."""
+    """Dead letters matching `selection`, one row each, in their original queue order.
+
+    Replayed ones only with `selection.include_replayed`. Read-only.
+    """
     with store.reading(settings.index_path) as conn:
         return [] if conn is None else list(_rows(conn, selection, LIST_COLUMNS))
 
@@ -79,7 +83,8 @@ def _full(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def show_dead_letter(settings: Settings, letter_id: int) -> dict[str, Any]:
-    """One dead letter in full, its item decoded; DeadLetterError if there is no such letter."""
+    """One dead letter in full: its row, its item decoded (vector shown as dimension and norm),
+    its text. Raises DeadLetterError (exit 2) if there is no such dead letter."""
     with store.reading(settings.index_path) as conn:
         if conn is None:
             raise DeadLetterError(f"no dead letter {letter_id}: the index is empty.")
@@ -90,7 +95,8 @@ def show_dead_letter(settings: Settings, letter_id: int) -> dict[str, Any]:
 
 
 def export_dead_letters(settings: Settings, selection: Selection) -> Iterator[dict[str, Any]]:
-    """Lossless JSON-ready records: the whole item (vector base64) or the raw batch bytes."""
+    """Dead letters as lossless JSON-ready records, in original order: the whole item (vector
+    in base64) or, for an undecodable batch, its raw bytes in base64. Read-only."""
     with store.reading(settings.index_path) as conn:
         if conn is None:
             return
@@ -117,7 +123,7 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass
 class ReplayPlan:
-    """What a replay will enqueue."""
+    """What a replay enqueued: its batch ids, how many letters, and those it could not replay."""
 
     batch_ids: list[str]
     replayed: int
@@ -126,7 +132,14 @@ class ReplayPlan:
 
 def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bool = False, again: bool = False,
            batch_records: int | None = None) -> ReplayPlan:
-    """Re-enqueue dead letters in their original order; the committer marks them replayed."""
+    """Re-enqueue dead letters through the queue, in their original order.
+
+    As-is (re-checked against the active model) or, with `reembed`, with vectors recomputed from
+    the stored text by the configured model. The committer marks each letter replayed by the
+    replay's batch id, in the same transaction as the replayed items. Letters already replayed
+    are skipped unless `again`. Returns a ReplayPlan (batch ids, count, letters that cannot be
+    replayed and why). Raises DeadLetterError (exit 2) for an empty selection or unknown ids.
+    """
     if selection.is_empty():
         raise DeadLetterError("say which dead letters to replay:", "IDs, --all, --reason or --fingerprint")
     with store.reading(settings.index_path) as conn:
@@ -183,7 +196,11 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
 
 
 def purge_dead_letters(settings: Settings, selection: Selection) -> int:
-    """Delete dead letters: the only way one goes away. Takes the committer role to do it."""
+    """Delete the selected dead letters for good (the only way one goes away); return how many.
+
+    Takes the committer lock for the moment of the delete. Raises DeadLetterError (exit 2) for
+    an empty selection, CommitterBusy (exit 3) while a worker runs.
+    """
     if selection.is_empty():
         raise DeadLetterError("say which dead letters to purge:", "IDs, --all or --replayed")
     if not settings.index_path.exists():

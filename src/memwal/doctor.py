@@ -65,7 +65,13 @@ CHECKS: tuple[Callable[[store.Connection], Check], ...] = (
 
 
 def run_doctor(settings: Settings) -> dict[str, Any]:
-    """All checks; `ok` is true only if every one passes."""
+    """Check DESIGN.md's invariants: SQLite and FTS5 integrity, chunk/full-text/vector counts
+    agree, every vector is of the active model, every ledger row sums up, nothing is stuck in
+    flight without a committer.
+
+    Returns {"ok", "checks": [{"name", "ok", "detail"}], "vectors_by_fingerprint"}: the
+    `mm doctor --json` document; `ok` is true only if every check passes.
+    """
     checks: list[Check] = []
     by_fingerprint: dict[str, int] = {}
     with store.reading(settings.index_path) as conn:

@@ -26,7 +26,7 @@ from memwal.reset import check_model, target_model
 from memwal.store import reads
 from memwal.store.reads import CommittedFile
 from memwal.vectors import to_bytes
-from memwal.worker import BackgroundCommitter, wait_committed
+from memwal.worker import BackgroundCommitter, await_ledger
 
 # Failures a user must hear about (exit 1); the other skip reasons are policy, not failures.
 FAILURE_REASONS = frozenset({"unreadable"})
@@ -138,7 +138,12 @@ class BatchWriter:
 
 
 def enqueue_items(settings: Settings, items: Iterable[Item], command: str = "memwal") -> list[str]:
-    """Enqueue items in batches (library entry point for other producers); return batch ids."""
+    """Enqueue ready-made items (upserts, file snapshots, resets) in batches; return batch ids.
+
+    For producers that build their own records. Items are enqueued in order, in batches of
+    `queue.batch_records`, each durable before the next; nothing waits for the committer
+    (`wait_committed` does).
+    """
     queue = open_queue(settings, Role.PRODUCER)
     try:
         writer = BatchWriter(queue, Producer.current(command), settings["queue.batch_records"])
@@ -219,9 +224,19 @@ def index_paths(
     on_progress: Callable[[int], None] | None = None,
     embedder: Embedder | None = None,
 ) -> IndexReport:
-    """Index `paths` into the queue (and, with `wait`, until committed). Never writes the index.
+    """Index files and folders: discover, chunk, diff, embed, enqueue. Never writes the index.
 
-    Raises ModelMismatch before embedding anything if the configured model is not the index's.
+    Unchanged files (size and mtime as committed, every chunk with a vector of the configured
+    model) are skipped without being read; files gone from under a root are enqueued as
+    deletions. Every batch is durable in the queue before the next is built. With `wait`, return
+    once this call's batches are committed: by the running committer, or by this process taking
+    the committer role itself (in a background thread) when none is alive. `on_start(files)` and
+    `on_progress(n)` report progress; `embedder` overrides the configured one.
+
+    Returns an IndexReport (its `as_json()` is `mm index --json`). Raises ModelMismatch (exit 2)
+    before embedding anything if the configured model is not the index's (nor its queued
+    reset's); StorageError or OSError when the queue cannot be written (a full disk). Interrupted,
+    it leaves only whole batches in the queue.
     """
     ensure_home(settings.home)
     namespace = namespace or settings["index.namespace"]
@@ -268,8 +283,9 @@ def index_paths(
         report.batch_ids = writer.batch_ids
         report.records_enqueued = writer.records
         if wait:
-            report.committed, report.dead_lettered = wait_committed(
-                settings, writer.batch_ids, background, lock)
+            totals = await_ledger(settings, writer.batch_ids, background, lock)
+            assert totals is not None  # no timeout: it returns only once all are committed
+            report.committed, report.dead_lettered = totals
         return report
     finally:
         if background is not None:
@@ -302,7 +318,10 @@ def _read_and_diff(found: FoundFile, settings: Settings, committed: CommittedSta
 
 
 async def index_paths_async(settings: Settings, paths: Sequence[Path], **options: object) -> IndexReport:
-    """`index_paths` for an event loop: the work runs in a thread, the loop stays free."""
+    """`index_paths` for an event loop: the work runs in a worker thread, the loop stays free.
+
+    Same options, result and errors as `index_paths`.
+    """
     return await asyncio.to_thread(index_paths, settings, paths, **options)  # type: ignore[arg-type]
 
 

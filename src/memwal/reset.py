@@ -65,7 +65,8 @@ def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
 
 
 def reset_status(settings: Settings) -> dict[str, Any]:
-    """Active vs configured model, queued resets, and chunks lacking a vector of the active model."""
+    """The active and configured models, whether they differ, the resets waiting in the queue,
+    and how many chunks lack a vector of the active model. Read-only."""
     embedder = configured_embedder(settings)
     with store.reading(settings.index_path) as conn:
         active = store.active_model(conn)
@@ -88,7 +89,12 @@ def reset_status(settings: Settings) -> dict[str, Any]:
 
 
 def enqueue_reset(settings: Settings) -> tuple[str, Reset]:
-    """Enqueue a reset to the configured model; return its batch id and the reset."""
+    """Enqueue a switch of the index to the configured model; return its batch id and the reset.
+
+    It travels through the queue like any write: batches enqueued before it are judged against
+    the old model, those after it against the new one. When committed, vectors of other models
+    are removed (chunks and text stay) until `index_paths` re-embeds them.
+    """
     embedder = configured_embedder(settings)
     reset = Reset(embedder.fingerprint, embedder.name, embedder.dim)
     batch = Batch(items=(reset,), producer=Producer.current("mm embedding-reset"))

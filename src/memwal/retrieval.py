@@ -21,6 +21,8 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 @dataclass(frozen=True)
 class Hit:
+    """One search result: where the chunk is, its text, its fused score and rank (from 1)."""
+
     rank: int
     score: float
     namespace: str
@@ -34,6 +36,8 @@ class Hit:
 
 @dataclass
 class SearchResult:
+    """The hits, best first, and warnings (an empty index, a keyword-only search and why)."""
+
     hits: list[Hit] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -73,7 +77,17 @@ def fuse(rankings: Sequence[tuple[Sequence[int], float]], rrf_k: int) -> list[tu
 def search(settings: Settings, query: str, *, namespace: str | None = None,
            source_glob: str | None = None, top_k: int | None = None,
            embedder: Embedder | None = None) -> SearchResult:
-    """The hybrid search `mm search` runs."""
+    """Hybrid search over committed chunks: BM25 and vector KNN, fused by reciprocal rank.
+
+    Reads one consistent snapshot of the index; never blocks the committer. `namespace` and
+    `source_glob` (a glob, or a substring of the source path) filter both legs; `top_k` defaults
+    to `search.top_k`. The vector leg runs only when the configured model is the index's active
+    model; otherwise the result is keyword-only and says why in `warnings`. An empty index gives
+    no hits and a warning. The embedder is the process's one embedder for the configured model,
+    built on first use.
+
+    Raises SchemaTooNew or IndexUnavailable (exit 2) when the index cannot be read.
+    """
     result = SearchResult()
     top_k = top_k or settings["search.top_k"]
     # One read snapshot: a commit landing mid-search cannot change what we see.
@@ -109,7 +123,10 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
 
 
 async def search_async(settings: Settings, query: str, **options: Any) -> SearchResult:
-    """`search` for an event loop: the work runs in a worker thread, the loop stays free."""
+    """`search` for an event loop: the work runs in a worker thread, the loop stays free.
+
+    Same options, result and errors as `search`.
+    """
     import asyncio
 
     return await asyncio.to_thread(search, settings, query, **options)

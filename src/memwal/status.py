@@ -23,7 +23,11 @@ def queue_counts(settings: Settings) -> QueueCounts:
 
 
 def queue_status(settings: Settings) -> dict[str, Any]:
-    """The `mm queue status --json` document."""
+    """The queue's state: pending and in-flight batches, unreplayed dead letters, whether a
+    committer holds the lock (and its pid), the active model and the ledger's totals.
+
+    Read-only (works on a read-only home); the `mm queue status --json` document.
+    """
     counts = queue_counts(settings)
     running, pid = committer_alive(settings.lock_path)
     with store.reading(settings.index_path) as conn:
@@ -46,7 +50,12 @@ def _size(path: Path) -> int:
 
 
 def index_status(settings: Settings) -> dict[str, Any]:
-    """The `mm status --json` document."""
+    """What the index holds (chunks, files, namespaces, vectors by fingerprint), the active and
+    configured models, the queue's state and the files' sizes.
+
+    Read-only; the `mm status --json` document. Raises UnknownModel if the configured model's
+    package is missing.
+    """
     embedder = configured_embedder(settings)
     with store.reading(settings.index_path) as conn:
         counts = reads.index_counts(conn) if conn else reads.IndexCounts(0, 0, [])

@@ -56,11 +56,14 @@ def run_worker(settings: Settings, *, once: bool = False,
                on_batch: Callable[[BatchOutcome], None] | None = None,
                on_start: Callable[[int], None] | None = None,
                stop: threading.Event | None = None) -> DrainStats:
-    """Run the committer until SIGTERM/SIGINT (or `stop`), or with `once` until the queue is empty.
+    """Be the home's committer: apply queued batches in order until SIGTERM/SIGINT or `stop`
+    is set, or, with `once`, until the queue is empty. What `mm queue worker` runs.
 
     A signal lets the batch in hand finish and be acknowledged, then the loop ends: nothing is
     half-applied. Signal handlers are installed only when called from the main thread.
-    `on_start(pid)` is called once the role is taken. Raises CommitterBusy if it is not free.
+    `on_start(pid)` is called once the role is taken, `on_batch(outcome)` after each batch.
+    Returns the totals (a DrainStats). Raises CommitterBusy (exit 3) if another committer holds
+    the role.
     """
     stop = stop or threading.Event()
     restore: dict[int, object] = {}
@@ -114,16 +117,21 @@ def ledger_counts(settings: Settings, batch_ids: Sequence[str]) -> dict[str, tup
         return {} if conn is None else reads.ledger_counts(conn, batch_ids)
 
 
-def wait_committed(settings: Settings, batch_ids: Sequence[str],
-                   background: BackgroundCommitter | None = None,
-                   lock: CommitterLock | None = None,
+def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
                    timeout: float | None = None) -> tuple[int, int] | None:
-    """Block until every batch is in the ledger; drain the queue ourselves if nobody else does.
+    """Block until every batch is committed (in the ledger): read your own writes.
 
+    When no committer is alive, this process takes the role and drains the queue itself.
     Returns (committed, dead_lettered) summed over those batches, or None if `timeout` seconds
-    passed first (the batches are still queued, and will be committed).
+    passed first (the batches stay queued and will be committed). Raises what a committer
+    raises (StorageError when the index cannot be written).
     """
-    lock = lock or CommitterLock(settings.lock_path)
+    return await_ledger(settings, batch_ids, None, CommitterLock(settings.lock_path), timeout)
+
+
+def await_ledger(settings: Settings, batch_ids: Sequence[str], background: BackgroundCommitter | None,
+                 lock: CommitterLock, timeout: float | None = None) -> tuple[int, int] | None:
+    """`wait_committed` for a caller that may already run a BackgroundCommitter with `lock`."""
     deadline = None if timeout is None else time.monotonic() + timeout
     remaining = set(batch_ids)
     totals: dict[str, tuple[int, int, int]] = {}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence
 
 import typer
 
-from memwal.errors import (  # noqa: F401 - re-exported for the commands
+from memwal import (  # noqa: F401 - re-exported for the commands
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
 )
 

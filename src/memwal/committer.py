@@ -1,6 +1,6 @@
 """The one serialized committer: applies queued batches to the index, in order, exactly once.
 
-Per batch (DESIGN.md): skip if its id is in the ledger; else one index transaction that applies
+Per batch (docs/architecture.md): skip if its id is in the ledger; else one index transaction that applies
 the items in order — each upsert checked against the active model *as of that item*, failures
 dead-lettered with the whole item — then the ledger row in the same transaction, commit, and only
 then acknowledge the queue message. A crash anywhere leaves the message in flight; the next

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,22 +34,21 @@ def _positive_int(value: Any) -> int:
     return value
 
 
-def _positive_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a positive number")
-    number = float(value)
-    if not number > 0:
-        raise ValueError("expected a positive number")
-    return number
+def _finite(*, positive: bool) -> Callable[[Any], float]:
+    """A parser of finite numbers > 0 (`positive`) or ≥ 0; never NaN or infinity."""
+    expected = "a finite number > 0" if positive else "a finite number ≥ 0"
+
+    def parse(value: Any) -> float:
+        number = float(value) if not isinstance(value, bool) else math.nan
+        if not math.isfinite(number) or number < 0 or (positive and number == 0):
+            raise ValueError(f"expected {expected}")
+        return number
+
+    return parse
 
 
-def _non_negative_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number ≥ 0")
-    number = float(value)
-    if not number >= 0:
-        raise ValueError("expected a number ≥ 0")
-    return number
+_positive_float = _finite(positive=True)
+_non_negative_float = _finite(positive=False)
 
 
 def _text(value: Any) -> str:
@@ -134,21 +134,11 @@ class Settings:
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
-    @property
-    def index_path(self) -> Path:
-        return self.home / INDEX_FILE
-
-    @property
-    def queue_path(self) -> Path:
-        return self.home / QUEUE_FILE
-
-    @property
-    def lock_path(self) -> Path:
-        return self.home / LOCK_FILE
-
-    @property
-    def config_path(self) -> Path:
-        return self.home / CONFIG_FILE
+    # The home's files.
+    index_path = property(lambda self: self.home / INDEX_FILE)
+    queue_path = property(lambda self: self.home / QUEUE_FILE)
+    lock_path = property(lambda self: self.home / LOCK_FILE)
+    config_path = property(lambda self: self.home / CONFIG_FILE)
 
     @property
     def model(self) -> str:

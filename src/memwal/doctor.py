@@ -1,4 +1,4 @@
-"""Invariant checks over a home (DESIGN.md): what `mm doctor` runs and every test can call.
+"""Invariant checks over a home (docs/architecture.md, "Invariants"): what `mm doctor` runs and every test can call.
 
 Doctor reads only. The one exception is FTS5's integrity check, which SQLite spells as an INSERT
 and so needs a writable connection: it runs in a transaction that is always rolled back, changes
@@ -65,7 +65,7 @@ CHECKS: tuple[Callable[[store.Connection], Check], ...] = (
 
 
 def run_doctor(settings: Settings) -> dict[str, Any]:
-    """Check DESIGN.md's invariants: SQLite and FTS5 integrity, chunk/full-text/vector counts
+    """Check the invariants of docs/architecture.md: SQLite and FTS5 integrity, chunk/full-text/vector counts
     agree, every vector is of the active model, every ledger row sums up, nothing is stuck in
     flight without a committer.
 

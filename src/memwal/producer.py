@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -243,11 +244,12 @@ def index_paths(
     embedder = embedder or configured_embedder(settings)
     roots = [Path(p).expanduser().absolute().resolve() for p in paths]
     report = IndexReport()
-    queue = open_queue(settings, Role.PRODUCER)
-    conn = store.open_for_read(settings.index_path)
     lock = CommitterLock(settings.lock_path)
     background: BackgroundCommitter | None = None
-    try:
+    with ExitStack() as stack:
+        queue = open_queue(settings, Role.PRODUCER)
+        stack.callback(queue.close)
+        conn = stack.enter_context(store.reading(settings.index_path))
         check_model(embedder, target_model(store.active_model(conn), queue))
         found = discover(roots, ignore=settings["index.ignore"],
                          max_file_bytes=settings["index.max_file_bytes"])
@@ -258,7 +260,9 @@ def index_paths(
         progress = on_progress or (lambda n: None)
         committed = CommittedState(conn, namespace, embedder.fingerprint)
         if wait and lock.try_acquire():
+            stack.callback(lock.release)
             background = BackgroundCommitter(settings, lock).start()
+            stack.callback(background.join)
         writer = BatchWriter(queue, Producer.current(command), settings["queue.batch_records"])
         pipeline = _Pipeline(settings, namespace, embedder, committed, writer, report, progress)
         seen: set[str] = set()
@@ -287,13 +291,6 @@ def index_paths(
             assert totals is not None  # no timeout: it returns only once all are committed
             report.committed, report.dead_lettered = totals
         return report
-    finally:
-        if background is not None:
-            background.join()
-            lock.release()
-        if conn is not None:
-            conn.close()
-        queue.close()
 
 
 def _still_there(source: str, report: IndexReport) -> bool:

@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator, Sequence
 
 from memwal import store
@@ -29,27 +29,21 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
     Raises CommitterBusy (naming the holder's pid) if another committer is alive.
     """
     ensure_home(settings.home)
-    own_lock = lock is None
-    lock = lock or CommitterLock(settings.lock_path)
-    if not lock.held:
-        lock.acquire(patience)
-    queue = None
-    conn: store.Connection | None = None
-    try:
+    with ExitStack() as stack:
+        if lock is None:
+            lock = CommitterLock(settings.lock_path)
+            stack.callback(lock.release)
+        if not lock.held:
+            lock.acquire(patience)
         conn = store.open_for_write(settings.index_path)
+        stack.callback(conn.close)
         queue = open_queue(settings, Role.COMMITTER)
+        stack.callback(queue.close)
         queue.recover()
+        # On the way out, a delivery interrupted before its commit goes back to its place now,
+        # not at the next start, so `mm queue status` never shows a stuck in-flight message.
+        stack.callback(queue.recover)
         yield Committer(conn, queue)
-    finally:
-        if queue is not None:
-            # A delivery interrupted before its commit goes back to its place now, not at the
-            # next start, so `mm queue status` never shows a stuck in-flight message.
-            queue.recover()
-            queue.close()
-        if conn is not None:
-            conn.close()
-        if own_lock:
-            lock.release()
 
 
 def run_worker(settings: Settings, *, once: bool = False,

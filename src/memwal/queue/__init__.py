@@ -60,13 +60,13 @@ def open_queue(settings: Settings, role: Role = Role.PRODUCER) -> WriteAheadQueu
     if backend == "memory":
         return _MEMORY.open(name)
     if backend == "sqlite":
-        from memwal.queue.sqlite import SqliteQueue
+        from memwal.queue.sqlite import sqlite_queue
 
         path = settings.queue_path
         if role is Role.READER:
             if not path.exists():
                 return _EmptyQueue(name)  # type: ignore[return-value]
-            return SqliteQueue(path, name, readonly=True)
+            return sqlite_queue(path, name, readonly=True)
         ensure_home(settings.home)
-        return SqliteQueue(path, name, durable=role is Role.PRODUCER)
+        return sqlite_queue(path, name, durable=role is Role.PRODUCER)
     raise QueueError(f"unknown queue backend {backend!r}", "Set queue.backend to sqlite or memory.")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import threading
 from typing import Iterator
 
+from huey import Huey
 from huey.storage import MemoryStorage
 
+from memwal.queue.leased import LeasedQueue, leased_huey
 from memwal.queue.protocol import Delivery, QueueCounts
 
 
@@ -20,7 +22,7 @@ class LeasedMemoryStorage(MemoryStorage):
 
     priority = False  # strictly FIFO by position: nothing in memwal enqueues with a priority
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str = "memwal", **options: object) -> None:
         super().__init__(name)
         self._messages: dict[int, bytes] = {}  # position → data, in position order
         self._leased: set[int] = set()
@@ -82,43 +84,15 @@ class LeasedMemoryStorage(MemoryStorage):
                 yield Delivery(position, data)
 
 
-class MemoryQueue:
-    """The WriteAheadQueue on `LeasedMemoryStorage`."""
-
-    def __init__(self, storage: LeasedMemoryStorage) -> None:
-        self.storage = storage
-        self.name = storage.name
-
-    def put(self, data: bytes) -> int:
-        return self.storage.enqueue(data)
-
-    def take(self) -> Delivery | None:
-        return self.storage.take()
-
-    def acknowledge(self, position: int) -> None:
-        self.storage.acknowledge(position)
-
-    def recover(self) -> int:
-        return self.storage.recover()
-
-    def counts(self) -> QueueCounts:
-        return self.storage.counts()
-
-    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
-        return self.storage.messages(max_bytes)
-
-    def close(self) -> None:
-        pass  # the storage lives as long as the process: another open sees the same queue
-
-
 class MemoryQueues:
-    """The memory storages of one process, by queue name."""
+    """The memory queues of one process, by queue name."""
 
     def __init__(self) -> None:
-        self._storages: dict[str, LeasedMemoryStorage] = {}
+        self._hueys: dict[str, Huey] = {}
         self._lock = threading.Lock()
 
-    def open(self, name: str) -> MemoryQueue:
+    def open(self, name: str) -> LeasedQueue:
         with self._lock:
-            storage = self._storages.setdefault(name, LeasedMemoryStorage(name))
-        return MemoryQueue(storage)
+            if name not in self._hueys:
+                self._hueys[name] = leased_huey(name, LeasedMemoryStorage)
+            return LeasedQueue(self._hueys[name])

@@ -1,7 +1,7 @@
 """The contract every write-ahead queue backend keeps (SQLite, memory, and any later one).
 
 The contract suite (tests/test_queue_contract.py) runs the same tests against every backend; a
-backend is done when it passes. DESIGN.md's guarantees that rest on the queue:
+backend is done when it passes. The guarantees that rest on the queue (docs/architecture.md):
 
 - **durable enqueue**: `put` returns only once the message survives a crash of the producer (and,
   for a persistent backend, of the machine as far as its storage promises);

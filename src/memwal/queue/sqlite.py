@@ -16,25 +16,13 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import msgpack
-from huey import Huey
-from huey.serializer import Serializer
 from huey.storage import SqliteStorage
 
+from memwal.queue.leased import LeasedQueue, leased_huey
 from memwal.queue.protocol import Delivery, QueueCounts
 
 # The name every queue file written before queue names were per home used.
 LEGACY_NAME = "memwal"
-
-
-class MsgpackSerializer(Serializer):
-    """huey's serializer with msgpack in place of pickle: decoding can never run code."""
-
-    def _serialize(self, data: object) -> bytes:
-        return msgpack.packb(data, use_bin_type=True)
-
-    def _deserialize(self, data: bytes) -> object:
-        return msgpack.unpackb(data, raw=False)
 
 
 class LeasedSqliteStorage(SqliteStorage):
@@ -182,43 +170,10 @@ class LeasedSqliteStorage(SqliteStorage):
             yield Delivery(int(position), bytes(data))
 
 
-class SqliteQueue:
-    """The WriteAheadQueue on `LeasedSqliteStorage`."""
-
-    def __init__(self, path: Path, name: str, *, durable: bool = True, readonly: bool = False,
-                 timeout: float = 30.0) -> None:
-        self.path = path
-        self.name = name
-        self.huey = Huey(
-            name,
-            results=False,
-            serializer=MsgpackSerializer(),
-            storage_class=LeasedSqliteStorage,
-            filename=str(path),
-            strict_fifo=True,
-            synchronous="FULL" if durable else "NORMAL",
-            readonly=readonly,
-            timeout=timeout,
-        )
-        self.storage: LeasedSqliteStorage = self.huey.storage
-
-    def put(self, data: bytes) -> int:
-        return self.storage.enqueue(data)
-
-    def take(self) -> Delivery | None:
-        return self.storage.take()
-
-    def acknowledge(self, position: int) -> None:
-        self.storage.acknowledge(position)
-
-    def recover(self) -> int:
-        return self.storage.recover()
-
-    def counts(self) -> QueueCounts:
-        return self.storage.counts()
-
-    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
-        return self.storage.messages(max_bytes)
-
-    def close(self) -> None:
-        self.storage.close()
+def sqlite_queue(path: Path, name: str, *, durable: bool = True, readonly: bool = False,
+                 timeout: float = 30.0) -> LeasedQueue:
+    """The queue in the SQLite file `path`: durable puts (synchronous=FULL) unless `durable` is
+    False (the committer's leases and acknowledgements), or a reader that never writes."""
+    return LeasedQueue(leased_huey(
+        name, LeasedSqliteStorage, filename=str(path), strict_fifo=True,
+        synchronous="FULL" if durable else "NORMAL", readonly=readonly, timeout=timeout))

@@ -8,14 +8,13 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import assert_doctor_ok, mm_command, mm_env
+from helpers import assert_doctor_ok, mm_command, mm_env, poll, queue_rows
 from memwal import store
 from memwal.config import load_settings
 from memwal.queue import open_queue
@@ -146,45 +145,84 @@ def check_last_enqueued_version_wins(conn, applied: dict[str, Logged], seed: int
         assert np.allclose(np.frombuffer(vector, "<f4"), expected), f"seed {seed}: key {key} vector"
 
 
+def ledger_batches(home: Path) -> int:
+    """Batches committed so far: the progress signal the storm kills on."""
+    with store.reading(home / "index.sqlite3") as conn:
+        return 0 if conn is None else conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
+
+
+def enqueued(log: Path) -> int:
+    """Batches a producer has logged as enqueued: its own progress signal."""
+    return len(read_log(log)[0])
+
+
 def run_storm(tmp_path: Path, seed: int, kills: int, batches: int, producer_kills: int = 0,
               reset: bool = False) -> None:
-    """4 producers, one committer SIGKILLed `kills` times at random moments and restarted;
-    optionally producers SIGKILLed mid-enqueue (and replaced) and a reset to model B halfway."""
+    """4 producers, one committer SIGKILLed `kills` times and restarted; optionally producers
+    SIGKILLed mid-stream (and replaced) and a reset to model B halfway.
+
+    Nothing here waits on the clock. A worker is killed once the ledger has grown by a random
+    1-4 batches since it started (or, when nothing is left to commit, at once). A producer
+    chosen to be killed enqueues without end and is killed once its own log shows a random
+    number of enqueued batches, so it can never finish before its kill, however the machine
+    schedules it.
+    """
     rng = random.Random(seed)
     home = tmp_path / "home"
     home.mkdir()
     logs: list[Path] = []
     producers: list[subprocess.Popen] = []
+    victims: dict[int, int] = {}  # producer index → kill once it has enqueued this many batches
 
-    def spawn() -> None:
+    def spawn(victim: bool = False) -> None:
         log = tmp_path / f"producer-{len(logs)}.log"
         logs.append(log)
-        producers.append(start_producer(home, log, seed * 100 + len(logs), batches, pause=0.05))
+        if victim:
+            victims[len(producers)] = rng.randint(2, max(2, batches // 3))
+        producers.append(start_producer(home, log, seed * 100 + len(logs),
+                                        10**9 if victim else batches, pause=0.05))
+
+    def alive() -> list[subprocess.Popen]:
+        return [p for p in producers if p.poll() is None]
+
+    killed: list[int] = []
+
+    def kill_due_victims() -> None:
+        for index, kill_at in list(victims.items()):
+            if enqueued(logs[index]) >= kill_at:
+                producers[index].send_signal(signal.SIGKILL)
+                producers[index].wait(timeout=30)
+                del victims[index]
+                killed.append(index)
+                spawn()
+
+    def worker_may_stop(worker: subprocess.Popen, target: int) -> bool:
+        kill_due_victims()
+        if worker.poll() is not None or ledger_batches(home) >= target:
+            return True
+        return not alive() and queue_rows(home) == []
 
     # The index starts on model A. Without this, an empty index would adopt the model of whichever
     # upsert commits first, and one producer item in ten is model B.
     subprocess.run(mm_command("embedding-reset", "--mode", "apply-current", "--yes", "--no-wait",
                               "--home", str(home)), env=mm_env({"MM_EMBEDDING_MODEL": "hash-384"}),
                    check=True, capture_output=True, timeout=60)
-    for _ in range(4):
-        spawn()
+    for number in range(4):
+        spawn(victim=number < producer_kills)
     reset_id = None
-    made = producers_killed = 0
+    made = 0
     try:
-        while made < kills or any(p.poll() is None for p in producers):
+        while made < kills or alive():
+            target = ledger_batches(home) + rng.randint(1, 4)
             worker = start_worker(home)
-            time.sleep(rng.uniform(0.05, 0.6))
+            poll(lambda: worker_may_stop(worker, target), "the committer to make progress",
+                 timeout=300, every=0.01)
             if made < kills:
                 worker.send_signal(signal.SIGKILL)
                 made += 1
             else:
                 worker.terminate()
-            worker.wait(timeout=30)
-            live = [p for p in producers if p.poll() is None]
-            if producers_killed < producer_kills and live and rng.random() < 0.5:
-                rng.choice(live).send_signal(signal.SIGKILL)
-                producers_killed += 1
-                spawn()
+            worker.wait(timeout=60)
             if reset and reset_id is None and made >= kills // 2:
                 proc = subprocess.run(
                     mm_command("embedding-reset", "--mode", "apply-current", "--yes", "--no-wait",
@@ -198,11 +236,10 @@ def run_storm(tmp_path: Path, seed: int, kills: int, batches: int, producer_kill
         final_drain(home)
         reset_position = None
         if reset_id is not None:
-            conn = store.open_for_read(home / "index.sqlite3")
-            reset_position = conn.execute("SELECT position FROM ledger WHERE batch_id=?",
-                                          (reset_id,)).fetchone()[0]
-            conn.close()
-        assert producers_killed == producer_kills, f"seed {seed}: producers ended too soon"
+            with store.reading(home / "index.sqlite3") as conn:
+                reset_position = conn.execute("SELECT position FROM ledger WHERE batch_id=?",
+                                              (reset_id,)).fetchone()[0]
+        assert len(killed) == producer_kills, f"seed {seed}: {len(killed)} producer kills"
         check_committed_exactly_once(home, logs, seed, reset_position)
     finally:
         for producer in producers:
@@ -239,11 +276,11 @@ def test_sigkilled_producer_leaves_whole_batches_or_none(tmp_path: Path) -> None
         log = tmp_path / f"p{round_no}.log"
         logs.append(log)
         producer = start_producer(home, log, 1000 + round_no, 10_000, pause=0.0)
-        # Kill once it has enqueued something, at a random moment inside the enqueue loop.
-        deadline = time.monotonic() + 60
-        while not read_log(log)[0] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.2))
+        # Kill once it has enqueued a random number of batches: it enqueues without pause, so
+        # the kill lands inside its enqueue loop, often mid-batch.
+        kill_at = rng.randint(1, 30)
+        poll(lambda: enqueued(log) >= kill_at, f"the producer to enqueue {kill_at} batches",
+             timeout=120, every=0.001)
         producer.send_signal(signal.SIGKILL)
         producer.wait()
     queue = open_queue(load_settings(home, environ={}))

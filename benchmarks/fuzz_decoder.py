@@ -24,10 +24,8 @@ Everything is derived from `--seed`, so a crash found once is found again.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
-import tempfile
 import time
 import traceback
 import uuid
@@ -38,21 +36,17 @@ from typing import Any
 
 import msgpack
 
-from memwal import store
-from memwal.chunking import chunk_text
-from memwal.worker import committer_session
-from memwal.config import Settings, load_settings
-from memwal.doctor import run_doctor
-from memwal.embedders import get_embedder
-from memwal.queue import open_queue
-from memwal.records import (
-    Batch, ChunkKey, FileSnapshot, MalformedItem, Producer, Reset, UndecodableBatch, Upsert,
-    decode_batch, encode_batch, parse_item,
+import memwal
+from benchlib import (
+    REPO, chunk_upserts, committer, embedder, ledger_batch_ids, make_home, put_raw, work_folder,
 )
-from memwal.vectors import to_bytes
+# The wire format is what this script fuzzes: its encoder, decoder and item types (docs/wire-format.md).
+from memwal.records import (
+    Batch, FileSnapshot, MalformedItem, Producer, Reset, UndecodableBatch, decode_batch, encode_batch,
+    parse_item,
+)
 
-FROZEN_V1 = Path(__file__).resolve().parent.parent / "tests" / "data" / "batch-v1.msgpack"
-MODEL = "hash-384"
+FROZEN_V1 = REPO / "tests" / "data" / "batch-v1.msgpack"
 PRODUCER = Producer("fuzz-host", 1, "fuzz_decoder")
 # Integers at the edges of what msgpack, SQLite (int64) and C longs can hold.
 EDGE_INTS = (0, 1, -1, 127, 128, 255, 256, 2**15, 2**16, 2**31 - 1, 2**31, 2**32, 2**53,
@@ -87,25 +81,20 @@ Wind from the north-west, force five, rain later. Visibility good.
 
 def seed_batches(rng: random.Random) -> list[bytes]:
     """Real encoded batches of every item kind, small enough to keep phase 2 quick."""
-    embedder = get_embedder(MODEL)
+    model, other = embedder("hash-384"), embedder("hash-384-b")
     source = "/fuzz/notes/harbour.md"
-    chunks = chunk_text(SAMPLE_NOTE, markdown=True, max_chars=200, min_chars=20)
-    vectors = embedder.embed([c.content for c in chunks])
-    upserts = [Upsert(ChunkKey("default", source, c.content_hash, c.start_line), c.end_line,
-                      c.heading_path, c.content, c.tags, embedder.fingerprint, embedder.dim,
-                      to_bytes(v)) for c, v in zip(chunks, vectors)]
+    upserts = chunk_upserts(SAMPLE_NOTE, source, max_chars=200, min_chars=20)
     snapshot = FileSnapshot("default", source, "d" * 64, len(SAMPLE_NOTE), 1_700_000_000_000_000_000,
-                            tuple((c.content_hash, c.start_line) for c in chunks))
-    other = get_embedder("hash-384-b")
+                            tuple((u.key.content_hash, u.key.start_line) for u in upserts))
     batches = [
         Batch((snapshot, *upserts), PRODUCER, id=_fresh_id(rng), enqueued_at=1_700_000_000.0),
         Batch((upserts[0],), PRODUCER, id=_fresh_id(rng), enqueued_at=1_700_000_001.0),
         Batch((FileSnapshot("default", "/fuzz/gone.md", "", 0, 2, ()),), PRODUCER,
               id=_fresh_id(rng), enqueued_at=1_700_000_002.0),
-        Batch((Reset(embedder.fingerprint, embedder.name, embedder.dim),), PRODUCER,
+        Batch((Reset(model.fingerprint, model.name, model.dim),), PRODUCER,
               id=_fresh_id(rng), enqueued_at=1_700_000_003.0),
         Batch((Reset(other.fingerprint, other.name, other.dim),
-               Reset(embedder.fingerprint, embedder.name, embedder.dim)), PRODUCER,
+               Reset(model.fingerprint, model.name, model.dim)), PRODUCER,
               id=_fresh_id(rng), enqueued_at=1_700_000_004.0, replays=(1, 2)),
     ]
     encoded = [encode_batch(b) for b in batches]
@@ -321,54 +310,47 @@ def fuzz_decoder(count: int, rng: random.Random, seeds: list[bytes]) -> Crashes:
 def fuzz_committer(count: int, rng: random.Random, seeds: list[bytes]) -> tuple[Crashes, bool]:
     """Enqueue `count` mutated batches among valid ones; drain with the real committer."""
     crashes = Crashes()
-    with tempfile.TemporaryDirectory(prefix="memwal-fuzz-") as tmp:
-        home = Path(tmp) / "home"
-        home.mkdir()
-        (home / "config.json").write_text(json.dumps({"embedding": {"model": MODEL}}))
-        settings = load_settings(home, environ={})
-        queue = open_queue(settings)
-        made: dict[int, tuple[str, bytes]] = {}
-        try:
-            for n in range(count):
-                if n % 10 == 0:  # a valid batch now and then, so the index keeps real content
-                    data = _restamp(rng, rng.choice(seeds[:5]))
-                    made[queue.put(data)] = ("valid", data)
-                how, data = make_input(rng, seeds, for_committer=True)
-                made[queue.put(data)] = (how, data)
-        finally:
-            queue.close()
+    messages: list[tuple[str, bytes]] = []
+    for n in range(count):
+        if n % 10 == 0:  # a valid batch now and then, so the index keeps real content
+            messages.append(("valid", _restamp(rng, rng.choice(seeds[:5]))))
+        messages.append(make_input(rng, seeds, for_committer=True))
+    with work_folder() as work:
+        settings = make_home(work / "home")
+        made = dict(zip(put_raw(settings, (data for _, data in messages)), messages))
         started = time.perf_counter()
         outcomes: Counter = Counter()
         crashed: set[int] = set()
-        with committer_session(settings) as committer:
-            while (delivery := committer.queue.take()) is not None:
+        with committer(settings) as session:
+            while (delivery := session.queue.take()) is not None:
                 try:
-                    outcome = committer.apply(delivery)
+                    outcome = session.apply(delivery)
                 except Exception as exc:
-                    how, data = made[delivery.position]
-                    crashes.add(how, data, exc)
+                    crashes.add(*made[delivery.position], exc)
                     crashed.add(delivery.position)
                     # A poison message would come back forever: drop it so the run goes on.
-                    committer.queue.acknowledge(delivery.position)
+                    session.queue.acknowledge(delivery.position)
                     continue
                 outcomes["duplicate" if outcome.duplicate else "applied"] += 1
                 outcomes["items committed"] += outcome.committed
                 outcomes["items dead-lettered"] += outcome.dead_lettered
                 outcomes["items skipped"] += outcome.skipped
         elapsed = time.perf_counter() - started
-        doctor = run_doctor(settings)
-        missing = _missing_from_ledger(settings, made, crashed)
-        print(f"phase 2 (queue + committer): {len(made):,} messages ({count:,} mutated) drained "
-              f"in {elapsed:.1f} s, crashes {crashes.count}, doctor "
-              f"{'ok' if doctor['ok'] else 'FAILED'}, not in the ledger {missing}")
-        for name, n in sorted(outcomes.items()):
-            print(f"  {name:<26} {n:>9,}")
-        if not doctor["ok"]:
-            for check in doctor["checks"]:
-                if not check["ok"]:
-                    print(f"  doctor: {check['name']}: {check['detail']}")
-        crashes.report("committer")
-        return crashes, doctor["ok"] and missing == 0
+        doctor = memwal.run_doctor(settings)
+        ledger = ledger_batch_ids(settings)
+    # Messages that neither crashed nor left a ledger row (by batch id, or position if undecodable).
+    missing = sum(_ledger_id(position, data) not in ledger
+                  for position, (_, data) in made.items() if position not in crashed)
+    print(f"phase 2 (queue + committer): {len(made):,} messages ({count:,} mutated) drained "
+          f"in {elapsed:.1f} s, crashes {crashes.count}, doctor "
+          f"{'ok' if doctor['ok'] else 'FAILED'}, not in the ledger {missing}")
+    for name, n in sorted(outcomes.items()):
+        print(f"  {name:<26} {n:>9,}")
+    for check in doctor["checks"]:
+        if not check["ok"]:
+            print(f"  doctor: {check['name']}: {check['detail']}")
+    crashes.report("committer")
+    return crashes, doctor["ok"] and missing == 0
 
 
 def _restamp(rng: random.Random, data: bytes) -> bytes:
@@ -377,25 +359,11 @@ def _restamp(rng: random.Random, data: bytes) -> bytes:
     return pack(wire)
 
 
-def _missing_from_ledger(settings: Settings, made: dict[int, tuple[str, bytes]], crashed: set[int]) -> int:
-    """Messages that neither crashed nor left a ledger row (by batch id, or position if undecodable)."""
-    conn = store.open_for_read(settings.index_path)
-    if conn is None:
-        return len(made) - len(crashed)
+def _ledger_id(position: int, data: bytes) -> str:
     try:
-        ledger = {batch_id for (batch_id,) in conn.execute("SELECT batch_id FROM ledger")}
-    finally:
-        conn.close()
-    missing = 0
-    for position, (_, data) in made.items():
-        if position in crashed:
-            continue
-        try:
-            expected = decode_batch(data).id
-        except UndecodableBatch:
-            expected = f"undecodable@{position}"
-        missing += expected not in ledger
-    return missing
+        return decode_batch(data).id
+    except UndecodableBatch:
+        return f"undecodable@{position}"
 
 
 def main(argv: list[str] | None = None) -> int:

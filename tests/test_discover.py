@@ -117,12 +117,44 @@ def test_a_missing_root_is_not_found(tmp_path):
     assert found.skipped == (Skipped(str(tmp_path / "nope"), "not_found", found.skipped[0].detail),)
 
 
-def test_a_file_root_is_taken_whatever_the_ignore_patterns_and_unsupported_ones_are_ignored(tmp_path):
+def test_a_file_root_is_taken_whatever_the_ignore_patterns_and_an_unsupported_one_is_reported(tmp_path):
     note = write(tmp_path / "note.md")
     write(tmp_path / "data.csv")
     found = discover([note, tmp_path / "data.csv"], ignore=["*.md"])
     assert [f.source_file for f in found.files] == [str(note.resolve())]
-    assert found.ignored == 1
+    assert [(s.path, s.reason) for s in found.skipped] == [(str(tmp_path / "data.csv"), "unsupported_type")]
+
+
+def test_a_fifo_named_as_a_root_is_reported_not_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.md")
+    found = discover([tmp_path / "pipe.md"])
+    assert found.files == ()
+    assert [(s.reason, s.detail) for s in found.skipped] == [("not_a_regular_file", "a FIFO")]
+
+
+def test_a_file_swapped_for_a_fifo_after_the_walk_is_skipped_without_blocking(tmp_path):
+    note = write(tmp_path / "note.md")
+    found = discover([tmp_path]).files[0]
+    note.unlink()
+    os.mkfifo(note)  # nobody will ever write to it: a blocking open would hang forever
+    assert load_text(found) == Skipped(str(note.resolve()), "not_a_regular_file", "a FIFO")
+
+
+def test_a_file_swapped_for_a_symlink_after_the_walk_is_not_followed(tmp_path):
+    secret = write(tmp_path / "outside" / "secret.md", "# secret\n")
+    note = write(tmp_path / "root" / "note.md")
+    found = discover([tmp_path / "root"]).files[0]
+    note.unlink()
+    note.symlink_to(secret)
+    assert load_text(found) == Skipped(found.source_file, "not_a_regular_file", "replaced by a symlink")
+
+
+def test_a_file_that_grew_past_the_limit_since_the_walk_is_skipped(tmp_path):
+    note = write(tmp_path / "note.md", "small\n")
+    found = discover([tmp_path], max_file_bytes=100).files[0]
+    note.write_text("x" * 1000)
+    skipped = load_text(found, max_bytes=100)
+    assert isinstance(skipped, Skipped) and skipped.reason == "too_large"
 
 
 def test_a_file_reached_from_two_roots_is_listed_once(tmp_path):
@@ -231,13 +263,14 @@ def test_a_file_deleted_after_discovery_is_not_found(tmp_path):
     assert loaded.detail
 
 
-def test_a_file_that_became_a_directory_is_unreadable(tmp_path):
+def test_a_file_that_became_a_directory_is_skipped_as_not_a_regular_file(tmp_path):
     path = write(tmp_path / "a.md")
     (found,) = discover([tmp_path]).files
     path.unlink()
     path.mkdir()
     loaded = load_text(found)
-    assert isinstance(loaded, Skipped) and loaded.reason == "unreadable"
+    assert isinstance(loaded, Skipped) and (loaded.reason, loaded.detail) == ("not_a_regular_file",
+                                                                              "a directory")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")

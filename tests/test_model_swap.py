@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import MM, write_config
-from helpers import poll, upsert
+from helpers import MM, poll, upsert, write_config
 from memwal import store
 from memwal.config import load_settings
 from memwal.embedders import get_embedder
@@ -91,7 +91,8 @@ def test_reset_back_then_replay_all_commits_dead_letters_in_original_order(mm: M
 
     mm("embedding-reset", "--mode", "apply-current", "--yes")  # back to A
     result = mm("queue", "dead-letters", "replay", "--all", "--json").json()
-    assert result == {"replayed": 4, "batches": 1, "committed": 4, "dead_lettered": 0}
+    assert result == {"replayed": 4, "batches": 1, "committed": 4, "dead_lettered": 0,
+                      "already_replayed": 0}
     (vector,) = query(home, f"SELECT v.embedding FROM chunks c JOIN {store.VECTOR_TABLE} v ON v.chunk_id = c.id "
                             "WHERE c.content = 'same key'")[0]
     assert bytes(vector) == versions[2].vector  # original order: the last version wins
@@ -102,6 +103,50 @@ def test_reset_back_then_replay_all_commits_dead_letters_in_original_order(mm: M
     assert "--again" in again.stderr
     purged = mm("queue", "dead-letters", "purge", "--replayed", "--yes", "--json").json()
     assert purged == {"purged": 4}
+
+
+def _four_dead_letters_replayable(mm: MM, home: Path, notes: Path) -> None:
+    """Four fingerprint mismatches, with the index back on their model so that replay commits."""
+    mm("index", str(notes))
+    mm("embedding-reset", "--mode", "apply-current", "--yes", env={"MM_EMBEDDING_MODEL": B})
+    enqueue_items(load_settings(home, environ={}), [upsert(f"text {i}", start=i + 1) for i in range(4)])
+    mm("queue", "worker", "--once")
+    mm("embedding-reset", "--mode", "apply-current", "--yes")  # back to A
+
+
+def test_two_replays_before_a_commit_claim_each_dead_letter_once(mm: MM, home: Path, notes: Path) -> None:
+    _four_dead_letters_replayable(mm, home, notes)
+    first = mm("queue", "dead-letters", "replay", "--all", "--no-wait", "--json").json()
+    second = mm("queue", "dead-letters", "replay", "--all", "--no-wait", "--json").json()
+    assert first["replayed"] == second["replayed"] == 4  # both read them as not yet replayed
+    mm("queue", "worker", "--once")
+    ledger = dict((r[0], r[1:]) for r in query(
+        home, "SELECT batch_id, committed, skipped FROM ledger ORDER BY position DESC LIMIT 2"))
+    assert sorted(ledger.values()) == [(0, 4), (4, 0)]  # the later replay's copies are skipped
+    letters = mm("queue", "dead-letters", "list", "--include-replayed", "--json").json()
+    (claimer,) = {r["replayed_by"] for r in letters}
+    assert ledger[claimer] == (4, 0)
+    assert query(home, "SELECT count(*) FROM chunks WHERE content LIKE 'text %'") == [(4,)]
+    again = mm("queue", "dead-letters", "replay", "--all", "--again", "--json").json()
+    assert (again["committed"], again["already_replayed"]) == (4, 0)  # --again replays them once more
+
+
+def test_two_replays_at_once_with_a_worker_running_replay_each_letter_once(
+        mm: MM, home: Path, notes: Path) -> None:
+    _four_dead_letters_replayable(mm, home, notes)
+    worker = mm.popen("queue", "worker")
+    try:
+        replays = [mm.popen("queue", "dead-letters", "replay", "--all", "--json") for _ in range(2)]
+        results = [json.loads(p.communicate(timeout=120)[0]) for p in replays]
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=60)
+    # However the two interleave, each letter is committed once in all: by one replay, or by the
+    # two together, the other's copies skipped or never enqueued.
+    assert sum(r["committed"] for r in results) == 4, results
+    assert sum(r["committed"] + r["already_replayed"] for r in results) == \
+        sum(r["replayed"] for r in results), results
+    assert query(home, "SELECT count(*) FROM chunks WHERE content LIKE 'text %'") == [(4,)]
 
 
 def test_replay_reembed_after_the_swap_gives_the_dead_letters_new_model_vectors(mm: MM, home: Path, notes: Path) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from memwal.errors import (
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
-    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, QueueError, SchemaTooNew,
+    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, PathError, QueueError, SchemaTooNew,
     StorageError, UnknownModel, UsageError, as_memwal_error,
 )
 
@@ -61,7 +61,7 @@ __all__ = [
     "__version__",
     *_LAZY,
     "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
-    "IndexUnavailable", "DeadLetterError", "QueueError", "StorageError", "CommitterBusy",
+    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "StorageError", "CommitterBusy",
     "as_memwal_error",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",
 ]

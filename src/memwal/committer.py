@@ -74,16 +74,24 @@ class _Counts:
 
 
 class Committer:
-    """Applies deliveries to an index connection it alone writes. Hold the lock before using it."""
+    """Applies deliveries to an index connection it alone writes. Hold the lock before using it.
 
-    def __init__(self, conn: store.Connection, queue: WriteAheadQueue) -> None:
+    `current` is the delivery being applied (None between batches), for whoever must report
+    where a committer stopped; `on_commit` is called after every acknowledged batch.
+    """
+
+    def __init__(self, conn: store.Connection, queue: WriteAheadQueue,
+                 on_commit: Callable[[BatchOutcome], None] | None = None) -> None:
         self.conn = conn
         self.queue = queue
+        self.current: Delivery | None = None
+        self.on_commit = on_commit
 
     # -- one batch ---------------------------------------------------------------------------
 
     def apply(self, delivery: Delivery) -> BatchOutcome:
         """Apply one delivery in one transaction, then acknowledge it."""
+        self.current = delivery
         try:
             batch = decode_batch(delivery.data)
         except UndecodableBatch as exc:
@@ -91,6 +99,9 @@ class Committer:
         else:
             outcome = self._apply_batch(delivery, batch)
         self.queue.acknowledge(delivery.position)
+        self.current = None
+        if self.on_commit:
+            self.on_commit(outcome)
         return outcome
 
     def _apply_undecodable(self, delivery: Delivery, exc: UndecodableBatch) -> BatchOutcome:
@@ -122,8 +133,13 @@ class Committer:
                                     duplicate=True)
             counts = _Counts()
             applier = _ItemApplier(self.conn, batch, delivery.position, counts)
+            # A dead letter is replayed once: when two replays race, the first one the committer
+            # applies claims it, and the other's copy of the item is skipped (unless --again).
+            claimed = set() if batch.replay_again else writes.replayed_letters(self.conn, batch.replays)
             for index, raw in enumerate(batch.raw_items):
-                if careful:
+                if batch.replays and batch.replays[index] in claimed:
+                    counts.skipped += 1
+                elif careful:
                     applier.apply_guarded(index, raw)
                 else:
                     applier.apply(index, raw)
@@ -131,7 +147,8 @@ class Committer:
             if batch.replays:
                 # The audit trail of a replay is written by the committer, in the same
                 # transaction as the replayed items: never by the replaying process.
-                writes.mark_replayed(self.conn, batch.id, batch.replays)
+                writes.mark_replayed(self.conn, batch.id,
+                                     [letter for letter in batch.replays if letter not in claimed])
             writes.add_ledger_entry(self.conn, LedgerEntry(
                 batch.id, delivery.position, batch.producer, batch.enqueued_at,
                 len(batch.raw_items), counts.committed, counts.dead_lettered, counts.skipped))

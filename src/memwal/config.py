@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from memwal.errors import ConfigError
+from memwal.safeio import NotRegularFile, TooLarge, read_regular
 from memwal.models import DEFAULT_MODEL, validate_model_name
 
 DEFAULT_HOME = Path("~/.memwal")
@@ -22,6 +23,7 @@ CONFIG_FILE = "config.json"
 INDEX_FILE = "index.sqlite3"
 QUEUE_FILE = "queue.sqlite3"
 LOCK_FILE = "committer.lock"
+FAILURE_FILE = "committer-failure.json"  # the last committer's fatal error, until a batch commits
 QUEUE_BACKENDS = ("sqlite", "memory")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
@@ -139,6 +141,7 @@ class Settings:
     queue_path = property(lambda self: self.home / QUEUE_FILE)
     lock_path = property(lambda self: self.home / LOCK_FILE)
     config_path = property(lambda self: self.home / CONFIG_FILE)
+    failure_path = property(lambda self: self.home / FAILURE_FILE)
 
     @property
     def model(self) -> str:
@@ -210,10 +213,21 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(path, max_bytes=1 << 20).decode("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except NotADirectoryError:
+        raise ConfigError(f"the home {path.parent} is not a folder.",
+                          "Pass --home DIR or set MM_HOME to a folder.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}).",
+                          "Save it as UTF-8 JSON, or delete it.") from None
+    except NotRegularFile as exc:
+        raise ConfigError(f"{path} is {exc.kind}, not a file.", "Replace it with a JSON file, "
+                          "or remove it.") from None
+    except TooLarge:
+        raise ConfigError(f"{path} is larger than 1 MiB.", "Fix or delete the file.") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
                           f"{exc.msg}.", "Fix or delete the file.") from None

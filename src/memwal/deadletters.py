@@ -187,7 +187,7 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
         for start in range(0, len(items), limit):
             part = items[start:start + limit]
             batch = Batch(items=tuple(item for _, item in part), producer=producer,
-                          replays=tuple(letter_id for letter_id, _ in part))
+                          replays=tuple(letter_id for letter_id, _ in part), replay_again=again)
             queue.put(encode_batch(batch))
             batch_ids.append(batch.id)
     finally:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pathspec
 
+from memwal.safeio import NotRegularFile, TooLarge, kind_of, read_regular
+
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt")
 
 
@@ -36,7 +38,9 @@ class Skipped:
     """A path not indexed, and why.
 
     reason is one of "too_large", "binary", "symlink_outside_root", "symlink_loop",
-    "unreadable", "not_found".
+    "unreadable", "not_found", "not_a_regular_file" (a FIFO, socket or device, or a file that
+    became a link or one of those since the walk), "unsupported_type" (a file named on the
+    command line whose suffix memwal does not index).
     """
 
     path: str
@@ -84,12 +88,16 @@ def discover(roots: Sequence[Path], *, ignore: Sequence[str] = (),
     )
 
 
-def load_text(found: FoundFile) -> LoadedText | Skipped:
-    """Read a found file once: its text (UTF-8, BOM stripped) and digest, or why it can't be indexed."""
-    try:
-        data = found.path.read_bytes()
-    except OSError as exc:
-        return Skipped(found.source_file, _os_error_reason(exc), str(exc))
+def load_text(found: FoundFile, max_bytes: int | None = None) -> LoadedText | Skipped:
+    """Read a found file once: its text (UTF-8, BOM stripped) and digest, or why it can't be indexed.
+
+    The file may have changed since the walk. It is opened without following a final symlink and
+    without blocking (a FIFO swapped in would otherwise hang the run), and read only if the
+    opened descriptor is a regular file no larger than `max_bytes`.
+    """
+    data = _read_regular_file(found, max_bytes)
+    if isinstance(data, Skipped):
+        return data
     digest = hashlib.sha256(data).hexdigest()
     nul = data.find(b"\x00")
     if nul >= 0:
@@ -100,6 +108,18 @@ def load_text(found: FoundFile) -> LoadedText | Skipped:
         return LoadedText(body.decode("utf-8"), digest, replaced=False)
     except UnicodeDecodeError:
         return LoadedText(body.decode("utf-8", errors="replace"), digest, replaced=True)
+
+
+def _read_regular_file(found: FoundFile, max_bytes: int | None) -> bytes | Skipped:
+    try:
+        return read_regular(found.path, max_bytes)
+    except NotRegularFile as exc:
+        detail = "replaced by a symlink" if exc.kind == "a symlink" else exc.kind
+        return Skipped(found.source_file, "not_a_regular_file", detail)
+    except TooLarge as exc:
+        return Skipped(found.source_file, "too_large", exc.detail)
+    except OSError as exc:
+        return Skipped(found.source_file, _os_error_reason(exc), str(exc))
 
 
 def _os_error_reason(exc: OSError) -> str:
@@ -131,10 +151,14 @@ class _Walk:
         real = os.path.realpath(given)
         if stat.S_ISDIR(st.st_mode):
             self._walk_dir(real)
-        elif stat.S_ISREG(st.st_mode) and _supported(given) and _supported(real):
+        elif not stat.S_ISREG(st.st_mode):
+            self.skipped.append(Skipped(given, "not_a_regular_file", kind_of(st.st_mode)))
+        elif _supported(given) and _supported(real):
             self._add_file(real, st)
         else:
-            self.ignored += 1
+            # Named on the command line, so the user expects it indexed: say why it is not.
+            self.skipped.append(Skipped(given, "unsupported_type",
+                                        f"memwal indexes {', '.join(SUPPORTED_SUFFIXES)} files"))
 
     def _walk_dir(self, root: str) -> None:
         spec = self._spec(root)
@@ -242,8 +266,8 @@ class _Walk:
         """The root's `.gitignore` then the configured patterns (later lines win); None if none."""
         lines: list[str] = []
         try:
-            with open(os.path.join(root, ".gitignore"), encoding="utf-8", errors="replace") as f:
-                lines.extend(f.read().splitlines())
+            data = read_regular(os.path.join(root, ".gitignore"), max_bytes=1 << 20)
+            lines.extend(data.decode("utf-8", errors="replace").splitlines())
         except OSError:
             pass  # no .gitignore (or unreadable): only the configured patterns apply
         lines.extend(self.ignore)

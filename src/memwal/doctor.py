@@ -1,20 +1,27 @@
-"""Invariant checks over a home (docs/architecture.md, "Invariants"): what `mm doctor` runs and every test can call.
+"""Invariant checks over a home (docs/architecture.md, "Invariants"): what `mm doctor` runs and
+every test can call.
 
 Doctor reads only. The one exception is FTS5's integrity check, which SQLite spells as an INSERT
 and so needs a writable connection: it runs in a transaction that is always rolled back, changes
-nothing, and takes the index's write lock only for that moment (never the committer lock).
+nothing, and takes the index's write lock only for that moment (never the committer lock); on a
+read-only home it is skipped and says so. A damaged file never stops doctor: it is a failed check
+that names the file and the way to recover, and the other checks still run.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from memwal import store
 from memwal.config import Settings
+from memwal.errors import as_memwal_error, is_damage
 from memwal.lock import committer_alive
 from memwal.status import queue_counts
 from memwal.store import reads
+from memwal.worker import read_failure
 
 
 @dataclass(frozen=True)
@@ -24,19 +31,27 @@ class Check:
     detail: str
 
 
-def _integrity(conn: store.Connection) -> Check:
+def _integrity(conn: store.Connection, settings: Settings) -> Check:
     rows = reads.integrity_problems(conn)
     return Check("sqlite_integrity", rows == ["ok"], "; ".join(rows[:5]))
 
 
-def _counts(conn: store.Connection) -> Check:
+def _fts(conn: store.Connection, settings: Settings) -> Check:
+    if not os.access(settings.home, os.W_OK):
+        return Check("fts_integrity", True, "skipped: the home is read-only (the check needs a "
+                                            "writable connection; counts_agree still runs)")
+    problem = reads.fts_integrity(settings.index_path)
+    return Check("fts_integrity", problem is None, problem or "ok")
+
+
+def _counts(conn: store.Connection, settings: Settings) -> Check:
     c = reads.row_counts(conn)
     return Check("counts_agree", c.agree,
                  f"chunks {c.chunks}, fts rows {c.fts_rows}, chunks with a vector "
                  f"{c.chunks_with_vector}, vectors {c.vectors}, orphan vectors {c.orphan_vectors}")
 
 
-def _fingerprints(conn: store.Connection) -> Check:
+def _fingerprints(conn: store.Connection, settings: Settings) -> Check:
     active = store.active_model(conn)
     stray = reads.stray_vectors(conn, active.fingerprint if active else None)
     return Check("single_model", stray == 0,
@@ -44,7 +59,17 @@ def _fingerprints(conn: store.Connection) -> Check:
                  f"{active.fingerprint if active else '(none)'}")
 
 
-def _ledger(conn: store.Connection) -> Check:
+def _vectors(conn: store.Connection, settings: Settings) -> Check:
+    active = store.active_model(conn)
+    if active is None or not store.has_vector_table(conn):
+        return Check("vectors_sound", True, "no vectors yet")
+    bad, described = reads.bad_vectors(conn, active.dim)
+    return Check("vectors_sound", bad == 0,
+                 f"every vector holds {active.dim} finite float32 values" if not bad else
+                 f"{bad} vectors are not {active.dim} finite float32 values: {'; '.join(described)}")
+
+
+def _ledger(conn: store.Connection, settings: Settings) -> Check:
     bad = reads.unbalanced_batches(conn)
     detail = "every batch: received = committed + dead-lettered + skipped" if not bad else \
         "; ".join(f"{b[0]}: {b[1]} != {b[2]}+{b[3]}+{b[4]}" for b in bad)
@@ -60,31 +85,74 @@ def _inflight(settings: Settings) -> Check:
                  + ("" if ok else "; run `mm queue worker --once` to put them back and commit them"))
 
 
-CHECKS: tuple[Callable[[store.Connection], Check], ...] = (
-    _integrity, _counts, _fingerprints, _ledger)
+def _progress(settings: Settings) -> Check:
+    failure = read_failure(settings)
+    if failure is None:
+        return Check("committer_progress", True, "no committer has stopped on an error since the "
+                                                 "last commit")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(failure.get("at", 0))))
+    return Check("committer_progress", False,
+                 f"the committer stopped at queue position {failure.get('position')} at {when} "
+                 f"(pid {failure.get('pid')}): {failure.get('error')}. Every committer stops there "
+                 "until the cause is fixed; see docs/operations.md ('A stuck committer')")
+
+
+INDEX_CHECKS: dict[str, Callable[[store.Connection, Settings], Check]] = {
+    "sqlite_integrity": _integrity, "fts_integrity": _fts, "counts_agree": _counts,
+    "single_model": _fingerprints, "vectors_sound": _vectors, "ledger_sums": _ledger}
+
+
+def _guarded(name: str, check: Callable[[], Check], damaged: Callable[[BaseException], Any] = None
+             ) -> Check:
+    """A check; a damaged or unreadable file is this check failing, with the error's fix."""
+    try:
+        return check()
+    except Exception as exc:
+        error = (damaged(exc) if damaged and is_damage(exc) else None) or as_memwal_error(exc)
+        if error is None:
+            raise
+        return Check(name, False, str(error))
 
 
 def run_doctor(settings: Settings) -> dict[str, Any]:
-    """Check the invariants of docs/architecture.md: SQLite and FTS5 integrity, chunk/full-text/vector counts
-    agree, every vector is of the active model, every ledger row sums up, nothing is stuck in
-    flight without a committer.
+    """Check the invariants of docs/architecture.md: SQLite and FTS5 integrity, chunk/full-text/
+    vector counts agree, every vector is of the active model and holds finite values of its
+    dimension, every ledger row sums up, nothing is stuck in flight without a committer, and no
+    committer has stopped on an error it will meet again.
 
     Returns {"ok", "checks": [{"name", "ok", "detail"}], "vectors_by_fingerprint"}: the
-    `mm doctor --json` document; `ok` is true only if every check passes.
+    `mm doctor --json` document; `ok` is true only if every check passes. A damaged index or
+    queue is a failed check naming the file and the way to recover, never an exception.
     """
     checks: list[Check] = []
     by_fingerprint: dict[str, int] = {}
-    with store.reading(settings.index_path) as conn:
-        if conn is None:
-            checks.append(Check("index_exists", True, "no index yet: nothing committed"))
-        else:
-            checks.extend(check(conn) for check in CHECKS)
-            fts_problem = reads.fts_integrity(settings.index_path)
-            checks.insert(1, Check("fts_integrity", fts_problem is None, fts_problem or "ok"))
-            by_fingerprint = reads.vectors_by_fingerprint(conn)
-    checks.append(_inflight(settings))
+
+    def damaged(exc: BaseException) -> Any:
+        return store.damaged(settings.index_path, exc)
+
+    def index_checks() -> Check:
+        with store.reading(settings.index_path) as conn:
+            if conn is None:
+                return Check("index_readable", True, "no index yet: nothing committed")
+            for name, check in INDEX_CHECKS.items():
+                checks.append(_guarded(name, lambda: check(conn, settings), damaged))
+            by_fingerprint.update(_guarded_value(lambda: reads.vectors_by_fingerprint(conn), {}))
+        return Check("index_readable", True, "ok")
+
+    checks.insert(0, _guarded("index_readable", index_checks))
+    checks.append(_guarded("nothing_stuck_in_flight", lambda: _inflight(settings)))
+    checks.append(_guarded("committer_progress", lambda: _progress(settings)))
     return {
         "ok": all(c.ok for c in checks),
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
         "vectors_by_fingerprint": by_fingerprint,
     }
+
+
+def _guarded_value(read: Callable[[], dict[str, int]], fallback: dict[str, int]) -> dict[str, int]:
+    try:
+        return read()
+    except Exception as exc:
+        if as_memwal_error(exc) is None:
+            raise
+        return fallback

@@ -66,6 +66,10 @@ class DeadLetterError(UsageError):
     """A request about dead letters that cannot be carried out."""
 
 
+class PathError(UsageError):
+    """A path given to index does not exist, or cannot be read."""
+
+
 class QueueError(UsageError):
     """The queue cannot be opened as configured (unknown backend, bad URL, unreachable server)."""
 
@@ -86,20 +90,59 @@ class StorageError(MemwalError):
     """SQLite or the file system refused an operation (locked, full, read-only, I/O)."""
 
 
+class DamagedFile(MemwalError):
+    """A file in the home is not what memwal wrote (corrupt, truncated, not a database)."""
+
+
+DAMAGED_INDEX_FIX = ("Run `mm doctor` to see what is wrong; to recover, move the index aside and "
+                     "re-index from your notes (docs/operations.md, 'A damaged index'): the queue "
+                     "and the dead letters are kept.")
+DAMAGED_QUEUE_FIX = ("Stop every memwal process on this home and follow docs/operations.md "
+                     "('A damaged queue'): move the queue aside; the index is kept.")
+
+
+def _sqlite_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(database errors, operational errors) of the stdlib sqlite3 and of sqlean if loaded."""
+    import sqlite3
+    import sys
+
+    modules = [sqlite3] + ([sys.modules["sqlean"]] if "sqlean" in sys.modules else [])
+    return (tuple(m.DatabaseError for m in modules), tuple(m.OperationalError for m in modules))
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether a SQLite error says the file itself is bad (not locked, full or read-only)."""
+    database, operational = _sqlite_errors()
+    if isinstance(exc, operational):
+        # The last two are sqlite-vec's words for a vector blob that is not what it wrote.
+        return any(word in str(exc) for word in ("malformed", "not a database", "corrupt",
+                                                 "blob size doesn't match", "reading from blob"))
+    return isinstance(exc, database) and not any(
+        type(exc).__name__ == name for name in ("IntegrityError", "InterfaceError", "DataError"))
+
+
+def _operational_fix(text: str) -> str:
+    if "locked" in text or "busy" in text:
+        return "Another program holds the index or queue file locked; try again when it is done."
+    if "full" in text:
+        return "The disk is full: free some space and run the command again."
+    if "readonly" in text or "read-only" in text:
+        return "The home is read-only; use a writable --home for anything that writes."
+    if "I/O" in text or "disk" in text:
+        return "The disk reported an error: check it, then run `mm doctor`."
+    return "Run `mm doctor` to check the home's files."
+
+
 def as_memwal_error(exc: BaseException) -> MemwalError | None:
     """A foreign exception a user can act on, as a MemwalError; None for anything else (a bug)."""
     if isinstance(exc, MemwalError):
         return exc
-    import sqlite3
-    import sys
-
-    operational: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
-    sqlean = sys.modules.get("sqlean")  # never imported means none of its errors can be here
-    if sqlean is not None:
-        operational += (sqlean.OperationalError,)
+    if is_damage(exc):
+        return DamagedFile(f"SQLite: {exc}: a file in the home is damaged.",
+                           "Run `mm doctor`, and see docs/operations.md ('When things go wrong').")
+    _, operational = _sqlite_errors()
     if isinstance(exc, operational):
-        return StorageError(f"SQLite: {exc}.", "Is another program holding the index or queue "
-                            "file locked, or is the disk full or read-only?")
+        return StorageError(f"SQLite: {exc}.", _operational_fix(str(exc)))
     if isinstance(exc, PermissionError):
         error = UsageError(f"permission denied: {exc.filename or exc}.",
                            "Use a home folder you can write (--home DIR or MM_HOME).")

@@ -98,18 +98,20 @@ def _digest_cache_file() -> Path:
 
 
 def _read_digest_cache(cache_file: Path) -> dict[str, str]:
+    from memwal.safeio import read_regular
+
     try:
-        data = json.loads(cache_file.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(cache_file, max_bytes=1 << 20))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
 def _write_digest_cache(cache_file: Path, known: dict[str, str]) -> None:
+    from memwal.safeio import write_atomically
+
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(known, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, cache_file)
+        write_atomically(cache_file, json.dumps(known, sort_keys=True).encode())
     except OSError:
         pass  # a read-only or full cache folder only costs the next process the hashing

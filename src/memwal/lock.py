@@ -12,7 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from memwal.errors import CommitterBusy
+from memwal.errors import CommitterBusy, UsageError
+from memwal.safeio import NotRegularFile, open_regular
 
 __all__ = ["CommitterBusy", "CommitterLock", "committer_alive", "holder_pid"]
 
@@ -32,7 +33,7 @@ class CommitterLock:
         """Take the lock if it is free; never blocks."""
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_lock_file(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -73,20 +74,34 @@ class CommitterLock:
         self.release()
 
 
+def _open_lock_file(path: Path, flags: int) -> int:
+    try:
+        return open_regular(path, flags)
+    except NotRegularFile as exc:
+        # Never follow it: a link planted here would have us truncate whatever it points to.
+        raise UsageError(f"the committer lock {path} is {exc.kind}, not a file memwal made.",
+                         "Remove it (and find out who put it there); memwal recreates it.") from None
+
+
 def holder_pid(path: Path) -> int | None:
     """The pid written by the last holder, if any (only meaningful while the lock is held)."""
     try:
-        text = path.read_text().strip()
-    except OSError:
+        fd = _open_lock_file(path, os.O_RDONLY)
+    except (OSError, UsageError):
         return None
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
     return int(text) if text.isdigit() else None
 
 
 def committer_alive(path: Path) -> tuple[bool, int | None]:
     """(whether a committer holds the lock, its pid). Probes without ever blocking a holder."""
-    if not path.exists():
+    try:
+        fd = _open_lock_file(path, os.O_RDONLY)
+    except FileNotFoundError:
         return False, None
-    fd = os.open(path, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -9,6 +9,8 @@ committer is alive (see `memwal.worker`).
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from memwal.chunking import Chunk, chunk_text, is_markdown
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
 from memwal.embedders import Embedder, configured_embedder
+from memwal.errors import PathError
 from memwal.lock import CommitterLock
 from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import Batch, ChunkKey, FileSnapshot, Item, Producer, Upsert, encode_batch
@@ -50,6 +53,8 @@ class IndexReport:
     batch_ids: list[str] = field(default_factory=list)
     committed: int | None = None
     dead_lettered: int | None = None
+    # Roots that held indexed files and now yield none: their files were not deleted.
+    kept_roots: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Skipped]:
@@ -68,6 +73,7 @@ class IndexReport:
         out["skipped_files"] = [{"path": s.path, "reason": s.reason, "detail": s.detail}
                                 for s in self.skipped]
         out["replaced_invalid_utf8"] = self.replaced_utf8
+        out["kept_roots"] = [{"root": root, "indexed_files": n} for root, n in self.kept_roots]
         return out
 
 
@@ -75,18 +81,25 @@ class IndexReport:
 
 
 class CommittedState:
-    """A read-only view of the index, for diffing. Stale by design: the queue may hold more."""
+    """A read-only view of the index, for diffing. Stale by design: the queue may hold more.
+
+    Every question is an indexed lookup of one file, so the cost of indexing N files does not
+    grow with the size of the index.
+    """
 
     def __init__(self, conn: store.Connection | None, namespace: str, fingerprint: str) -> None:
         self.conn = conn
         self.namespace = namespace
         self.fingerprint = fingerprint
-        self.files: dict[str, CommittedFile] = (
-            {} if conn is None else reads.committed_files(conn, namespace, fingerprint))
+
+    def file(self, source_file: str) -> CommittedFile | None:
+        if self.conn is None:
+            return None
+        return reads.committed_file(self.conn, self.namespace, source_file, self.fingerprint)
 
     def is_unchanged(self, found: FoundFile) -> bool:
         """Size and mtime match, and every chunk is there with a vector of the configured model."""
-        committed = self.files.get(found.source_file)
+        committed = self.file(found.source_file)
         return (committed is not None and committed.size == found.size
                 and committed.mtime_ns == found.mtime_ns
                 and committed.chunk_count == committed.chunks_present == committed.chunks_current)
@@ -97,9 +110,36 @@ class CommittedState:
             return set()
         return reads.current_keys(self.conn, self.namespace, source_file, self.fingerprint)
 
+    def sources_under(self, root: Path) -> list[str]:
+        """Committed files that are `root` or lie below it."""
+        if self.conn is None:
+            return []
+        return reads.committed_sources_under(self.conn, self.namespace, str(root))
 
-def _under(path: str, roots: Sequence[Path]) -> bool:
-    return any(path == str(root) or path.startswith(str(root).rstrip("/") + "/") for root in roots)
+
+def checked_roots(paths: Sequence[Path | str]) -> list[Path]:
+    """The resolved roots to index; PathError if one does not exist or cannot be read.
+
+    A root that is missing (an unmounted drive, a typo) must never look like a folder whose
+    files were all deleted: refusing it is what keeps its committed chunks.
+    """
+    roots = []
+    for given in paths:
+        path = Path(given).expanduser().absolute()
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise PathError(f"{path} does not exist.", "Check the path (an unmounted drive?); "
+                            "nothing was indexed or deleted.") from None
+        except OSError as exc:
+            raise PathError(f"cannot use {path}: {exc.strerror}.",
+                            "Check the path and its permissions; nothing was indexed or deleted."
+                            ) from None
+        if stat.S_ISDIR(st.st_mode) and not os.access(path, os.R_OK | os.X_OK):
+            raise PathError(f"cannot read the folder {path}: permission denied.",
+                            "Check its permissions; nothing was indexed or deleted.")
+        roots.append(path.resolve())
+    return roots
 
 
 # -- batching ------------------------------------------------------------------------------
@@ -224,17 +264,21 @@ def index_paths(
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     embedder: Embedder | None = None,
+    allow_empty_root: bool = False,
 ) -> IndexReport:
     """Index files and folders: discover, chunk, diff, embed, enqueue. Never writes the index.
 
     Unchanged files (size and mtime as committed, every chunk with a vector of the configured
     model) are skipped without being read; files gone from under a root are enqueued as
-    deletions. Every batch is durable in the queue before the next is built. With `wait`, return
+    deletions, except when a root that held indexed files yields none at all (an unmounted
+    drive?): its files are kept and listed in `report.kept_roots`, unless `allow_empty_root`. Every batch is durable in the queue before the next is built. With `wait`, return
     once this call's batches are committed: by the running committer, or by this process taking
     the committer role itself (in a background thread) when none is alive. `on_start(files)` and
     `on_progress(n)` report progress; `embedder` overrides the configured one.
 
-    Returns an IndexReport (its `as_json()` is `mm index --json`). Raises ModelMismatch (exit 2)
+    Returns an IndexReport (its `as_json()` is `mm index --json`). Raises PathError (exit 2),
+    before anything is read or enqueued, for a path that does not exist or cannot be read;
+    ModelMismatch (exit 2)
     before embedding anything if the configured model is not the index's (nor its queued
     reset's); StorageError or OSError when the queue cannot be written (a full disk). Interrupted,
     it leaves only whole batches in the queue.
@@ -242,7 +286,7 @@ def index_paths(
     ensure_home(settings.home)
     namespace = namespace or settings["index.namespace"]
     embedder = embedder or configured_embedder(settings)
-    roots = [Path(p).expanduser().absolute().resolve() for p in paths]
+    roots = checked_roots(paths)
     report = IndexReport()
     lock = CommitterLock(settings.lock_path)
     background: BackgroundCommitter | None = None
@@ -279,8 +323,15 @@ def index_paths(
             report.new += 1
             pipeline.add(work)
         pipeline.flush()
-        for source in sorted(committed.files):
-            if source not in seen and _under(source, roots) and not _still_there(source, report):
+        for root in roots:
+            gone = [source for source in committed.sources_under(root)
+                    if source not in seen and not _still_there(source, report)]
+            if gone and not any(_below(source, root) for source in seen) and not allow_empty_root:
+                # Every indexed file of this root vanished at once: far likelier an unmounted
+                # drive or an emptied mount point than a user deleting them all. Keep them.
+                report.kept_roots.append((str(root), len(gone)))
+                continue
+            for source in gone:
                 writer.add_group([FileSnapshot(namespace, source, "", 0, time.time_ns(), ())])
                 report.deleted += 1
         writer.flush()
@@ -289,8 +340,12 @@ def index_paths(
         if wait:
             totals = await_ledger(settings, writer.batch_ids, background, lock)
             assert totals is not None  # no timeout: it returns only once all are committed
-            report.committed, report.dead_lettered = totals
+            report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
         return report
+
+
+def _below(source: str, root: Path) -> bool:
+    return source == str(root) or source.startswith(str(root).rstrip("/") + "/")
 
 
 def _still_there(source: str, report: IndexReport) -> bool:
@@ -300,7 +355,7 @@ def _still_there(source: str, report: IndexReport) -> bool:
 
 def _read_and_diff(found: FoundFile, settings: Settings, committed: CommittedState,
                    force: bool, report: IndexReport) -> _FileWork | None:
-    loaded = load_text(found)
+    loaded = load_text(found, settings["index.max_file_bytes"])
     if isinstance(loaded, Skipped):
         report.skipped.append(loaded)
         return None

@@ -99,8 +99,10 @@ class Batch:
     producer: Producer
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     enqueued_at: float = field(default_factory=time.time)
-    # For a replay: the dead-letter id each item replays (optional; v1 readers ignore it).
+    # For a replay: the dead-letter id each item replays, item by item (optional; v1 readers
+    # ignore it), and whether letters already replayed are to be replayed once more.
     replays: tuple[int, ...] = ()
+    replay_again: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class DecodedBatch:
     enqueued_at: float
     raw_items: tuple[Any, ...]
     replays: tuple[int, ...] = ()
+    replay_again: bool = False
 
 
 class UndecodableBatch(ValueError):
@@ -172,6 +175,8 @@ def encode_batch(batch: Batch) -> bytes:
     }
     if batch.replays:
         wire["replays"] = list(batch.replays)
+    if batch.replay_again:
+        wire["replay_again"] = True
     return msgpack.packb(wire, use_bin_type=True)
 
 
@@ -212,7 +217,13 @@ def decode_batch(data: bytes) -> DecodedBatch:
     if not isinstance(replays, list) or not all(
             isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= INT_MAX for r in replays):
         raise UndecodableBatch("undecodable", "'replays' should be a list of dead-letter ids")
-    return DecodedBatch(version, batch_id, producer, float(enqueued_at), tuple(items), tuple(replays))
+    if replays and len(replays) != len(items):
+        raise UndecodableBatch("undecodable", "'replays' should name one dead letter per item")
+    again = wire.get("replay_again", False)
+    if not isinstance(again, bool):
+        raise UndecodableBatch("undecodable", "'replay_again' should be a boolean")
+    return DecodedBatch(version, batch_id, producer, float(enqueued_at), tuple(items),
+                        tuple(replays), again)
 
 
 def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

@@ -6,18 +6,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
 from contextlib import ExitStack, contextmanager
-from typing import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 from memwal import store
 from memwal.committer import BatchOutcome, Committer, DrainStats
 from memwal.config import Settings, ensure_home
 from memwal.lock import CommitterLock
 from memwal.queue import Role, open_queue
+from memwal.safeio import read_regular, write_atomically
 from memwal.store import reads
 
 
@@ -43,7 +46,46 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         # On the way out, a delivery interrupted before its commit goes back to its place now,
         # not at the next start, so `mm queue status` never shows a stuck in-flight message.
         stack.callback(queue.recover)
-        yield Committer(conn, queue)
+        failures = FailureRecord(settings.failure_path)
+        committer = Committer(conn, queue, on_commit=failures.cleared_by)
+        try:
+            yield committer
+        except Exception as exc:
+            if committer.current is not None:
+                failures.record(committer.current.position, exc)
+            raise
+
+
+class FailureRecord:
+    """`<home>/committer-failure.json`: where and why the last committer stopped, until a batch
+    commits again. A committer that dies on the same batch each time it starts cannot make
+    progress; `mm doctor` reads this file to say so, and which batch and error it is."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.present = path.exists()
+
+    def record(self, position: int, exc: BaseException) -> None:
+        entry = {"position": position, "error": f"{type(exc).__name__}: {exc}",
+                 "at": time.time(), "pid": os.getpid()}
+        try:
+            write_atomically(self.path, json.dumps(entry).encode())
+        except OSError:
+            pass  # a full or read-only disk may be the very failure; the error is raised anyway
+
+    def cleared_by(self, outcome: BatchOutcome) -> None:
+        if self.present:
+            self.path.unlink(missing_ok=True)
+            self.present = False
+
+
+def read_failure(settings: Settings) -> dict[str, object] | None:
+    """The last committer's fatal error (see FailureRecord), if no batch committed since."""
+    try:
+        entry = json.loads(read_regular(settings.failure_path, max_bytes=1 << 16))
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
 def run_worker(settings: Settings, *, once: bool = False,
@@ -111,12 +153,20 @@ def ledger_counts(settings: Settings, batch_ids: Sequence[str]) -> dict[str, tup
         return {} if conn is None else reads.ledger_counts(conn, batch_ids)
 
 
+class CommitCounts(NamedTuple):
+    """What the committer did with a set of batches, summed."""
+
+    committed: int
+    dead_lettered: int
+    skipped: int
+
+
 def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
-                   timeout: float | None = None) -> tuple[int, int] | None:
+                   timeout: float | None = None) -> CommitCounts | None:
     """Block until every batch is committed (in the ledger): read your own writes.
 
     When no committer is alive, this process takes the role and drains the queue itself.
-    Returns (committed, dead_lettered) summed over those batches, or None if `timeout` seconds
+    Returns their CommitCounts (committed, dead-lettered, skipped items), or None if `timeout` seconds
     passed first (the batches stay queued and will be committed). Raises what a committer
     raises (StorageError when the index cannot be written).
     """
@@ -124,7 +174,7 @@ def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
 
 
 def await_ledger(settings: Settings, batch_ids: Sequence[str], background: BackgroundCommitter | None,
-                 lock: CommitterLock, timeout: float | None = None) -> tuple[int, int] | None:
+                 lock: CommitterLock, timeout: float | None = None) -> CommitCounts | None:
     """`wait_committed` for a caller that may already run a BackgroundCommitter with `lock`."""
     deadline = None if timeout is None else time.monotonic() + timeout
     remaining = set(batch_ids)
@@ -145,4 +195,4 @@ def await_ledger(settings: Settings, batch_ids: Sequence[str], background: Backg
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             time.sleep(0.05)
-    return (sum(c for c, _, _ in totals.values()), sum(d for _, d, _ in totals.values()))
+    return CommitCounts(*(sum(counts[field] for counts in totals.values()) for field in range(3)))

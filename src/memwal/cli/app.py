@@ -34,6 +34,9 @@ def index_command(
     force: Annotated[bool, typer.Option("--force", help="Re-read and re-embed every file.")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once committed (default), or once enqueued.")] = True,
     model: Annotated[Optional[str], typer.Option("--model", help="Embedding model for this run.")] = None,
+    allow_empty_root: Annotated[bool, typer.Option(
+        "--allow-empty-root", help="Remove what was indexed from a folder that now holds no "
+        "indexable files (by default it is kept: the folder may be an unmounted drive).")] = False,
     json_out: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
@@ -41,12 +44,17 @@ def index_command(
     settings = load(home, {"embedding.model": model, "index.namespace": namespace})
     with output.progress_bar("indexing", not json_out) as (on_start, on_progress):
         report = memwal.index_paths(settings, paths, namespace=namespace, force=force, wait=wait,
-                             on_start=on_start, on_progress=on_progress)
+                                    on_start=on_start, on_progress=on_progress,
+                                    allow_empty_root=allow_empty_root)
     for skipped in report.skipped:
         output.warn(f"skipped {skipped.path}: {skipped.reason}"
                     + (f" ({skipped.detail})" if skipped.detail else ""))
     for path in report.replaced_utf8:
         output.warn(f"{path}: invalid UTF-8 replaced with U+FFFD")
+    for root, count in report.kept_roots:
+        output.warn(f"kept the {count} indexed files of {root}: it holds no indexable files now "
+                    "(an unmounted drive?). If they were really removed, run again with "
+                    "--allow-empty-root.")
     if json_out:
         output.print_json(report.as_json())
     else:

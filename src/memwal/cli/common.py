@@ -38,6 +38,8 @@ def guarded(command: F) -> F:
             error = as_memwal_error(exc)
             if error is None:
                 raise
+            if kwargs.get("json_out"):  # --json promises JSON on stdout, errors included
+                output.print_json({"error": error.as_dict()})
             output.fail(str(error), error.exit_code)
 
     return wrapper  # type: ignore[return-value]

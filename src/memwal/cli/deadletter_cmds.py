@@ -98,7 +98,10 @@ def replay_command(
         output.warn(f"dead letter {letter_id} not replayed: {why}")
     result: dict[str, object] = {"replayed": plan.replayed, "batches": len(plan.batch_ids)}
     if wait:
-        result["committed"], result["dead_lettered"] = memwal.wait_committed(settings, plan.batch_ids)
+        counts = memwal.wait_committed(settings, plan.batch_ids)
+        assert counts is not None  # no timeout
+        result["committed"], result["dead_lettered"] = counts.committed, counts.dead_lettered
+        result["already_replayed"] = counts.skipped  # claimed meanwhile by another replay
     if json_out:
         output.print_json(result)
     else:

@@ -8,7 +8,7 @@ serializer is msgpack, never pickle.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import msgpack
 from huey import Huey
@@ -33,31 +33,58 @@ def leased_huey(name: str, storage_class: type, **storage_options: Any) -> Huey:
                 **storage_options)
 
 
-class LeasedQueue:
-    """The WriteAheadQueue on a huey instance whose storage leases."""
+T = TypeVar("T")
+ErrorMap = Callable[[Exception], "Exception | None"]
 
-    def __init__(self, huey: Huey) -> None:
+
+def as_bytes(value: object) -> bytes:
+    """A stored message as bytes, whatever type a damaged or hostile writer left in its place."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return b"" if value is None else repr(value).encode()
+
+
+class LeasedQueue:
+    """The WriteAheadQueue on a huey instance whose storage leases.
+
+    `translate(exc)` lets a backend turn its storage's errors into memwal's (a damaged file,
+    an unreachable server); an error it returns None for is raised as it is.
+    """
+
+    def __init__(self, huey: Huey, translate: ErrorMap = lambda exc: None) -> None:
         self.huey = huey
         self.storage = huey.storage
         self.name = huey.name
+        self._translate = translate
+
+    def _call(self, verb: Callable[[], T]) -> T:
+        try:
+            return verb()
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is None:
+                raise
+            raise translated from None
 
     def put(self, data: bytes) -> int:
-        return int(self.storage.enqueue(data))
+        return self._call(lambda: int(self.storage.enqueue(data)))
 
     def take(self) -> Delivery | None:
-        return self.storage.take()
+        return self._call(self.storage.take)
 
     def acknowledge(self, position: int) -> None:
-        self.storage.acknowledge(position)
+        self._call(lambda: self.storage.acknowledge(position))
 
     def recover(self) -> int:
-        return int(self.storage.recover())
+        return self._call(lambda: int(self.storage.recover()))
 
     def counts(self) -> QueueCounts:
-        return self.storage.counts()
+        return self._call(self.storage.counts)
 
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
-        return self.storage.messages(max_bytes)
+        return iter(self._call(lambda: list(self.storage.messages(max_bytes))))
 
     def close(self) -> None:
         self.storage.close()

@@ -11,6 +11,7 @@ pending again at its original position. huey's own storage test suite runs again
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -18,8 +19,10 @@ from typing import Iterator
 
 from huey.storage import SqliteStorage
 
-from memwal.queue.leased import LeasedQueue, leased_huey
+from memwal.errors import DAMAGED_QUEUE_FIX, DamagedFile, QueueError, is_damage
+from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey
 from memwal.queue.protocol import Delivery, QueueCounts
+from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
 
 # The name every queue file written before queue names were per home used.
 LEGACY_NAME = "memwal"
@@ -60,7 +63,7 @@ class LeasedSqliteStorage(SqliteStorage):
             conn = super()._create_connection()
             conn.execute(f"pragma synchronous={self._synchronous}")
             return conn
-        conn = sqlite3.connect(f"file:{self.filename}?mode=ro", uri=True, timeout=self._timeout,
+        conn = sqlite3.connect(readonly_uri(Path(self.filename)), uri=True, timeout=self._timeout,
                                check_same_thread=False)
         conn.isolation_level = None
         return conn
@@ -103,7 +106,9 @@ class LeasedSqliteStorage(SqliteStorage):
             position, data = row
             cursor.execute("insert into inflight (id, queue, taken_at) values (?, ?, ?)",
                            (position, self.name, time.time()))
-            return Delivery(int(position), bytes(data))
+            # A row a damaged or hostile writer filled with text or a number is still delivered
+            # (as the bytes that could be read): the committer dead-letters it, never dies on it.
+            return Delivery(int(position), as_bytes(data))
 
     def dequeue(self) -> bytes | None:
         delivery = self.take()
@@ -167,13 +172,35 @@ class LeasedSqliteStorage(SqliteStorage):
             query += " and length(data) <= ?"
             params += (max_bytes,)
         for position, data in self.sql(query + " order by priority desc, id", params, results=True):
-            yield Delivery(int(position), bytes(data))
+            yield Delivery(int(position), as_bytes(data))
 
 
 def sqlite_queue(path: Path, name: str, *, durable: bool = True, readonly: bool = False,
                  timeout: float = 30.0) -> LeasedQueue:
     """The queue in the SQLite file `path`: durable puts (synchronous=FULL) unless `durable` is
-    False (the committer's leases and acknowledgements), or a reader that never writes."""
-    return LeasedQueue(leased_huey(
-        name, LeasedSqliteStorage, filename=str(path), strict_fifo=True,
-        synchronous="FULL" if durable else "NORMAL", readonly=readonly, timeout=timeout))
+    False (the committer's leases and acknowledgements), or a reader that never writes.
+
+    The file and its companions are refused if they are symlinks; a new file is made private
+    (0600). A damaged file is a DamagedFile error naming it, from the open or from any verb.
+    """
+    try:
+        refuse_links(*sqlite_companions(path))
+    except NotRegularFile as exc:
+        raise QueueError(f"{exc.filename} is a symlink: memwal never follows links in its home.",
+                         "Remove the link (and find out who put it there).") from None
+
+    def translate(exc: Exception) -> Exception | None:
+        if is_damage(exc):
+            return DamagedFile(f"the queue {path} is damaged ({exc}).", DAMAGED_QUEUE_FIX)
+        return None
+
+    created = not readonly and not path.exists()
+    try:
+        huey = leased_huey(name, LeasedSqliteStorage, filename=str(path), strict_fifo=True,
+                           synchronous="FULL" if durable else "NORMAL", readonly=readonly,
+                           timeout=timeout)
+    except Exception as exc:
+        raise (translate(exc) or exc) from None
+    if created:
+        os.chmod(path, 0o600)
+    return LeasedQueue(huey, translate)

@@ -13,6 +13,7 @@ never takes a write lock); their queries are in `store.reads`. No other module w
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -20,8 +21,9 @@ from typing import Iterator
 import sqlean
 import sqlite_vec
 
-from memwal.errors import IndexUnavailable, SchemaTooNew
+from memwal.errors import DAMAGED_INDEX_FIX, DamagedFile, IndexUnavailable, SchemaTooNew, is_damage
 from memwal.fingerprint import ModelInfo
+from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
 from memwal.store.schema import SCHEMA_VERSION, VECTOR_TABLE, migrate, schema_version, too_new
 
 Connection = sqlean.Connection
@@ -44,11 +46,25 @@ def _load_vec(conn: Connection) -> None:
     conn.enable_load_extension(False)
 
 
+def damaged(path: Path, exc: BaseException) -> DamagedFile:
+    return DamagedFile(f"the index {path} is damaged ({exc}).", DAMAGED_INDEX_FIX)
+
+
 def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> Connection:
-    """Open the index. Read-only opens never write and never take a write lock."""
+    """Open the index. Read-only opens never write and never take a write lock.
+
+    The index and its companions are refused if they are symlinks: memwal never follows links in
+    its home. A new index file is made private (0600; SQLite gives its companions the same mode).
+    """
+    try:
+        refuse_links(*sqlite_companions(path))
+    except NotRegularFile as exc:
+        raise IndexUnavailable(f"{exc.filename} is a symlink: memwal never follows links in its "
+                               "home.", "Remove the link (and find out who put it there).") from None
+    created = not readonly and not path.exists()
     try:
         if readonly:
-            conn = sqlean.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout,
+            conn = sqlean.connect(readonly_uri(path), uri=True, timeout=timeout,
                                   isolation_level=None, check_same_thread=False)
         else:
             conn = sqlean.connect(str(path), timeout=timeout, isolation_level=None,
@@ -63,15 +79,25 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> Con
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         conn.execute("PRAGMA cache_size=-32000")
     except DatabaseError as exc:
+        if is_damage(exc):
+            raise damaged(path, exc) from None
         raise IndexUnavailable(f"cannot open the index {path}: {exc}.",
                                "Check the file and its folder, or see `mm doctor`.") from None
+    if created:
+        os.chmod(path, 0o600)
     return conn
 
 
 def open_for_write(path: Path) -> Connection:
     """The committer's connection: created and migrated if needed."""
     conn = connect(path)
-    migrate(conn, path)
+    try:
+        migrate(conn, path)
+    except DatabaseError as exc:
+        conn.close()
+        if is_damage(exc):
+            raise damaged(path, exc) from None
+        raise
     return conn
 
 
@@ -80,7 +106,13 @@ def open_for_read(path: Path) -> Connection | None:
     if not path.exists():
         return None
     conn = connect(path, readonly=True)
-    version = schema_version(conn)
+    try:
+        version = schema_version(conn)
+    except DatabaseError as exc:
+        conn.close()
+        if is_damage(exc):
+            raise damaged(path, exc) from None
+        raise
     if version > SCHEMA_VERSION:
         conn.close()
         raise too_new(path, version)
@@ -103,6 +135,10 @@ def reading(path: Path, *, snapshot: bool = False) -> Iterator[Connection | None
         if conn is not None and snapshot:
             conn.execute("BEGIN")
         yield conn
+    except DatabaseError as exc:
+        if is_damage(exc):
+            raise damaged(path, exc) from None
+        raise
     finally:
         if conn is not None:
             conn.close()

@@ -97,26 +97,38 @@ class CommittedFile:
     chunks_current: int  # chunks whose vector is of the fingerprint asked about
 
 
-def committed_files(conn: Connection, namespace: str, fingerprint: str) -> dict[str, CommittedFile]:
-    """Every committed file of a namespace, by source path."""
-    counts = {source: (present, current or 0) for source, present, current in conn.execute(
-        "SELECT source_file, count(*), sum(fingerprint IS ?) FROM chunks WHERE namespace=? "
-        "GROUP BY source_file", (fingerprint, namespace))}
-    files: dict[str, CommittedFile] = {}
-    for source, digest, size, mtime_ns, chunk_count in conn.execute(
-            "SELECT source_file, digest, size, mtime_ns, chunk_count FROM files WHERE namespace=?",
-            (namespace,)):
-        present, current = counts.get(source, (0, 0))
-        files[source] = CommittedFile(digest, size, mtime_ns, chunk_count, present, current)
-    return files
+def committed_file(conn: Connection, namespace: str, source_file: str,
+                   fingerprint: str) -> CommittedFile | None:
+    """What is committed of one file, by two indexed lookups (whatever the index's size)."""
+    row = conn.execute("SELECT digest, size, mtime_ns, chunk_count FROM files WHERE namespace=? "
+                       "AND source_file=?", (namespace, source_file)).fetchone()
+    if row is None:
+        return None
+    present, current = conn.execute(
+        "SELECT count(*), coalesce(sum(fingerprint IS ?), 0) FROM chunks INDEXED BY chunks_by_file "
+        "WHERE namespace=? AND source_file=?", (fingerprint, namespace, source_file)).fetchone()
+    return CommittedFile(row[0], row[1], row[2], row[3], present, current)
+
+
+def committed_sources_under(conn: Connection, namespace: str, root: str) -> list[str]:
+    """Committed files that are `root` or lie under it, by a range scan of the files' key."""
+    prefix = root.rstrip("/") + "/"
+    # "0" sorts right after "/": [prefix, prefix with "/" raised to "0") is everything below.
+    return [r[0] for r in conn.execute(
+        "SELECT source_file FROM files WHERE namespace=? AND (source_file=? OR "
+        "(source_file >= ? AND source_file < ?)) ORDER BY source_file",
+        (namespace, root, prefix, prefix[:-1] + "0"))]
 
 
 def current_keys(conn: Connection, namespace: str, source_file: str,
                  fingerprint: str) -> set[tuple[str, int]]:
     """Keys of a file's chunks that already have a vector of `fingerprint`."""
+    # INDEXED BY: left to itself the planner picks the fingerprint index, and then every
+    # chunk of the model is scanned for every file (indexing N files cost N x the index).
     return {(h, s) for h, s in conn.execute(
-        "SELECT content_hash, start_line FROM chunks WHERE namespace=? AND source_file=? "
-        "AND fingerprint IS ?", (namespace, source_file, fingerprint))}
+        "SELECT content_hash, start_line FROM chunks INDEXED BY chunks_by_file "
+        "WHERE namespace=? AND source_file=? AND fingerprint IS ?",
+        (namespace, source_file, fingerprint))}
 
 
 # -- search --------------------------------------------------------------------------------
@@ -256,6 +268,30 @@ def fts_integrity(path: Path) -> str | None:
             conn.execute("ROLLBACK")
         conn.close()
     return None
+
+
+def bad_vectors(conn: Connection, dim: int, limit: int = 5) -> tuple[int, list[str]]:
+    """Vectors that are not `dim` finite float32 values: (how many, a few described).
+
+    Reads every vector once, in batches; sqlite-vec's own error for a damaged vector blob
+    propagates (it names the chunk).
+    """
+    import numpy as np
+
+    bad, described = 0, []
+    cursor = conn.execute(f"SELECT chunk_id, embedding FROM {VECTOR_TABLE}")
+    while rows := cursor.fetchmany(4096):
+        for chunk_id, blob in rows:
+            problem = None
+            if not isinstance(blob, bytes) or len(blob) != dim * 4:
+                problem = f"{len(blob) if isinstance(blob, bytes) else type(blob).__name__} bytes"
+            elif not np.isfinite(np.frombuffer(blob, dtype="<f4")).all():
+                problem = "NaN or infinity"
+            if problem:
+                bad += 1
+                if len(described) < limit:
+                    described.append(f"chunk {chunk_id}: {problem}")
+    return bad, described
 
 
 @dataclass(frozen=True)

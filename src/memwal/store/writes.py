@@ -125,6 +125,18 @@ def mark_replayed(conn: Connection, batch_id: str, letter_ids: Sequence[int]) ->
                      [(batch_id, now, letter_id) for letter_id in letter_ids])
 
 
+def replayed_letters(conn: Connection, letter_ids: Sequence[int]) -> set[int]:
+    """Those of the dead letters that a replay has already claimed."""
+    claimed: set[int] = set()
+    ids = list(letter_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        claimed.update(r[0] for r in conn.execute(
+            f"SELECT id FROM dead_letters WHERE replayed_by IS NOT NULL AND id IN "
+            f"({','.join('?' * len(part))})", part))
+    return claimed
+
+
 def purge_dead_letters(conn: Connection, letter_ids: Sequence[int]) -> None:
     conn.executemany("DELETE FROM dead_letters WHERE id=?", [(i,) for i in letter_ids])
 

@@ -238,7 +238,8 @@ def test_bad_config_exits_2_with_one_clear_line_and_no_traceback(mm: MM, case: s
     (mm.home / "config.json").write_text(text)
     run = mm(*command, check=2)
     assert named in one_error_line(run)
-    assert run.stdout == ""
+    error = json.loads(run.stdout)["error"]  # --json: the error as JSON on stdout too
+    assert error["exit_code"] == 2 and named in error["message"] + error["fix"]
     (mm.home / "config.json").unlink()  # for the after-test doctor
 
 

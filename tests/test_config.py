@@ -50,8 +50,8 @@ def test_unknown_key_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("data, message", [
     ({"embedding": {"model": "gpt-9"}}, "unknown embedding model"),
-    ({"queue": {"batch_records": 0}}, "positive whole number"),
-    ({"queue": {"batch_records": "many"}}, "positive whole number"),
+    ({"queue": {"batch_records": 0}}, "whole number from 1 to 100,000"),
+    ({"queue": {"batch_records": "many"}}, "whole number from 1 to 100,000"),
     ({"search": {"bm25_weight": -1}}, "≥ 0"),
 ])
 def test_bad_values_name_the_key_and_the_fix(tmp_path: Path, data: object, message: str) -> None:

@@ -25,15 +25,21 @@ QUEUE_FILE = "queue.sqlite3"
 LOCK_FILE = "committer.lock"
 FAILURE_FILE = "committer-failure.json"  # the last committer's fatal error, until a batch commits
 QUEUE_BACKENDS = ("sqlite", "memory")
+MAX_TOP_K = 1000
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError("expected a positive whole number")
-    return value
+def _whole(maximum: int) -> Callable[[Any], int]:
+    """A parser of whole numbers 1..maximum (a bound keeps SQLite and memory out of reach)."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            raise ValueError(f"expected a whole number from 1 to {maximum:,}")
+        return value
+
+    return parse
 
 
 def _finite(*, positive: bool) -> Callable[[Any], float]:
@@ -103,21 +109,22 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("embedding.model", _model_name, DEFAULT_MODEL,
            "embedding model: minilm, paraphrase-minilm, hash-<dim>[-<variant>]"),
-    Option("embedding.batch_size", _positive_int, 32, "texts per model call"),
+    Option("embedding.batch_size", _whole(4096), 32, "texts per model call"),
     Option("index.namespace", _text, "default", "namespace for chunks when --namespace is not given"),
-    Option("index.max_file_bytes", _positive_int, 5 * 1024 * 1024, "files larger than this are skipped"),
+    Option("index.max_file_bytes", _whole(1 << 30), 5 * 1024 * 1024,
+           "files larger than this are skipped"),
     Option("index.ignore", _pattern_list, (".git/", "node_modules/", ".venv/", "__pycache__/"),
            "gitignore-style patterns never indexed"),
-    Option("index.chunk_max_chars", _positive_int, 1500, "sections longer than this are split"),
-    Option("index.chunk_min_chars", _positive_int, 120, "sections shorter than this are merged"),
+    Option("index.chunk_max_chars", _whole(1_000_000), 1500, "sections longer than this are split"),
+    Option("index.chunk_min_chars", _whole(1_000_000), 120, "sections shorter than this are merged"),
     Option("queue.backend", _queue_backend, "sqlite",
            "where the write-ahead queue lives: sqlite (<home>/queue.sqlite3) or memory (tests)"),
     Option("queue.name", _queue_name, None,
            "the queue's name (key prefix on a shared backend); default: derived from the home path"),
-    Option("queue.batch_records", _positive_int, 256, "records per queued batch"),
+    Option("queue.batch_records", _whole(100_000), 256, "records per queued batch"),
     Option("queue.poll_interval", _positive_float, 0.2, "seconds an idle committer waits between polls"),
-    Option("search.top_k", _positive_int, 10, "results returned by mm search"),
-    Option("search.rrf_k", _positive_int, 60, "reciprocal rank fusion constant"),
+    Option("search.top_k", _whole(MAX_TOP_K), 10, "results returned by mm search"),
+    Option("search.rrf_k", _whole(1_000_000), 60, "reciprocal rank fusion constant"),
     Option("search.bm25_weight", _non_negative_float, 1.0, "weight of the keyword leg in fusion"),
     Option("search.vector_weight", _non_negative_float, 1.0, "weight of the vector leg in fusion"),
 )

@@ -114,16 +114,17 @@ def is_damage(exc: BaseException) -> bool:
     """Whether a SQLite error says the file itself is bad (not locked, full or read-only)."""
     database, operational = _sqlite_errors()
     if isinstance(exc, operational):
-        # The last two are sqlite-vec's words for a vector blob that is not what it wrote.
+        # The last three are sqlite-vec's words for a vector blob that is not what it wrote.
         return any(word in str(exc) for word in ("malformed", "not a database", "corrupt",
-                                                 "blob size doesn't match", "reading from blob"))
+                                                 "blob size", "reading from blob",
+                                                 "Internal sqlite-vec error"))
     return isinstance(exc, database) and not any(
         type(exc).__name__ == name for name in ("IntegrityError", "InterfaceError", "DataError"))
 
 
 def _operational_fix(text: str) -> str:
     if "locked" in text or "busy" in text:
-        return "Another program holds the index or queue file locked; try again when it is done."
+        return "Is another program holding the index or queue file? Try again when it is done."
     if "full" in text:
         return "The disk is full: free some space and run the command again."
     if "readonly" in text or "read-only" in text:

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from memwal import store
-from memwal.config import Settings
+from memwal.config import MAX_TOP_K, Settings
+from memwal.errors import UsageError
 from memwal.embedders import Embedder, configured_embedder
 from memwal.store import reads
 from memwal.vectors import to_bytes
@@ -81,7 +82,7 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
 
     Reads one consistent snapshot of the index; never blocks the committer. `namespace` and
     `source_glob` (a glob, or a substring of the source path) filter both legs; `top_k` defaults
-    to `search.top_k`. The vector leg runs only when the configured model is the index's active
+    to `search.top_k` (1 to 1000; UsageError otherwise). The vector leg runs only when the configured model is the index's active
     model; otherwise the result is keyword-only and says why in `warnings`. An empty index gives
     no hits and a warning. The embedder is the process's one embedder for the configured model,
     built on first use.
@@ -89,7 +90,9 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
     Raises SchemaTooNew or IndexUnavailable (exit 2) when the index cannot be read.
     """
     result = SearchResult()
-    top_k = top_k or settings["search.top_k"]
+    top_k = settings["search.top_k"] if top_k is None else top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise UsageError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, not {top_k!r}.")
     # One read snapshot: a commit landing mid-search cannot change what we see.
     with store.reading(settings.index_path, snapshot=True) as conn:
         if conn is None:

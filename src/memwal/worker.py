@@ -18,6 +18,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 from memwal import store
 from memwal.committer import BatchOutcome, Committer, DrainStats
 from memwal.config import Settings, ensure_home
+from memwal.errors import is_damage
 from memwal.lock import CommitterLock
 from memwal.queue import Role, open_queue
 from memwal.safeio import read_regular, write_atomically
@@ -53,6 +54,8 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         except Exception as exc:
             if committer.current is not None:
                 failures.record(committer.current.position, exc)
+            if is_damage(exc):  # the queue's own errors arrive translated: this is the index
+                raise store.damaged(settings.index_path, exc) from None
             raise
 
 

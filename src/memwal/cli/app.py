@@ -78,7 +78,7 @@ def search_command(
     query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
     namespace: Annotated[Optional[str], typer.Option("--namespace", "-n", help="Only this namespace.")] = None,
     source: Annotated[Optional[str], typer.Option("--source", help="Only files matching this glob.")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, help="How many results.")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=1000, help="How many results (1-1000).")] = None,
     json_out: JsonOption = False,
     home: HomeOption = None,
 ) -> None:

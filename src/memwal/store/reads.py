@@ -104,10 +104,16 @@ def committed_file(conn: Connection, namespace: str, source_file: str,
                        "AND source_file=?", (namespace, source_file)).fetchone()
     if row is None:
         return None
-    present, current = conn.execute(
-        "SELECT count(*), coalesce(sum(fingerprint IS ?), 0) FROM chunks INDEXED BY chunks_by_file "
-        "WHERE namespace=? AND source_file=?", (fingerprint, namespace, source_file)).fetchone()
+    present, current = conn.execute(FILE_CHUNK_COUNTS, (fingerprint, namespace, source_file)).fetchone()
     return CommittedFile(row[0], row[1], row[2], row[3], present, current)
+
+
+# INDEXED BY: left to itself, the planner picks the fingerprint index for these, and then every
+# chunk of the model is scanned for every file (indexing N files cost N x the index).
+FILE_CHUNK_COUNTS = ("SELECT count(*), coalesce(sum(fingerprint IS ?), 0) FROM chunks "
+                     "INDEXED BY chunks_by_file WHERE namespace=? AND source_file=?")
+CURRENT_KEYS = ("SELECT content_hash, start_line FROM chunks INDEXED BY chunks_by_file "
+                "WHERE namespace=? AND source_file=? AND fingerprint IS ?")
 
 
 def committed_sources_under(conn: Connection, namespace: str, root: str) -> list[str]:
@@ -123,12 +129,7 @@ def committed_sources_under(conn: Connection, namespace: str, root: str) -> list
 def current_keys(conn: Connection, namespace: str, source_file: str,
                  fingerprint: str) -> set[tuple[str, int]]:
     """Keys of a file's chunks that already have a vector of `fingerprint`."""
-    # INDEXED BY: left to itself the planner picks the fingerprint index, and then every
-    # chunk of the model is scanned for every file (indexing N files cost N x the index).
-    return {(h, s) for h, s in conn.execute(
-        "SELECT content_hash, start_line FROM chunks INDEXED BY chunks_by_file "
-        "WHERE namespace=? AND source_file=? AND fingerprint IS ?",
-        (namespace, source_file, fingerprint))}
+    return {(h, s) for h, s in conn.execute(CURRENT_KEYS, (namespace, source_file, fingerprint))}
 
 
 # -- search --------------------------------------------------------------------------------

@@ -35,11 +35,11 @@ from benchlib import (
     run_timed, shown, timed_drain, update_section, upserts, work_folder, write_notes, writes_doc,
 )
 
-FIGURES = ("commit", "enqueue", "profile", "index", "reindex", "backlog")
+FIGURES = ("commit", "enqueue", "profile", "index", "reindex", "backlog", "scale")
 FULL = {"records": 200_000, "profile_records": 20_000, "files": 300, "rounds": 2,
-        "reindex_files": 7_000, "backlog": 1_000_000}
+        "reindex_files": 7_000, "backlog": 1_000_000, "scale_chunks": 100_000, "scale_files": 1_000}
 QUICK = {"records": 5_000, "profile_records": 2_560, "files": 8, "rounds": 1,
-         "reindex_files": 700, "backlog": 20_000}
+         "reindex_files": 700, "backlog": 20_000, "scale_chunks": 10_000, "scale_files": 100}
 BYTES_PER_BACKLOG_RECORD = 6_000  # queue (~2.6 kB) + index (~2.5 kB) + margin, measured here
 # When the committer last changed in a way that moves the write-path figures.
 COMMITTER_CHANGED_AT = "2026-11-25 03:27 UTC"
@@ -388,6 +388,49 @@ Goal peak RSS ≤ 300 MB: {met(peak_mb <= 300)}. The index then held {committed:
             "records/s drain)", "peak RSS ≤ 300 MB", peak_mb <= 300, cmd)
 
 
+# -- figure 6 ------------------------------------------------------------------------------
+
+
+def figure_scale(run: Run) -> None:
+    chunks, files, work = run.sizes["scale_chunks"], run.sizes["scale_files"], run.start("scale")
+    empty, big = make_home(work / "empty"), make_home(work / "big")
+    print(f"  filling a home with {chunks:,} chunks ...", flush=True)
+    memwal.enqueue_items(big, upserts(chunks, Corpus(11), snapshots=True), "benchmarks/run.py")
+    memwal.run_worker(big, once=True)
+    held = row_counts(big.index_path)[0]
+    times: dict[str, list[float]] = {"empty": [], "big": []}
+    for round_no in range(2):
+        notes = write_notes(work / f"new-{round_no}", files, sections=0, per_folder=100,
+                            seed=20 + round_no)
+        for name, home in (("empty", empty), ("big", big)) if round_no % 2 == 0 else \
+                (("big", big), ("empty", empty)):
+            argv = [MM, "index", notes, "--home", home.home, "--json"]
+            seconds, done = run_timed(argv)
+            report = json.loads(done.stdout)
+            if report["new"] != files:
+                raise RuntimeError(f"{name}: expected {files} new files, got {report}")
+            times[name].append(seconds)
+    empty_s, big_s = sum(times["empty"]), sum(times["big"])
+    ratio = big_s / empty_s
+    cmd = run.command("scale", scale_chunks=chunks, scale_files=files)
+    run.write("index-scale", "Indexing new files into a large index", cmd, f"""
+{files:,} new small markdown files (a title and one paragraph each, hash-384) indexed by
+`mm index … --json` (committed, waiting) into an empty home and into a home already holding
+{held:,} chunks, in two rounds of fresh files, alternating which home goes first:
+
+| home | round 1 s | round 2 s | total s |
+|---|---:|---:|---:|
+| empty | {times['empty'][0]:.2f} | {times['empty'][1]:.2f} | {empty_s:.2f} |
+| {held:,} chunks | {times['big'][0]:.2f} | {times['big'][1]:.2f} | {big_s:.2f} |
+
+**Ratio {ratio:.2f}** (goal ≤ 1.5: {met(ratio <= 1.5)}). The per-file diff is two indexed lookups
+(`files` by key, `chunks` by `chunks_by_file`): before, the planner chose the fingerprint index
+for one of them and scanned every chunk of the model for every file.
+""")
+    run.row("6", f"6. index {files:,} new files into {held:,} chunks / into empty", f"{ratio:.2f} "
+            f"({big_s:.1f} s vs {empty_s:.1f} s)", "≤ 1.5", ratio <= 1.5, cmd)
+
+
 # -- the summary ---------------------------------------------------------------------------
 
 
@@ -420,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(FIGURES), help=f"comma-separated: {', '.join(FIGURES)}")
     for key, help_ in (("records", "figures 1-2: upserts"), ("profile_records", "profile: upserts"),
                        ("files", "figure 3: markdown files"), ("rounds", "figure 3: alternating rounds"),
-                       ("reindex_files", "figure 4: small files"), ("backlog", "figure 5: queued upserts")):
+                       ("reindex_files", "figure 4: small files"), ("backlog", "figure 5: queued upserts"),
+                       ("scale_chunks", "figure 6: chunks already indexed"),
+                       ("scale_files", "figure 6: new files")):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int,
                             help=f"{help_} (default {FULL[key]:,}; quick {QUICK[key]:,})")
     parser.add_argument("--search", action="store_true", help="then run benchmarks/search_bench.py")
@@ -438,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         ("profile", "committer profile", figure_profile),
         ("index", "3 mm index end to end", figure_index),
         ("reindex", "4 re-index", figure_reindex),
-        ("backlog", "5 committer memory on a backlog", figure_backlog)) if name in only]
+        ("backlog", "5 committer memory on a backlog", figure_backlog),
+        ("scale", "6 indexing into a large index", figure_scale)) if name in only]
     started = time.perf_counter()
     with work_folder(args.workdir, args.keep) as work:
         run = Run(args, work)

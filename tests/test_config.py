@@ -52,7 +52,8 @@ def test_unknown_key_is_a_clear_error(tmp_path: Path) -> None:
     ({"embedding": {"model": "gpt-9"}}, "unknown embedding model"),
     ({"queue": {"batch_records": 0}}, "whole number from 1 to 100,000"),
     ({"queue": {"batch_records": "many"}}, "whole number from 1 to 100,000"),
-    ({"search": {"bm25_weight": -1}}, "≥ 0"),
+    ({"search": {"bm25_weight": -1}}, "number from 0 to 1e"),
+    ({"queue": {"poll_interval": 1e300}}, "number from 0.001 to 3600"),
 ])
 def test_bad_values_name_the_key_and_the_fix(tmp_path: Path, data: object, message: str) -> None:
     write(tmp_path, data)

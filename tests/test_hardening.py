@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from helpers import MM, Run, home_settings, mm_command, mm_env, producer_queue
+from helpers import MM, Run, home_settings, mm_command, mm_env, producer_queue, write_config
 from memwal.discover import Skipped, discover, load_text
 from memwal.store import reads
 
@@ -357,6 +357,23 @@ def test_a_read_only_home_can_be_searched_and_checked(mm: MM, notes: Path, tmp_p
     assert Path(outputs[0][0]["source_file"]).name == "astronomy.md"
     assert outputs[1]["files"] == 3 and outputs[3]["ok"] is True
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("verb", ["show", "replay", "purge"])
+def test_a_dead_letter_id_beyond_sqlite_integers_is_a_usage_error(mm: MM, verb: str) -> None:
+    args = ["queue", "dead-letters", verb, "99999999999999999999"] + (["--yes"] if verb == "purge" else [])
+    run = mm(*args, check=2)
+    assert "Traceback" not in run.stderr, str(run)
+    assert "99999999999999999999" in run.stderr or "9223372036854775807" in run.stderr, str(run)
+
+
+def test_a_home_path_with_uri_characters_works(tmp_path: Path, notes: Path) -> None:
+    home = tmp_path / "my notes?mode=rw#x%20y"
+    write_config(home, {"embedding": {"model": "hash-384"}})
+    mm = MM(home)
+    assert indexed(mm, notes)["files"] == 3
+    assert Path(mm("search", "--json", "Ganymede").json()[0]["source_file"]).name == "astronomy.md"
+    assert mm("doctor", "--json").json()["ok"] is True
 
 
 # -- 8. indexing cost does not grow with the index -----------------------------------------

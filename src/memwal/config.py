@@ -42,21 +42,16 @@ def _whole(maximum: int) -> Callable[[Any], int]:
     return parse
 
 
-def _finite(*, positive: bool) -> Callable[[Any], float]:
-    """A parser of finite numbers > 0 (`positive`) or ≥ 0; never NaN or infinity."""
-    expected = "a finite number > 0" if positive else "a finite number ≥ 0"
+def _finite(low: float, high: float) -> Callable[[Any], float]:
+    """A parser of numbers from `low` to `high`; never NaN or infinity."""
 
     def parse(value: Any) -> float:
         number = float(value) if not isinstance(value, bool) else math.nan
-        if not math.isfinite(number) or number < 0 or (positive and number == 0):
-            raise ValueError(f"expected {expected}")
+        if not math.isfinite(number) or not low <= number <= high:
+            raise ValueError(f"expected a number from {low:g} to {high:g}")
         return number
 
     return parse
-
-
-_positive_float = _finite(positive=True)
-_non_negative_float = _finite(positive=False)
 
 
 def _text(value: Any) -> str:
@@ -122,11 +117,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("queue.name", _queue_name, None,
            "the queue's name (key prefix on a shared backend); default: derived from the home path"),
     Option("queue.batch_records", _whole(100_000), 256, "records per queued batch"),
-    Option("queue.poll_interval", _positive_float, 0.2, "seconds an idle committer waits between polls"),
+    Option("queue.poll_interval", _finite(0.001, 3600), 0.2,
+           "seconds an idle committer waits between polls"),
     Option("search.top_k", _whole(MAX_TOP_K), 10, "results returned by mm search"),
     Option("search.rrf_k", _whole(1_000_000), 60, "reciprocal rank fusion constant"),
-    Option("search.bm25_weight", _non_negative_float, 1.0, "weight of the keyword leg in fusion"),
-    Option("search.vector_weight", _non_negative_float, 1.0, "weight of the vector leg in fusion"),
+    Option("search.bm25_weight", _finite(0, 1e6), 1.0, "weight of the keyword leg in fusion"),
+    Option("search.vector_weight", _finite(0, 1e6), 1.0, "weight of the vector leg in fusion"),
 )
 OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
 

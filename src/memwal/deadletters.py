@@ -25,6 +25,8 @@ from memwal.store.reads import DEAD_LETTER_COLUMNS as LIST_COLUMNS
 from memwal.store.reads import DEAD_LETTER_DETAIL_COLUMNS as DETAIL_COLUMNS
 from memwal.vectors import to_bytes
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -38,6 +40,14 @@ class Selection:
     source_glob: str | None = None
     include_replayed: bool = False
     replayed_only: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [i for i in self.ids if isinstance(i, bool) or not isinstance(i, int) or
+               not 1 <= i <= MAX_ID]
+        if bad:
+            raise DeadLetterError(f"dead letter ids are whole numbers from 1 to {MAX_ID}, not "
+                                  f"{', '.join(map(repr, bad[:3]))}.",
+                                  "See `mm queue dead-letters list` for the ids.")
 
     def is_empty(self) -> bool:
         return not (self.ids or self.all or self.reason or self.fingerprint or self.replayed_only)

@@ -51,7 +51,7 @@ def _letters_table(rows: list[dict[str, Any]]) -> Any:
 
 @dead_letters_app.command("show")
 @guarded
-def show_command(letter_id: Annotated[int, typer.Argument(help="Dead letter id.")],
+def show_command(letter_id: Annotated[int, typer.Argument(help="Dead letter id.", min=1, max=2**63 - 1)],
                  json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Everything about one dead letter, including its content and vector dimension and norm."""
     output.emit(memwal.show_dead_letter(load(home), letter_id), json_out, _letter_text)

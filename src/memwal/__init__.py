@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     # reading
     "search": "memwal.retrieval",
     "search_async": "memwal.retrieval",
+    "Searcher": "memwal.retrieval",
     "SearchResult": "memwal.retrieval",
     "Hit": "memwal.retrieval",
     "index_status": "memwal.status",
@@ -54,6 +55,14 @@ _LAZY: dict[str, str] = {
     "purge_dead_letters": "memwal.deadletters",
     # the model
     "reset_status": "memwal.reset",
+    # notes written for agents, and the roots they may name
+    "write_note": "memwal.notes",
+    "inside_roots": "memwal.notes",
+    "watch": "memwal.watcher",
+    # the long-lived servers
+    "ServerOptions": "memwal.server",
+    "serve_stdio": "memwal.server",
+    "serve_http": "memwal.server",
     "enqueue_reset": "memwal.reset",
 }
 
@@ -74,8 +83,11 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     )
     from memwal.doctor import run_doctor
     from memwal.producer import IndexReport, enqueue_items, index_paths, index_paths_async
+    from memwal.notes import inside_roots, write_note
     from memwal.reset import enqueue_reset, reset_status
-    from memwal.retrieval import Hit, SearchResult, search, search_async
+    from memwal.server import ServerOptions, serve_http, serve_stdio
+    from memwal.watcher import watch
+    from memwal.retrieval import Hit, Searcher, SearchResult, search, search_async
     from memwal.status import index_status, queue_status
     from memwal.worker import run_worker, wait_committed
 

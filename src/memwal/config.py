@@ -79,6 +79,18 @@ def _queue_name(value: Any) -> str:
     return name
 
 
+def _folders(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of folders")
+    return tuple(str(Path(v.strip()).expanduser().absolute()) for v in value if v.strip())
+
+
+def _folder(value: Any) -> str:
+    return str(Path(_text(value)).expanduser().absolute())
+
+
 def _pattern_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [part for part in value.split(",")]
@@ -110,6 +122,11 @@ OPTIONS: tuple[Option, ...] = (
            "files larger than this are skipped"),
     Option("index.ignore", _pattern_list, (".git/", "node_modules/", ".venv/", "__pycache__/"),
            "gitignore-style patterns never indexed"),
+    Option("index.roots", _folders, (),
+           "folders the servers and `mm watch` index; MCP tools accept only paths inside them "
+           "(comma-separated in the env)"),
+    Option("notes.folder", _folder, None,
+           "where the MCP tool mem_add writes notes (always indexed); default: <home>/notes"),
     Option("index.chunk_max_chars", _whole(1_000_000), 1500, "sections longer than this are split"),
     Option("index.chunk_min_chars", _whole(1_000_000), 120, "sections shorter than this are merged"),
     Option("queue.backend", _queue_backend, "sqlite",
@@ -155,6 +172,18 @@ class Settings:
         """`queue.name`, else a name of this home: two homes never share a queue by accident."""
         return self.values.get("queue.name") or default_queue_name(self.home)
 
+    @property
+    def notes_folder(self) -> Path:
+        """Where notes written through the servers go: `notes.folder`, else `<home>/notes`."""
+        folder = self.values.get("notes.folder")
+        return Path(folder) if folder else self.home / "notes"
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """The folders servers and watchers index: `index.roots` and the notes folder."""
+        configured = tuple(Path(p) for p in self.values.get("index.roots", ()))
+        return configured + (() if self.notes_folder in configured else (self.notes_folder,))
+
     def describe(self) -> dict[str, Any]:
         """The configuration as `mm config show --json` prints it."""
         described = {
@@ -167,6 +196,9 @@ class Settings:
         if self.values.get("queue.name") is None:
             described["queue.name"] = {"value": self.queue_name,
                                        "source": "default (from the home path)"}
+        if self.values.get("notes.folder") is None:
+            described["notes.folder"] = {"value": str(self.notes_folder),
+                                         "source": "default (<home>/notes)"}
         return described
 
 

@@ -51,6 +51,7 @@ class IndexReport:
     chunks_embedded: int = 0
     records_enqueued: int = 0
     batch_ids: list[str] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # the batches' queue positions
     committed: int | None = None
     dead_lettered: int | None = None
     # Roots that held indexed files and now yield none: their files were not deleted.
@@ -155,6 +156,7 @@ class BatchWriter:
         self.limit = limit
         self.items: list[Item] = []
         self.batch_ids: list[str] = []
+        self.positions: list[int] = []
         self.records = 0
         self.on_enqueued = on_enqueued
 
@@ -170,7 +172,8 @@ class BatchWriter:
         if not self.items:
             return
         batch = Batch(items=tuple(self.items), producer=self.producer)
-        self.queue.put(encode_batch(batch))  # returns only once the batch is durable
+        # Returns only once the batch is durable.
+        self.positions.append(self.queue.put(encode_batch(batch)))
         self.batch_ids.append(batch.id)
         self.records += len(batch.items)
         self.items = []
@@ -335,7 +338,7 @@ def index_paths(
                 writer.add_group([FileSnapshot(namespace, source, "", 0, time.time_ns(), ())])
                 report.deleted += 1
         writer.flush()
-        report.batch_ids = writer.batch_ids
+        report.batch_ids, report.positions = writer.batch_ids, writer.positions
         report.records_enqueued = writer.records
         if wait:
             totals = await_ledger(settings, writer.batch_ids, background, lock)

@@ -6,13 +6,15 @@ Reads only; a WAL reader never blocks the committer and is never blocked by it.
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from memwal import store
 from memwal.config import MAX_TOP_K, Settings
-from memwal.errors import UsageError
+from memwal.errors import UsageError, is_damage
 from memwal.embedders import Embedder, configured_embedder
 from memwal.store import reads
 from memwal.vectors import to_bytes
@@ -75,34 +77,68 @@ def fuse(rankings: Sequence[tuple[Sequence[int], float]], rrf_k: int) -> list[tu
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
-def search(settings: Settings, query: str, *, namespace: str | None = None,
-           source_glob: str | None = None, top_k: int | None = None,
-           embedder: Embedder | None = None) -> SearchResult:
-    """Hybrid search over committed chunks: BM25 and vector KNN, fused by reciprocal rank.
+class Searcher:
+    """Searches one home for a long-lived process: one read connection and one embedder, reused.
 
-    Reads one consistent snapshot of the index; never blocks the committer. `namespace` and
-    `source_glob` (a glob, or a substring of the source path) filter both legs; `top_k` defaults
-    to `search.top_k` (1 to 1000; UsageError otherwise). The vector leg runs only when the configured model is the index's active
-    model; otherwise the result is keyword-only and says why in `warnings`. An empty index gives
-    no hits and a warning. The embedder is the process's one embedder for the configured model,
-    built on first use.
-
-    Raises SchemaTooNew or IndexUnavailable (exit 2) when the index cannot be read.
+    Each search reads one consistent snapshot (a read transaction on the kept connection: WAL
+    shows every commit made before it starts). The connection is reopened when the index file
+    is replaced (a rebuild after damage) or first appears. Safe to share between threads: one
+    search at a time runs on the connection.
     """
-    result = SearchResult()
-    top_k = settings["search.top_k"] if top_k is None else top_k
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise UsageError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, not {top_k!r}.")
-    # One read snapshot: a commit landing mid-search cannot change what we see.
-    with store.reading(settings.index_path, snapshot=True) as conn:
-        if conn is None:
-            result.warnings.append("the index is empty: run `mm index PATH` first")
-            return result
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._conn: store.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> store.Connection | None:
+        path = self.settings.index_path
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            self.close()
+            return None
+        if self._conn is None or self._identity != (st.st_dev, st.st_ino):
+            self.close()
+            self._conn = store.open_for_read(path)
+            self._identity = (st.st_dev, st.st_ino) if self._conn is not None else None
+        return self._conn
+
+    def search(self, query: str, *, namespace: str | None = None, source_glob: str | None = None,
+               top_k: int | None = None) -> SearchResult:
+        """What `search` returns, from the kept connection."""
+        settings = self.settings
+        top_k = settings["search.top_k"] if top_k is None else top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise UsageError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, not {top_k!r}.")
+        if not isinstance(query, str):
+            raise UsageError(f"the query must be text, not {type(query).__name__}.")
+        with self._lock:
+            conn = self._connection()
+            if conn is None:
+                return SearchResult(warnings=["the index is empty: run `mm index PATH` first"])
+            try:
+                conn.execute("BEGIN")  # one read snapshot: a commit landing meanwhile is not seen
+                try:
+                    return self._hybrid(conn, query, namespace, source_glob, top_k)
+                finally:
+                    conn.execute("ROLLBACK")
+            except store.DatabaseError as exc:
+                self.close()  # the next search opens afresh
+                if is_damage(exc):
+                    raise store.damaged(settings.index_path, exc) from None
+                raise
+
+    def _hybrid(self, conn: store.Connection, query: str, namespace: str | None,
+                source_glob: str | None, top_k: int) -> SearchResult:
+        settings, result = self.settings, SearchResult()
         depth = max(50, top_k * 5)
         rankings: list[tuple[Sequence[int], float]] = [
             (bm25_ranking(conn, query, depth, namespace, source_glob), settings["search.bm25_weight"])]
         active = store.active_model(conn)
-        embedder = embedder or configured_embedder(settings)
+        embedder = self.embedder or configured_embedder(settings)
         if active is None:
             pass
         elif active.fingerprint != embedder.fingerprint:
@@ -117,12 +153,40 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
                              settings["search.vector_weight"]))
         fused = fuse(rankings, settings["search.rrf_k"])[:top_k]
         rows = reads.chunk_rows(conn, [chunk_id for chunk_id, _ in fused])
-    for rank, (chunk_id, score) in enumerate(fused, start=1):
-        row = rows[chunk_id]
-        result.hits.append(Hit(rank, round(score, 6), row.namespace, row.source_file,
-                               row.start_line, row.end_line, json.loads(row.heading_path),
-                               row.content, chunk_id))
-    return result
+        for rank, (chunk_id, score) in enumerate(fused, start=1):
+            row = rows[chunk_id]
+            result.hits.append(Hit(rank, round(score, 6), row.namespace, row.source_file,
+                                   row.start_line, row.end_line, json.loads(row.heading_path),
+                                   row.content, chunk_id))
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn, self._identity = None, None
+
+
+def search(settings: Settings, query: str, *, namespace: str | None = None,
+           source_glob: str | None = None, top_k: int | None = None,
+           embedder: Embedder | None = None) -> SearchResult:
+    """Hybrid search over committed chunks: BM25 and vector KNN, fused by reciprocal rank.
+
+    Reads one consistent snapshot of the index; never blocks the committer. `namespace` and
+    `source_glob` (a glob, or a substring of the source path) filter both legs; `top_k` defaults
+    to `search.top_k` (1 to 1000; UsageError otherwise). The vector leg runs only when the
+    configured model is the index's active model; otherwise the result is keyword-only and says
+    why in `warnings`. An empty index gives no hits and a warning. The embedder is the
+    process's one embedder for the configured model, built on first use. A long-lived process
+    keeps a `Searcher` instead, which also keeps its connection.
+
+    Raises SchemaTooNew or IndexUnavailable (exit 2) when the index cannot be read, DamagedFile
+    (exit 1) when it is damaged.
+    """
+    searcher = Searcher(settings, embedder)
+    try:
+        return searcher.search(query, namespace=namespace, source_glob=source_glob, top_k=top_k)
+    finally:
+        searcher.close()
 
 
 async def search_async(settings: Settings, query: str, **options: Any) -> SearchResult:

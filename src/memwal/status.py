@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.lock import committer_alive
 from memwal.queue import QueueCounts, Role, open_queue
+from memwal.safeio import read_regular
 from memwal.store import reads
 
 
@@ -44,6 +47,24 @@ def queue_status(settings: Settings) -> dict[str, Any]:
     }
 
 
+def watcher_folder(settings: Settings) -> Path:
+    """Where each running watcher keeps its status file (`<home>/watchers/<pid>-<n>.json`)."""
+    return settings.home / "watchers"
+
+
+def watchers(settings: Settings) -> list[dict[str, Any]]:
+    """The status of every watcher alive on this home: roots, model, state, last pass, error."""
+    found = []
+    for path in sorted(watcher_folder(settings).glob("*.json")):
+        try:
+            state = json.loads(read_regular(path, max_bytes=1 << 16))
+            os.kill(int(state["pid"]), 0)  # a watcher killed without cleaning up is not listed
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.append(state)
+    return found
+
+
 def _size(path: Path) -> int:
     """Bytes of a SQLite file with its -wal and -shm companions."""
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
@@ -70,6 +91,7 @@ def index_status(settings: Settings) -> dict[str, Any]:
         "active_model": model.as_dict() if model else None,
         "configured_model": embedder.info.as_dict(),
         "queue": queue_status(settings),
+        "watchers": watchers(settings),
         "index_bytes": _size(settings.index_path) if settings.index_path.exists() else 0,
         "queue_bytes": _size(settings.queue_path) if settings.queue_path.exists() else 0,
     }

@@ -165,25 +165,27 @@ class CommitCounts(NamedTuple):
 
 
 def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
-                   timeout: float | None = None) -> CommitCounts | None:
+                   timeout: float | None = None, take_role: bool = True) -> CommitCounts | None:
     """Block until every batch is committed (in the ledger): read your own writes.
 
-    When no committer is alive, this process takes the role and drains the queue itself.
-    Returns their CommitCounts (committed, dead-lettered, skipped items), or None if `timeout` seconds
+    When no committer is alive, this process takes the role and drains the queue itself, unless
+    `take_role` is False (a server that leaves committing to its worker). Returns their CommitCounts (committed, dead-lettered, skipped items), or None if `timeout` seconds
     passed first (the batches stay queued and will be committed). Raises what a committer
     raises (StorageError when the index cannot be written).
     """
-    return await_ledger(settings, batch_ids, None, CommitterLock(settings.lock_path), timeout)
+    return await_ledger(settings, batch_ids, None, CommitterLock(settings.lock_path), timeout,
+                        take_role)
 
 
 def await_ledger(settings: Settings, batch_ids: Sequence[str], background: BackgroundCommitter | None,
-                 lock: CommitterLock, timeout: float | None = None) -> CommitCounts | None:
+                 lock: CommitterLock, timeout: float | None = None,
+                 take_role: bool = True) -> CommitCounts | None:
     """`wait_committed` for a caller that may already run a BackgroundCommitter with `lock`."""
     deadline = None if timeout is None else time.monotonic() + timeout
     remaining = set(batch_ids)
     totals: dict[str, tuple[int, int, int]] = {}
     while remaining:
-        if background is None and lock.try_acquire():
+        if background is None and take_role and lock.try_acquire():
             try:
                 with committer_session(settings, lock) as committer:
                     committer.drain()

@@ -12,6 +12,7 @@ import memwal
 from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
 from memwal.cli.queue_cmds import queue_app
+from memwal.cli.server_cmds import register as register_servers
 
 app = typer.Typer(
     name="mm",
@@ -24,6 +25,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(queue_app, name="queue")
+register_servers(app)
 
 
 @app.command("index")

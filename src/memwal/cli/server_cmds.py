@@ -1,0 +1,71 @@
+"""`mm mcp` and `mm serve`: the MCP server over stdio and over HTTP."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+import memwal
+from memwal.cli import output
+from memwal.cli.common import HomeOption, guarded, load
+
+WorkerOption = Annotated[bool, typer.Option(
+    "--worker", help="Also run the committer in this process (takes the committer lock; exits 3 "
+                     "if a worker already runs). Without it, a `mm queue worker` commits.")]
+DestructiveOption = Annotated[bool, typer.Option(
+    "--allow-destructive", help="Also offer the tools that switch the model, replay and purge "
+                                "dead letters.")]
+WatchOption = Annotated[bool, typer.Option(
+    "--watch", help="Also watch the roots (index.roots and the notes folder) and index changes.")]
+
+
+def mcp_command(worker: WorkerOption = False, allow_destructive: DestructiveOption = False,
+                watch: WatchOption = False, home: HomeOption = None) -> None:
+    """Serve MCP over stdin/stdout, for a desktop or IDE agent to launch."""
+    settings = load(home)
+    memwal.serve_stdio(settings, memwal.ServerOptions(
+        allow_destructive=allow_destructive, worker=worker, watch=watch,
+        on_ready=lambda where: output.info(f"memwal MCP server on {where} for {settings.home}")))
+
+
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (non-loopback needs --token).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 8765,
+    token: Annotated[Optional[str], typer.Option("--token", help="Bearer token every request must carry (env MM_SERVE_TOKEN).", show_default=False)] = None,
+    allow_origin: Annotated[Optional[list[str]], typer.Option("--allow-origin", help="A browser origin allowed besides the server's own (repeatable).")] = None,
+    worker: WorkerOption = False, allow_destructive: DestructiveOption = False,
+    watch: WatchOption = False, home: HomeOption = None,
+) -> None:
+    """Serve MCP over HTTP (streamable HTTP at /mcp) until SIGINT/SIGTERM."""
+    settings = load(home)
+    memwal.serve_http(settings, memwal.ServerOptions(
+        allow_destructive=allow_destructive, worker=worker, watch=watch, host=host, port=port,
+        token=token or os.environ.get("MM_SERVE_TOKEN") or None,
+        allow_origins=tuple(allow_origin or ()),
+        on_ready=lambda url: output.info(f"memwal serving {url} for {settings.home}")))
+
+
+def watch_command(
+    roots: Annotated[Optional[list[Path]], typer.Argument(help="Folders to watch (default: index.roots and the notes folder).", show_default=False)] = None,
+    home: HomeOption = None,
+) -> None:
+    """Keep folders indexed as their files change, until SIGINT/SIGTERM (enqueues only)."""
+    settings = load(home)
+    chosen = [p.expanduser().absolute() for p in roots] if roots else list(settings.roots)
+    output.info(f"watching {', '.join(map(str, chosen))} for {settings.home}")
+
+    def report(done: Any) -> None:
+        if done.records_enqueued:
+            output.info(f"{done.new} new or changed, {done.deleted} deleted: "
+                        f"{done.records_enqueued} records queued")
+
+    memwal.watch(settings, chosen, on_pass=report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mcp")(guarded(mcp_command))
+    app.command("serve")(guarded(serve_command))
+    app.command("watch")(guarded(watch_command))

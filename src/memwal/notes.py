@@ -1,0 +1,144 @@
+"""Notes written for an agent (the MCP tool `mem_add`), and paths an agent may name.
+
+A note goes to the notes folder (`notes.folder`, default `<home>/notes`), which is always one of
+the indexed roots, by an atomic write: a reader (or an indexer) sees the old file or the new one,
+never a part. Nothing is ever written or indexed outside the roots: names with `..`, absolute
+names, and symlinks that lead out are refused before anything is touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from memwal.config import Settings
+from memwal.errors import PathError, UsageError
+from memwal.safeio import NotRegularFile, open_regular, read_regular, write_atomically
+
+MAX_NOTE_BYTES = 1 << 20
+MAX_TITLE_CHARS = 200
+MAX_TAGS = 32
+_TAG = re.compile(r"^[\w][\w./-]{0,63}$", re.UNICODE)
+_SLUG = re.compile(r"[^\w]+", re.UNICODE)
+
+
+def inside_roots(settings: Settings, paths: Iterable[str | Path]) -> list[Path]:
+    """The given paths, each resolved (symlinks followed) and checked to lie inside a root.
+
+    A relative path is taken relative to the notes folder. Raises PathError naming the first
+    path that is outside every root, or does not exist.
+    """
+    roots = [root.resolve() for root in settings.roots]
+    checked = []
+    for given in paths:
+        text = str(given)
+        if not text.strip() or "\x00" in text:
+            raise PathError(f"{given!r} is not a path.", "Give a file or folder inside the roots.")
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = settings.notes_folder / path
+        real = path.resolve()
+        if not any(real == root or root in real.parents for root in roots):
+            raise PathError(f"{given} is outside the indexed roots.",
+                            f"Give a path inside {', '.join(map(str, settings.roots))} "
+                            "(index.roots and the notes folder).")
+        if not real.exists():
+            raise PathError(f"{given} does not exist.", "Give a file or folder inside the roots.")
+        checked.append(real)
+    return checked
+
+
+def note_text(content: str, title: str | None, tags: Sequence[str]) -> str:
+    """The markdown of a new note: front-matter tags, a title heading, the content."""
+    lines = []
+    if tags:
+        lines += ["---", f"tags: [{', '.join(tags)}]", "---", ""]
+    if title:
+        lines += [f"# {title}", ""]
+    lines.append(content.strip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def _checked(content: str, title: str | None, tags: Sequence[str]) -> None:
+    if not isinstance(content, str) or not content.strip():
+        raise UsageError("the note's content is empty.", "Give the text to remember.")
+    if len(content.encode("utf-8", "surrogatepass")) > MAX_NOTE_BYTES:
+        raise UsageError(f"the note is larger than {MAX_NOTE_BYTES:,} bytes.",
+                         "Split it into several notes.")
+    if "\x00" in content:
+        raise UsageError("the note's content holds a NUL character.", "Remove it.")
+    if title is not None and (not title.strip() or "\n" in title or len(title) > MAX_TITLE_CHARS):
+        raise UsageError(f"the title must be one non-empty line of at most {MAX_TITLE_CHARS} "
+                         "characters.", "Shorten it, or leave it out.")
+    if len(tags) > MAX_TAGS or not all(isinstance(t, str) and _TAG.match(t) for t in tags):
+        raise UsageError(f"tags are at most {MAX_TAGS} words of letters, digits, '.', '/', '_' "
+                         "or '-' (up to 64 characters each).", "Fix or drop the tags.")
+
+
+def _target(settings: Settings, file: str | None, title: str | None) -> Path:
+    folder = settings.notes_folder
+    if file is None:
+        slug = _SLUG.sub("-", (title or "note").lower()).strip("-")[:60] or "note"
+        file = f"{time.strftime('%Y-%m-%d')}-{slug}-{time.time_ns() % 10**9:09d}.md"
+    relative = Path(file)
+    if relative.is_absolute() or ".." in relative.parts or "\x00" in file or not relative.parts:
+        raise PathError(f"{file!r} is not a name inside the notes folder.",
+                        "Give a relative name such as 'projects/ideas.md', without '..'.")
+    if relative.suffix.lower() not in (".md", ".markdown"):
+        raise PathError(f"{file!r} is not a markdown file name.", "End it with .md.")
+    target = folder / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A folder on the way that is a symlink out of the notes folder is refused, not followed.
+    if not target.parent.resolve().is_relative_to(folder.resolve()):
+        raise PathError(f"{file!r} leads out of the notes folder {folder}.",
+                        "Give a name inside it; symlinks out are not followed.")
+    return target
+
+
+def write_note(settings: Settings, content: str, *, title: str | None = None,
+               tags: Sequence[str] = (), file: str | None = None) -> Path:
+    """Write a note into the notes folder, atomically; return its path.
+
+    A new file holds front-matter tags, a `# title` heading and the content. If `file` names an
+    existing note, the content is appended to it as a new `## title` section. Raises UsageError
+    (exit 2) for empty or oversized content, a bad title or tags, and PathError for a file name
+    that would lead outside the notes folder or is not markdown.
+    """
+    tags = tuple(tags)
+    _checked(content, title, tags)
+    target = _target(settings, file, title)
+    with _folder_lock(settings):
+        try:
+            existing = read_regular(target, MAX_NOTE_BYTES * 8).decode("utf-8", "replace")
+        except FileNotFoundError:
+            existing = None
+        except NotRegularFile as exc:
+            raise PathError(f"{target} is {exc.kind}.", "Give another file name.") from None
+        if existing is None:
+            text = note_text(content, title, tags)
+        else:
+            section = f"## {title}\n\n" if title else ""
+            text = existing.rstrip("\n") + f"\n\n{section}{content.strip(chr(10))}\n"
+        write_atomically(target, text.encode("utf-8", "surrogatepass"), mode=0o644)
+    return target
+
+
+class _folder_lock:
+    """One writer of the notes folder at a time, across processes (an flock in the home)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.path = settings.home / "notes.lock"
+
+    def __enter__(self) -> "_folder_lock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)

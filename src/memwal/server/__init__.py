@@ -1,0 +1,145 @@
+"""The long-lived servers: MCP over stdio (`mm mcp`) and over HTTP (`mm serve`).
+
+Both keep one `ServerState` for their life (a warm Searcher: one read connection, one
+embedder), never write the index themselves (their tools enqueue), and run an in-process
+committer only when started with `worker=True`, taking the committer lock like any worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import memwal
+from memwal.server.security import Doors, is_loopback
+from memwal.server.state import ServerState
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How a server runs: which tools, whether it commits, where it listens (HTTP)."""
+
+    allow_destructive: bool = False
+    worker: bool = False
+    watch: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    allow_origins: tuple[str, ...] = ()
+    on_ready: Callable[[str], None] | None = field(default=None, compare=False)
+
+
+@contextlib.contextmanager
+def _running(settings: memwal.Settings, options: ServerOptions) -> Iterator[ServerState]:
+    """The server's state, with its committer (--worker) and watcher (--watch) for its life."""
+    from memwal.lock import CommitterLock
+    from memwal.worker import BackgroundCommitter
+
+    state = ServerState(settings, allow_destructive=options.allow_destructive,
+                        take_role=options.worker)
+    with contextlib.ExitStack() as stack:
+        stack.callback(state.close)
+        if options.worker:
+            lock = CommitterLock(settings.lock_path)
+            lock.acquire()  # CommitterBusy (exit 3) if a worker already runs on this home
+            stack.callback(lock.release)
+            committer = BackgroundCommitter(settings, lock, settings["queue.poll_interval"]).start()
+            stack.callback(committer.join)
+        if options.watch:
+            stop = threading.Event()
+            thread = threading.Thread(target=memwal.watch, args=(settings,), kwargs={"stop": stop},
+                                      name="memwal-watcher", daemon=True)
+            thread.start()
+            stack.callback(thread.join)
+            stack.callback(stop.set)
+        yield state
+
+
+def serve_stdio(settings: memwal.Settings, options: ServerOptions = ServerOptions()) -> None:
+    """Serve MCP over stdin/stdout until the client closes stdin (what `mm mcp` runs).
+
+    Nothing but the protocol is ever written to stdout: memwal prints nothing there, and
+    anything a library prints while serving goes to stderr.
+    """
+    from memwal.server.tools import build_server
+
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    with _running(settings, options) as state:
+        server = build_server(state)
+        if options.on_ready:
+            options.on_ready("stdio")
+        server.run()
+
+
+def check_bind(options: ServerOptions) -> None:
+    """A non-loopback address needs a token: UsageError (exit 2) otherwise."""
+    if not is_loopback(options.host) and not options.token:
+        raise memwal.UsageError(
+            f"binding {options.host} exposes the memory beyond this machine without a token.",
+            "Pass --token TOKEN (or set MM_SERVE_TOKEN), or bind 127.0.0.1.")
+
+
+def build_app(state: ServerState, options: ServerOptions, port: int) -> Any:
+    """The ASGI app: MCP (streamable HTTP) at /mcp, behind the token and Host/Origin doors."""
+    from starlette.applications import Starlette
+
+    from memwal.server.tools import build_server
+
+    server = build_server(state)
+    mcp_app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True,
+                                         json_response=True, transport_security=None,
+                                         host="0.0.0.0")  # our Doors check hosts, for every path
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        async with server.session_manager.run():
+            yield
+
+    app = Starlette(routes=list(mcp_app.routes), lifespan=lifespan)
+    return Doors(app, port=port, token=options.token, check_host=is_loopback(options.host),
+                 origins=options.allow_origins)
+
+
+def serve_http(settings: memwal.Settings, options: ServerOptions = ServerOptions()) -> None:
+    """Serve MCP over HTTP at http://host:port/mcp until SIGINT/SIGTERM (what `mm serve` runs).
+
+    Raises UsageError (exit 2) for a non-loopback bind without a token, CommitterBusy (exit 3)
+    with `worker` when a worker already runs, StorageError when the port is taken.
+    """
+    import socket
+
+    import uvicorn
+
+    check_bind(options)
+    family = socket.AF_INET6 if ":" in options.host.strip("[]") else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((options.host.strip("[]"), options.port))
+    except OSError as exc:
+        listener.close()
+        raise memwal.StorageError(f"cannot listen on {options.host}:{options.port}: "
+                                  f"{exc.strerror}.", "Pick another --port, or stop what uses "
+                                                      "it.") from None
+    port = listener.getsockname()[1]
+    with _running(settings, options) as state:
+        app = build_app(state, options, port)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        server = uvicorn.Server(config)
+        if options.on_ready:
+            host = f"[{options.host}]" if family == socket.AF_INET6 else options.host
+            ready = options.on_ready
+            original = server.startup
+
+            async def startup(sockets: Any = None) -> None:
+                await original(sockets=sockets)
+                ready(f"http://{host}:{port}/mcp")
+
+            server.startup = startup  # type: ignore[method-assign]
+        server.run(sockets=[listener])
+
+
+__all__ = ["ServerOptions", "serve_http", "serve_stdio"]

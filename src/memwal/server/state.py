@@ -1,0 +1,25 @@
+"""What one long-lived server process keeps for its whole life."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import memwal
+
+
+@dataclass
+class ServerState:
+    """The home's settings, one warm Searcher (one read connection, one embedder), and the
+    server's choices: whether destructive tools exist, and whether waiting for a commit may take
+    the committer role (only a server started with `--worker` commits)."""
+
+    settings: memwal.Settings
+    allow_destructive: bool = False
+    take_role: bool = False
+    searcher: memwal.Searcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.searcher = memwal.Searcher(self.settings)
+
+    def close(self) -> None:
+        self.searcher.close()

@@ -1,0 +1,215 @@
+"""The watcher: a long-lived producer that keeps the roots indexed as files change.
+
+It never trusts events to be complete. Every pass is a full `index_paths` over the roots, which
+skips unchanged files by size and mtime and so costs little; events only say *when* to pass. A
+pass runs at start, after each burst of changes (debounced), whenever the index's model changes,
+and at least every `RESCAN_SECONDS`, so nothing changed while it was down, busy or dropping
+events is missed.
+
+It follows model resets: when the queue carries a reset to a model it can build, it switches to
+that model for everything it enqueues after; its old-model records that land behind the reset are
+dead-lettered as usual, and the pass that follows the reset's commit re-embeds those files with
+the new model (their chunks lack a current vector), so nothing waits for a manual replay. If it
+cannot build the new model it stops enqueueing and says why in its status file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from memwal import store
+from memwal.config import Settings, ensure_home
+from memwal.embedders import Embedder, configured_embedder, get_embedder
+from memwal.errors import MemwalError, as_memwal_error
+from memwal.fingerprint import ModelInfo
+from memwal.producer import IndexReport, index_paths
+from memwal.queue import Role, open_queue
+from memwal.reset import target_model
+from memwal.safeio import write_atomically
+from memwal.status import watcher_folder
+
+RESCAN_SECONDS = 60.0
+TICK_MS = 500  # how often the loop wakes to look at the model and the stop flag
+DEBOUNCE_MS = 300
+
+
+class Watcher:
+    """Watches `roots` for one home; `run()` blocks until `stop()` (from another thread)."""
+
+    def __init__(self, settings: Settings, roots: Sequence[Path],
+                 on_pass: Callable[[IndexReport], None] | None = None) -> None:
+        self.settings = settings
+        self.roots = [Path(root) for root in roots]
+        self.on_pass = on_pass
+        self._stop = threading.Event()
+        self.embedder: Embedder | None = configured_embedder(settings)
+        self.state: dict[str, object] = {"pid": os.getpid(), "roots": [str(r) for r in self.roots],
+                                         "state": "starting", "passes": 0, "started_at": time.time()}
+        self._active: str | None = None
+        self._last_pass = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        import watchfiles
+
+        ensure_home(self.settings.home)
+        self.settings.notes_folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._pass("start")
+            self._last_pass = time.monotonic()
+            while not self._stop.is_set():
+                watched = self._watched()
+                if not watched:  # nothing to watch yet: look again (and at the model) each tick
+                    self._stop.wait(TICK_MS / 1000)
+                    self._maybe_pass(set())
+                    continue
+                try:
+                    for changes in watchfiles.watch(
+                            *watched, debounce=DEBOUNCE_MS, step=50, stop_event=self._stop,
+                            rust_timeout=TICK_MS, yield_on_timeout=True, raise_interrupt=False,
+                            watch_filter=_indexable):
+                        if self._stop.is_set():
+                            break
+                        self._maybe_pass(changes)
+                        if self._watched() != watched:
+                            break  # a root appeared or vanished: watch the new set
+                except OSError as exc:  # a root vanished under the watcher: rescan, watch anew
+                    self.state.update(state="error", error=f"watching failed: {exc}")
+                    self._write_status()
+                    self._stop.wait(TICK_MS / 1000)
+                    self._pass("rescan")
+        finally:
+            self._status_file().unlink(missing_ok=True)
+
+    def _watched(self) -> list[Path]:
+        return [root for root in self.roots if root.is_dir()]
+
+    def _maybe_pass(self, changes: set) -> None:
+        due = time.monotonic() - self._last_pass >= RESCAN_SECONDS
+        if changes or due or self._model_changed():
+            self._pass("changes" if changes else "rescan" if due else "model")
+            self._last_pass = time.monotonic()
+
+    def _pass(self, why: str) -> None:
+        embedder = self._follow_model()
+        if embedder is None:
+            self._write_status()
+            return
+        try:
+            report = index_paths(self.settings, [r for r in self.roots if r.exists()], wait=False,
+                                 command="mm watch", embedder=embedder)
+        except MemwalError as exc:
+            self.state.update(state="error", error=str(exc))
+        except Exception as exc:
+            error = as_memwal_error(exc)
+            if error is None:
+                raise
+            self.state.update(state="error", error=str(error))
+        else:
+            self.state.update(state="watching", error=None, last_pass=time.time(), last_reason=why,
+                              passes=int(self.state["passes"]) + 1,  # type: ignore[call-overload]
+                              last_enqueued=report.records_enqueued)
+            if self.on_pass:
+                self.on_pass(report)
+        self._write_status()
+
+    # -- following the index's model ---------------------------------------------------------
+
+    def _models(self) -> tuple[ModelInfo | None, ModelInfo | None]:
+        """(active, target): the index's model now, and once the queue drains."""
+        with store.reading(self.settings.index_path) as conn:
+            active = store.active_model(conn)
+        queue = open_queue(self.settings, Role.READER)
+        try:
+            return active, target_model(active, queue)
+        finally:
+            queue.close()
+
+    def _model_changed(self) -> bool:
+        try:
+            active, _ = self._models()
+        except Exception as exc:
+            if as_memwal_error(exc) is None:
+                raise
+            return False
+        fingerprint = active.fingerprint if active else None
+        changed, self._active = fingerprint != self._active, fingerprint
+        return changed
+
+    def _follow_model(self) -> Embedder | None:
+        """The embedder for this pass: the configured one, or the one a queued reset names."""
+        try:
+            active, target = self._models()
+        except Exception as exc:
+            if as_memwal_error(exc) is None:
+                raise
+            return self.embedder
+        self._active = active.fingerprint if active else None
+        current = self.embedder
+        if target is None or (current is not None and current.fingerprint == target.fingerprint):
+            return current
+        try:
+            candidate = get_embedder(target.name, self.settings["embedding.batch_size"])
+            usable = candidate.fingerprint == target.fingerprint
+        except MemwalError:
+            usable = False
+        if not usable:
+            self.embedder = None
+            self.state.update(state="stopped", error=(
+                f"the index switches to {target.name} ({target.fingerprint}), which this process "
+                "cannot build: no vectors are enqueued until it is installed (or the index is "
+                "switched back)"))
+            return None
+        self.embedder = candidate
+        self.state.update(state="watching", model=candidate.info.as_dict(), switched_at=time.time())
+        return candidate
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _status_file(self) -> Path:
+        return watcher_folder(self.settings) / f"{os.getpid()}-{id(self)}.json"
+
+    def _write_status(self) -> None:
+        if self.embedder is not None:
+            self.state["model"] = self.embedder.info.as_dict()
+        try:
+            self._status_file().parent.mkdir(mode=0o700, exist_ok=True)
+            write_atomically(self._status_file(), json.dumps(self.state).encode())
+        except OSError:
+            pass  # status is for people; a full disk must not stop the watching
+
+
+def _indexable(change: object, path: str) -> bool:
+    """Only files memwal indexes, and no temporary files of atomic writes."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and name.lower().endswith((".md", ".markdown", ".txt"))
+
+
+def watch(settings: Settings, roots: Sequence[Path] | None = None,
+          on_pass: Callable[[IndexReport], None] | None = None,
+          stop: threading.Event | None = None) -> None:
+    """Keep `roots` (default: the configured roots and the notes folder) indexed until `stop` is
+    set or SIGINT/SIGTERM: what `mm watch` runs. Never writes the index; it only enqueues."""
+    import signal
+
+    watcher = Watcher(settings, roots or settings.roots, on_pass)
+    if stop is not None:
+        threading.Thread(target=lambda: (stop.wait(), watcher.stop()), daemon=True).start()
+    restore = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            restore[signum] = signal.signal(signum, lambda *_: watcher.stop())
+    try:
+        watcher.run()
+    finally:
+        for signum, handler in restore.items():
+            signal.signal(signum, handler)

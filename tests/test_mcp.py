@@ -1,0 +1,317 @@
+"""The MCP server, driven by the official SDK's real clients: `mm mcp` over stdio, `mm serve` over
+HTTP. Every write goes through the queue; the seed scenario holds through MCP too."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import anyio
+import httpx2
+import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from helpers import MM, mm_command, mm_env, poll, write_config
+
+A, B = "hash-384", "hash-384-b"
+
+
+# -- real clients on real servers ----------------------------------------------------------
+
+
+@asynccontextmanager
+async def stdio_session(home: Path, *args: str, env: dict[str, str] | None = None
+                        ) -> AsyncIterator[ClientSession]:
+    """`mm mcp` as a subprocess, and the SDK's stdio client talking to it."""
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "memwal", "mcp", "--home", str(home), *args],
+                                   env=mm_env(env))
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+class HttpServer:
+    """`mm serve --port 0` as a subprocess; its URL is read from the line it prints when ready."""
+
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(mm_command("serve", "--port", "0", "--home", str(home), *args),
+                                        env=mm_env(env), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
+        line = self.process.stderr.readline()  # bounded: the server prints this, or exits
+        assert "serving http://" in line, (line, self.process.poll())
+        self.url = line.split("serving ", 1)[1].split()[0]
+        self.base = self.url.rsplit("/mcp", 1)[0]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+@asynccontextmanager
+async def http_session(url: str, token: str | None = None) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60, read=300)) as client:
+        async with streamable_http_client(url, http_client=client) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
+    """A tool call that must succeed; its structured content."""
+    result = await session.call_tool(tool, arguments, read_timeout_seconds=120)
+    assert not result.is_error, (tool, arguments, result.content)
+    assert result.content and result.content[0].text  # a short text rendering too
+    return result.structured_content
+
+
+async def refused(session: ClientSession, tool: str, **arguments: Any) -> str:
+    """A tool call that must be an error result (not a protocol error); its text."""
+    result = await session.call_tool(tool, arguments, read_timeout_seconds=120)
+    assert result.is_error, (tool, arguments, result.structured_content)
+    return result.content[0].text
+
+
+def start_worker(mm: MM, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return mm.popen("queue", "worker", env=env)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+
+
+async def add_then_search(session: ClientSession, mm: MM) -> None:
+    tools = {t.name for t in (await session.list_tools()).tools}
+    assert {"mem_search", "mem_add", "mem_index", "mem_status", "mem_queue_status", "mem_doctor",
+            "mem_dead_letters", "mem_dead_letter"} <= tools
+    assert not tools & {"mem_embedding_reset", "mem_replay_dead_letters", "mem_purge_dead_letters"}
+    added = await call(session, "mem_add", content="The lighthouse keeper feeds the gulls at dawn.",
+                       title="Gulls", tags=["birds"], wait=True)
+    assert added["state"] == "committed" and added["committed"] == added["records"] > 0
+    assert added["positions"] and Path(added["file"]).is_file()
+    found = await call(session, "mem_search", query="lighthouse gulls dawn")
+    assert found["hits"][0]["source_file"] == added["file"]
+    status = await call(session, "mem_status")
+    assert status == mm("status", "--json").json()
+
+
+# -- both transports -----------------------------------------------------------------------
+
+
+async def test_stdio_server_adds_then_finds_the_note_first_and_status_matches_the_cli(mm: MM) -> None:
+    with anyio.fail_after(180):
+        async with stdio_session(mm.home, "--worker") as session:
+            await add_then_search(session, mm)
+
+
+async def test_http_server_adds_then_finds_the_note_first_and_status_matches_the_cli(mm: MM) -> None:
+    worker = start_worker(mm)
+    server = HttpServer(mm.home)
+    try:
+        with anyio.fail_after(180):
+            async with http_session(server.url) as session:
+                await add_then_search(session, mm)
+    finally:
+        server.stop()
+        stop(worker)
+
+
+async def test_the_server_names_itself_says_when_to_use_which_tool_and_its_version(mm: MM) -> None:
+    import memwal
+
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "memwal", "mcp", "--home", str(mm.home)], env=mm_env())
+    with anyio.fail_after(120):
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            init = await session.initialize()
+    assert (init.server_info.name, init.server_info.version) == ("memwal", memwal.__version__)
+    assert "mem_search" in init.instructions and "mem_add" in init.instructions
+
+
+# -- bad arguments -------------------------------------------------------------------------
+
+BAD_CALLS = [
+    ("mem_search", {"query": 42}),
+    ("mem_search", {"query": ""}),
+    ("mem_search", {"query": "x", "top_k": 10**20}),
+    ("mem_search", {"query": "x", "top_k": 0}),
+    ("mem_search", {}),
+    ("mem_add", {"content": ""}),
+    ("mem_add", {"content": "x", "file": "../../outside.md"}),
+    ("mem_add", {"content": "x", "file": "/etc/evil.md"}),
+    ("mem_add", {"content": "x", "file": "notes.pdf"}),
+    ("mem_add", {"content": "x", "tags": "not-a-list"}),
+    ("mem_add", {"content": "x", "title": "two\nlines"}),
+    ("mem_add", {"content": "x", "timeout": -1}),
+    ("mem_index", {"paths": ["/etc"]}),
+    ("mem_index", {"paths": ["../../.."]}),
+    ("mem_index", {"paths": []}),
+    ("mem_index", {"paths": "/tmp"}),
+    ("mem_dead_letter", {"id": 10**20}),
+    ("mem_dead_letter", {"id": 12345}),
+    ("mem_dead_letters", {"limit": -5}),
+    ("mem_embedding_reset", {"confirm": True}),  # not offered without --allow-destructive
+    ("no_such_tool", {}),
+]
+
+
+async def test_every_bad_argument_is_an_error_result_and_the_server_keeps_serving(
+        mm: MM, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (mm.home / "notes").mkdir(parents=True)
+    (mm.home / "notes" / "escape").symlink_to(outside)  # a symlink out of the roots
+    with anyio.fail_after(240):
+        async with stdio_session(mm.home, "--worker") as session:
+            for tool, arguments in BAD_CALLS + [("mem_index", {"paths": ["escape"]}),
+                                                ("mem_add", {"content": "x", "file": "escape/a.md"})]:
+                text = await refused(session, tool, **arguments)
+                assert text, (tool, arguments)
+                assert (await call(session, "mem_queue_status"))["pending"] == 0  # still serving
+    assert list(outside.iterdir()) == []
+    assert mm("status", "--json").json()["chunks"] == 0
+
+
+# -- durability ----------------------------------------------------------------------------
+
+
+async def test_a_note_is_durable_before_mem_add_answers_even_if_the_server_is_killed(mm: MM) -> None:
+    server = HttpServer(mm.home)  # no worker: nothing commits while the server lives
+    try:
+        with anyio.fail_after(120):
+            async with http_session(server.url) as session:
+                added = await call(session, "mem_add", content="The heron stood in the reeds.",
+                                   title="Heron")
+        assert added["state"] == "queued"
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=30)
+    finally:
+        server.stop()
+    run = mm("queue", "worker", "--once")
+    assert run.code == 0
+    hits = mm("search", "--json", "heron reeds").json()
+    assert hits and hits[0]["source_file"] == added["file"]
+
+
+async def test_wait_that_times_out_says_the_note_is_still_queued(mm: MM) -> None:
+    with anyio.fail_after(120):
+        async with stdio_session(mm.home) as session:  # no --worker and no worker process
+            added = await call(session, "mem_add", content="Otters hold hands while they sleep.",
+                               wait=True, timeout=0.2)
+    assert added["state"] == "queued" and added["timed_out"] is True
+    assert "no committer is running" in added["note"]
+    mm("queue", "worker", "--once")
+
+
+# -- HTTP doors ----------------------------------------------------------------------------
+
+
+def test_a_non_loopback_bind_without_a_token_is_refused(mm: MM) -> None:
+    run = mm("serve", "--host", "0.0.0.0", "--port", "0", check=2)
+    assert "--token" in run.stderr and "Traceback" not in run.stderr
+
+
+async def test_http_doors_token_host_and_origin(mm: MM) -> None:
+    token = "correct horse battery staple"
+    server = HttpServer(mm.home, "--token", token)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2025-11-25"}
+    try:
+        async with httpx2.AsyncClient(timeout=60) as client:
+            missing = await client.post(server.url, json=body, headers=headers)
+            wrong = await client.post(server.url, json=body,
+                                      headers={**headers, "Authorization": "Bearer nope"})
+            auth = {**headers, "Authorization": f"Bearer {token}"}
+            rebinding = await client.post(server.url, json=body,
+                                          headers={**auth, "Host": "evil.example:80"})
+            cross_site = await client.post(server.url, json=body,
+                                           headers={**auth, "Origin": "http://evil.example"})
+        assert (missing.status_code, wrong.status_code) == (401, 401)
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert rebinding.status_code == 421 and cross_site.status_code == 403
+        with anyio.fail_after(120):
+            async with http_session(server.url, token) as session:
+                assert (await call(session, "mem_queue_status"))["pending"] == 0
+    finally:
+        server.stop()
+
+
+# -- the seed scenario, through MCP --------------------------------------------------------
+
+
+def write_folder(root: Path, files: int, word: str) -> Path:
+    root.mkdir(parents=True)
+    for n in range(files):
+        (root / f"{word}-{n:04d}.md").write_text(f"# {word} {n}\n\nNote {n} about {word} number {n}.\n")
+    return root
+
+
+def batches_seen(mm: MM) -> int:
+    """Batches queued, in flight or committed: grows with every batch a producer enqueues.
+
+    Read in this process (a few milliseconds), not by `mm` (a second under load)."""
+    import memwal
+
+    status = memwal.queue_status(memwal.load_settings(mm.home, environ={}))
+    return status["pending"] + status["inflight"] + status["ledger"]["batches"]
+
+
+async def test_two_mcp_servers_with_two_models_never_mix_and_replay_commits_the_mismatches(
+        mm: MM, tmp_path: Path) -> None:
+    roots = tmp_path / "roots"
+    write_config(mm.home, {"embedding": {"model": A}, "queue": {"batch_records": 4},
+                           "index": {"roots": [str(roots)]}})
+    big = write_folder(roots / "big", 1500, "alder")
+    small = write_folder(roots / "small", 3, "birch")
+    mm("index", str(small))  # the index starts on model A
+    worker = start_worker(mm)
+    try:
+        with anyio.fail_after(600):
+            async with stdio_session(mm.home, env={"MM_EMBEDDING_MODEL": A}) as writer_a, \
+                    stdio_session(mm.home, "--allow-destructive",
+                                  env={"MM_EMBEDDING_MODEL": B}) as writer_b:
+                # B cannot write while A is the index's model: the gate says so, nothing is queued.
+                gate = await refused(writer_b, "mem_add", content="Beeches keep their leaves.")
+                assert A in gate and B in gate and "embedding-reset" in gate
+                # Writer A indexes a big folder; once its first batches are queued, B switches
+                # the index to B, so A's later batches land behind the reset.
+                before = batches_seen(mm)
+                indexing = asyncio.create_task(call(writer_a, "mem_index", paths=[str(big)]))
+                await asyncio.to_thread(poll, lambda: batches_seen(mm) > before or indexing.done(),
+                                        "writer A's first batches", 120, 0.005)
+                reset = await call(writer_b, "mem_embedding_reset", confirm=True)
+                report = await indexing
+                assert report["records_enqueued"] > 0 and reset["batch_id"]
+                added_b = await call(writer_b, "mem_add", content="Beeches keep their leaves.",
+                                     wait=True)
+                assert added_b["state"] == "committed" and added_b["dead_lettered"] == 0
+                # Every mismatch is a dead letter of model A; no A vector is left anywhere.
+                letters = (await call(writer_b, "mem_dead_letters", limit=1000))["dead_letters"]
+                doctor = await call(writer_b, "mem_doctor")
+                assert doctor["ok"], doctor
+                assert set(doctor["vectors_by_fingerprint"]) <= {reset["model"]["fingerprint"]}
+                assert {(d["reason"], d["fingerprint"].split("/")[0]) for d in letters} <= \
+                    {("fingerprint_mismatch", A)}
+                # Replay after the reset, re-embedded with B: every mismatch commits.
+                replay = await call(writer_b, "mem_replay_dead_letters", all=True, reembed=True)
+                assert replay["replayed"] == len(letters)
+    finally:
+        stop(worker)
+    mm("queue", "worker", "--once")
+    assert mm("queue", "dead-letters", "list", "--json").json() == []
+    status = mm("status", "--json").json()
+    assert list(status["vectors_by_fingerprint"]) == [status["active_model"]["fingerprint"]]
+    assert status["active_model"]["name"] == B
+    assert letters, "writer A finished before the reset: no batch landed behind it"

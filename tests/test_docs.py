@@ -56,6 +56,16 @@ def test_cli_modules_import_only_the_public_api_and_cli_helpers() -> None:
                     assert module in allowed, f"{path.name} imports {module}, not the public API"
 
 
+def test_mcp_tool_reference_matches_the_servers_tools() -> None:
+    spec = importlib.util.spec_from_file_location("gen_mcp", ROOT / "docs" / "gen_mcp.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (ROOT / "docs" / "mcp.md").read_text(encoding="utf-8")
+    assert module.render() == committed, (
+        "docs/mcp.md's tool reference is out of date: run `python docs/gen_mcp.py` and commit it")
+
+
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

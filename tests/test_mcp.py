@@ -4,6 +4,7 @@ HTTP. Every write goes through the queue; the seed scenario holds through MCP to
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -316,3 +317,45 @@ async def test_two_mcp_servers_with_two_models_never_mix_and_replay_commits_the_
     assert list(status["vectors_by_fingerprint"]) == [status["active_model"]["fingerprint"]]
     assert status["active_model"]["name"] == B
     assert letters, "writer A finished before the reset: no batch landed behind it"
+
+
+# -- the README's client configuration, pasted as is ---------------------------------------
+
+
+def readme_servers() -> list[dict[str, Any]]:
+    import json
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", readme, re.S)]
+    return [b["mcpServers"]["memwal"] for b in blocks if "mcpServers" in b]
+
+
+async def test_the_readme_stdio_snippet_starts_a_working_server(tmp_path: Path) -> None:
+    (entry,) = [e for e in readme_servers() if "command" in e]
+    home = tmp_path / "user"  # the snippet's home is ~/.memwal of whoever launches it
+    write_config(home / ".memwal", {"embedding": {"model": A}})
+    env = mm_env({"HOME": str(home), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env)
+    with anyio.fail_after(180):
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            added = await call(session, "mem_add", content="Snippets should work as pasted.",
+                               wait=True)
+            assert added["state"] == "committed"
+            assert (await call(session, "mem_search", query="snippets pasted"))["hits"]
+    assert (home / ".memwal" / "index.sqlite3").exists()
+
+
+async def test_the_readme_http_snippet_names_the_default_address_of_mm_serve(mm: MM) -> None:
+    (entry,) = [e for e in readme_servers() if "url" in e]
+    assert entry["type"] == "http" and entry["url"] == "http://127.0.0.1:8765/mcp"
+    assert "[default: 8765]" in mm("serve", "--help").stdout.replace("\n", " ")
+    server = HttpServer(mm.home, "--worker")  # the same server on a free port: tests run in parallel
+    try:
+        assert server.url.endswith("/mcp") and server.url.startswith("http://127.0.0.1:")
+        with anyio.fail_after(120):
+            async with http_session(server.url) as session:
+                assert (await call(session, "mem_queue_status"))["committer"]["running"]
+    finally:
+        server.stop()

@@ -7,6 +7,8 @@ server keeps serving. Tools that write only ever enqueue: the index is written b
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from dataclasses import asdict
 from typing import Annotated, Any, Callable
@@ -49,9 +51,20 @@ def _error(error: memwal.MemwalError) -> CallToolResult:
                           structured_content={"error": error.as_dict()}, is_error=True)
 
 
+def _tool(server: MCPServer, annotations: ToolAnnotations
+          ) -> Callable[[Callable[..., CallToolResult]], Callable[..., CallToolResult]]:
+    """Register a tool: its docstring (dedented) is what the agent reads; errors are guarded."""
+
+    def register(tool: Callable[..., CallToolResult]) -> Callable[..., CallToolResult]:
+        server.tool(annotations=annotations, description=inspect.cleandoc(tool.__doc__ or ""))(
+            _guarded(tool))
+        return tool
+
+    return register
+
+
 def _guarded(tool: Callable[..., CallToolResult]) -> Callable[..., CallToolResult]:
     """Errors a user can act on become error results; anything else is the SDK's (and a bug)."""
-    import functools
 
     @functools.wraps(tool)
     def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
@@ -89,8 +102,7 @@ def build_server(state: ServerState) -> MCPServer:
                        log_level="WARNING")
     settings = state.settings
 
-    @server.tool(annotations=READ_ONLY)
-    @_guarded
+    @_tool(server, READ_ONLY)
     def mem_search(query: Text, top_k: TopK = 10, namespace: str | None = None,
                    source_filter: str | None = None) -> CallToolResult:
         """Search the memory by meaning and keywords (hybrid: BM25 + vectors, fused by rank).
@@ -109,8 +121,7 @@ def build_server(state: ServerState) -> MCPServer:
         text = "\n".join(lines + [f"warning: {w}" for w in result.warnings]) or "no results"
         return _result({"query": query, "hits": hits, "warnings": result.warnings}, text)
 
-    @server.tool(annotations=WRITES)
-    @_guarded
+    @_tool(server, WRITES)
     def mem_add(content: Text, title: str | None = None, tags: list[str] | None = None,
                 file: str | None = None, wait: bool = False, timeout: Timeout = 30.0
                 ) -> CallToolResult:
@@ -130,8 +141,7 @@ def build_server(state: ServerState) -> MCPServer:
         return _result(data, f"wrote {path}; {report.records_enqueued} records queued at "
                              f"{report.positions}; {data['state']}")
 
-    @server.tool(annotations=WRITES)
-    @_guarded
+    @_tool(server, WRITES)
     def mem_index(paths: Annotated[list[str], Field(min_length=1, max_length=100)],
                   force: bool = False, wait: bool = False, timeout: Timeout = 30.0
                   ) -> CallToolResult:
@@ -150,8 +160,7 @@ def build_server(state: ServerState) -> MCPServer:
                              f"{report.unchanged} unchanged, {report.deleted} deleted; "
                              f"{report.records_enqueued} records queued; {data['state']}")
 
-    @server.tool(annotations=READ_ONLY)
-    @_guarded
+    @_tool(server, READ_ONLY)
     def mem_status() -> CallToolResult:
         """What the memory holds: chunks, files, namespaces, the active and configured embedding
         models, the queue and the committer (as `mm status --json`)."""
@@ -161,8 +170,7 @@ def build_server(state: ServerState) -> MCPServer:
                                f"{model['name'] if model else 'none yet'}; "
                                f"{status['queue']['pending']} batches pending")
 
-    @server.tool(annotations=READ_ONLY)
-    @_guarded
+    @_tool(server, READ_ONLY)
     def mem_queue_status() -> CallToolResult:
         """The write-ahead queue: pending and in-flight batches, dead letters, whether the
         committer runs, and the ledger's totals (as `mm queue status --json`)."""
@@ -173,8 +181,7 @@ def build_server(state: ServerState) -> MCPServer:
                                + (f"running (pid {committer['pid']})" if committer["running"]
                                   else "not running"))
 
-    @server.tool(annotations=READ_ONLY)
-    @_guarded
+    @_tool(server, READ_ONLY)
     def mem_doctor() -> CallToolResult:
         """Check the memory's invariants (integrity, one model only, counts agree, ledger sums,
         nothing stuck); `ok` is false if any check fails, each check says why."""
@@ -184,8 +191,7 @@ def build_server(state: ServerState) -> MCPServer:
             f"{c['name']}: {c['detail']}" for c in failed)
         return _result(report, text)
 
-    @server.tool(annotations=READ_ONLY)
-    @_guarded
+    @_tool(server, READ_ONLY)
     def mem_dead_letters(reason: str | None = None, fingerprint: str | None = None,
                          source_filter: str | None = None, include_replayed: bool = False,
                          limit: Annotated[int, Field(ge=1, le=1000)] = 100) -> CallToolResult:
@@ -200,8 +206,7 @@ def build_server(state: ServerState) -> MCPServer:
         return _result({"dead_letters": shown, "total": len(rows)},
                        text or "no dead letters")
 
-    @server.tool(annotations=READ_ONLY)
-    @_guarded
+    @_tool(server, READ_ONLY)
     def mem_dead_letter(id: Annotated[int, Field(ge=1, le=2**63 - 1)]) -> CallToolResult:
         """One refused write in full: its reason and detail, both fingerprints, the record with
         its text, its batch and queue position, and whether it was replayed."""
@@ -217,8 +222,7 @@ def build_server(state: ServerState) -> MCPServer:
 def _destructive_tools(server: MCPServer, state: ServerState) -> None:
     settings = state.settings
 
-    @server.tool(annotations=DESTRUCTIVE)
-    @_guarded
+    @_tool(server, DESTRUCTIVE)
     def mem_embedding_reset(confirm: bool) -> CallToolResult:
         """Switch the memory to the server's configured embedding model (through the queue).
 
@@ -233,8 +237,7 @@ def _destructive_tools(server: MCPServer, state: ServerState) -> None:
                                                        "fingerprint": reset.fingerprint}},
                        f"reset to {reset.name} queued as batch {batch_id}")
 
-    @server.tool(annotations=DESTRUCTIVE)
-    @_guarded
+    @_tool(server, DESTRUCTIVE)
     def mem_replay_dead_letters(ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = None,
                                 all: bool = False, reason: str | None = None,
                                 reembed: bool = False, again: bool = False) -> CallToolResult:
@@ -246,8 +249,7 @@ def _destructive_tools(server: MCPServer, state: ServerState) -> None:
                         "not_replayable": [{"id": i, "why": w} for i, w in plan.not_replayable]},
                        f"{plan.replayed} dead letters queued again in {len(plan.batch_ids)} batches")
 
-    @server.tool(annotations=DESTRUCTIVE)
-    @_guarded
+    @_tool(server, DESTRUCTIVE)
     def mem_purge_dead_letters(ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = None,
                                replayed: bool = False, all: bool = False,
                                confirm: bool = False) -> CallToolResult:

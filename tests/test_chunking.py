@@ -339,3 +339,21 @@ def test_any_text_chunks_into_valid_ordered_chunks(text, markdown, max_chars, mi
     assert len(keys) == len(chunks)
     starts = [c.start_line for c in chunks]
     assert starts == sorted(starts)
+
+
+def test_a_title_before_a_long_first_section_is_not_a_chunk_of_its_own():
+    # Before: "# Title" became a chunk alone whenever the first section was too long to join.
+    text = "# Title\n\n## Part one\n\n" + "This is a sentence about pears. " * 80 + "\n"
+    chunks = chunk_text(text, max_chars=500, min_chars=120)
+    assert not any(all(line.startswith("#") for line in c.content.splitlines() if line.strip())
+                   for c in chunks)
+    assert chunks[0].content.startswith("# Title\n\n## Part one\n\nThis is a sentence")
+    assert chunks[0].heading_path == ("Title",) and chunks[1].heading_path == ("Title", "Part one")
+    assert_well_formed_split(text, chunks, 500)
+
+
+def test_a_heading_before_an_oversized_code_block_stays_with_its_code():
+    text = "# Code\n\n```\n" + "x = compute(1)\n" * 60 + "```\n"
+    chunks = chunk_text(text, max_chars=300, min_chars=120)
+    assert chunks[0].content.startswith("# Code\n\n```")
+    assert all(len(c.content) <= 300 for c in chunks)

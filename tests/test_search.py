@@ -249,8 +249,58 @@ def test_top_k_bounds_the_number_of_hits(mm: MM, indexed: Path) -> None:
     for k in (1, 3):
         hits = search(mm, "the wind and the moons", "--top-k", str(k))
         assert len(hits) == k
-    assert len(search(mm, "the wind and the moons", "-k", "100")) == chunks
+    assert len(search(mm, "the wind and the moons", "-k", "100", "--max-per-doc", "0")) == chunks
     assert names(search(mm, "spinnaker", "-k", "1")) == ["sailing.md"]
+
+
+# -- ranking defects, fixed ---------------------------------------------------------------
+
+
+def many_sections(root: Path, files: int = 6, sections: int = 40) -> Path:
+    """Files whose every section mentions "lantern": a query for it matches them all."""
+    root.mkdir()
+    for f in range(files):
+        body = "\n\n".join(f"## Part {s}\n\nThe lantern number {s} of file {f} hangs in hall {s * f}."
+                           for s in range(sections))
+        (root / f"f{f}.md").write_text(f"# File {f}\n\n{body}\n")
+    return root
+
+
+def test_a_leg_whose_weight_is_0_contributes_no_hits(mm: MM, indexed: Path) -> None:
+    only_keyword = search(mm, "spinnaker", "-k", "50", env={"MM_SEARCH_VECTOR_WEIGHT": "0"})
+    assert names(only_keyword) == ["sailing.md"]  # before: every chunk, vector hits scored 0
+    assert all(hit["score"] > 0 for hit in only_keyword)
+    only_vector = search(mm, "spinnaker", "-k", "50", "--max-per-doc", "0",
+                         env={"MM_SEARCH_BM25_WEIGHT": "0"})
+    assert len(only_vector) == read_index(mm.home, "SELECT count(*) FROM chunks")[0][0]
+    assert all(hit["score"] > 0 for hit in only_vector)
+
+
+def test_one_file_fills_at_most_max_per_doc_results(mm: MM, tmp_path: Path) -> None:
+    index(mm, many_sections(tmp_path / "lanterns"))
+    capped = search(mm, "lantern hall", "-k", "12")
+    assert len(capped) == 12 and max(names(capped).count(n) for n in set(names(capped))) <= 3
+    one_each = search(mm, "lantern hall", "-k", "12", "--max-per-doc", "1")
+    assert len(one_each) == 6 and len(set(names(one_each))) == 6
+    uncapped = search(mm, "lantern hall", "-k", "12", "--max-per-doc", "0")
+    assert max(names(uncapped).count(n) for n in set(names(uncapped))) > 3
+    capped_by_config = search(mm, "lantern hall", "-k", "12", env={"MM_SEARCH_MAX_PER_DOC": "2"})
+    assert max(names(capped_by_config).count(n) for n in set(names(capped_by_config))) == 2
+
+
+def test_the_first_k_results_do_not_depend_on_top_k(tmp_path: Path, home: Path, settings: Settings) -> None:
+    mm = MM(home)
+    index(mm, many_sections(tmp_path / "lanterns", files=8, sections=60))
+    chunks = read_index(home, "SELECT count(*) FROM chunks")[0][0]
+    for max_per_doc in (0, 3):
+        full = [h.chunk_id for h in library_search(settings, "lantern hall 12", top_k=1000,
+                                                   max_per_doc=max_per_doc).hits]
+        assert len(full) == (chunks if max_per_doc == 0 else 24)
+        for k in (1, 2, 5, 10, 23, 50, 99, 100, 101, 150, chunks - 1):
+            hits = [h.chunk_id for h in library_search(settings, "lantern hall 12", top_k=k,
+                                                       max_per_doc=max_per_doc).hits]
+            assert hits == full[:k], (max_per_doc, k)
+    assert_doctor_ok(home)
 
 
 @pytest.mark.parametrize("options", [("--top-k", "820"), ("--namespace", "default", "--top-k", "41")],

@@ -98,19 +98,22 @@ def chunk_text(text: str, *, markdown: bool = True, max_chars: int = 1500,
     fenced = [False] * body + (_fenced_lines(doc.lines[body:]) if markdown
                                else [False] * (len(doc.lines) - body))
     if markdown:
-        sections = _markdown_sections(doc.lines, body, fenced)
+        sections = _glue_bare_headings(_markdown_sections(doc.lines, body, fenced), doc.lines)
     else:
-        sections = [((), s, e) for s, e in _blocks(doc.lines, body, len(doc.lines), fenced)]
+        sections = [((), s, e, ()) for s, e in _blocks(doc.lines, body, len(doc.lines), fenced)]
 
     pieces: list[_Piece] = []
-    for path, s, e in sections:
+    for path, s, e, first_path in sections:
         span = doc.trim(doc.start(s), doc.end(e - 1))
         if span is None:
             continue
         if span[1] - span[0] <= max_chars:
-            pieces.append(_Piece(path, *span))
+            pieces.append(_Piece(first_path, *span))
         else:
-            pieces.extend(_Piece(path, a, b) for a, b in _split(doc, s, e, fenced, max_chars))
+            # The first piece holds the glued heading(s): only the outer path encloses it.
+            spans = _split(doc, s, e, fenced, max_chars)
+            pieces.extend(_Piece(first_path if n == 0 else path, a, b)
+                          for n, (a, b) in enumerate(spans))
     return _to_chunks(doc, _merge_tiny(pieces, min_chars, max_chars), tags)
 
 
@@ -256,6 +259,34 @@ def _markdown_sections(lines: list[str], body: int,
     return sections
 
 
+Section = tuple[tuple[str, ...], int, int, tuple[str, ...]]
+
+
+def _glue_bare_headings(sections: list[tuple[tuple[str, ...], int, int]], lines: list[str]
+                        ) -> list[Section]:
+    """(heading path, first line, end line, path of its first piece) of each section.
+
+    A section that is only its heading joins the section after it when that one is nested
+    under it (a document's title before a long first section): a heading alone is not a chunk
+    worth finding. The first piece of the joined section keeps the outer path (only the outer
+    heading encloses its first line); later pieces take the inner one.
+    """
+    glued: list[Section] = []
+    for path, s, e in sections:
+        if glued:
+            prev_path, prev_s, prev_e, prev_first = glued[-1]
+            bare = prev_path != () and all(not line.strip() for line in lines[prev_s + 1:prev_e])
+            if bare and _encloses(prev_path, path) and prev_path != path:
+                glued[-1] = (path, prev_s, e, prev_first)
+                continue
+        glued.append((path, s, e, path))
+    return glued
+
+
+def _is_heading_only(doc: _Doc, a: int, b: int) -> bool:
+    return all(_ATX.match(line) for line in doc.text[a:b].split("\n") if line.strip())
+
+
 def _blocks(lines: list[str], s: int, e: int, fenced: list[bool]) -> list[tuple[int, int]]:
     """Runs of non-blank lines in [s, e) as (first, end exclusive); a fence's blank lines don't cut."""
     blocks = []
@@ -276,12 +307,19 @@ def _blocks(lines: list[str], s: int, e: int, fenced: list[bool]) -> list[tuple[
 
 def _split(doc: _Doc, s: int, e: int, fenced: list[bool], max_chars: int) -> list[tuple[int, int]]:
     """Spans of at most `max_chars` covering the text of lines [s, e)."""
-    paragraphs = [(doc.start(x), doc.end(y - 1)) for x, y in _blocks(doc.lines, s, e, fenced)]
+    paragraphs: list[tuple[int, int]] = []
+    for x, y in _blocks(doc.lines, s, e, fenced):
+        a, b = doc.start(x), doc.end(y - 1)
+        if paragraphs and not fenced[doc.line_of(paragraphs[-1][0])] and \
+                _is_heading_only(doc, *paragraphs[-1]):
+            paragraphs[-1] = (paragraphs[-1][0], b)  # a heading stays with the text it heads
+        else:
+            paragraphs.append((a, b))
     pieces = []
     for a, b in _pack(doc, paragraphs, max_chars):
         if b - a <= max_chars:
             pieces.append((a, b))
-        elif fenced[doc.line_of(a)]:
+        elif any(fenced[i] for i in range(doc.line_of(a), doc.line_of(b - 1) + 1)):
             # Code has no sentences; cutting it at newlines keeps whole lines together.
             pieces.extend(_hard_split(doc, a, b, max_chars))
         else:

@@ -29,17 +29,21 @@ MAX_TOP_K = 1000
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
 
-def _whole(maximum: int) -> Callable[[Any], int]:
-    """A parser of whole numbers 1..maximum (a bound keeps SQLite and memory out of reach)."""
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    """A parser of whole numbers low..high (a bound keeps SQLite and memory out of reach)."""
 
     def parse(value: Any) -> int:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-            raise ValueError(f"expected a whole number from 1 to {maximum:,}")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"expected a whole number from {low} to {high:,}")
         return value
 
     return parse
+
+
+def _whole(maximum: int) -> Callable[[Any], int]:
+    return _integer(1, maximum)
 
 
 def _finite(low: float, high: float) -> Callable[[Any], float]:
@@ -138,6 +142,8 @@ OPTIONS: tuple[Option, ...] = (
            "seconds an idle committer waits between polls"),
     Option("search.top_k", _whole(MAX_TOP_K), 10, "results returned by mm search"),
     Option("search.rrf_k", _whole(1_000_000), 60, "reciprocal rank fusion constant"),
+    Option("search.max_per_doc", _integer(0, MAX_TOP_K), 3,
+           "at most this many results from one file (0: no cap)"),
     Option("search.bm25_weight", _finite(0, 1e6), 1.0, "weight of the keyword leg in fusion"),
     Option("search.vector_weight", _finite(0, 1e6), 1.0, "weight of the vector leg in fusion"),
 )

@@ -10,7 +10,7 @@ import os
 import re
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from memwal import store
 from memwal.config import MAX_TOP_K, Settings
@@ -66,6 +66,38 @@ def bm25_ranking(conn: store.Connection, query: str, depth: int, namespace: str 
 
 
 vector_ranking = reads.vector_ranking
+VEC0_MAX_K = reads.VEC0_MAX_K
+
+
+# Candidates each leg contributes: a constant, so the first results never depend on top_k. A
+# request that needs more (a large top_k, or a tight per-document cap) extends the list with a
+# second, deeper tier, appended after the first: results are a prefix of one fixed sequence.
+TIER_DEPTHS = (100, VEC0_MAX_K)
+
+
+def _ranked(legs: Sequence[tuple[Callable[[int], list[int]], float]], rrf_k: int, top_k: int,
+            max_per_doc: int, rows_of: Callable[[list[int]], dict[int, Any]]) -> list[tuple[Any, float]]:
+    """The top_k (row, score) by fused rank, at most `max_per_doc` per file (0: no cap)."""
+    chosen: list[tuple[Any, float]] = []
+    seen: set[int] = set()
+    per_doc: dict[tuple[str, str], int] = {}
+    for depth in TIER_DEPTHS:
+        fused = [(cid, score) for cid, score in fuse([(leg(depth), w) for leg, w in legs], rrf_k)
+                 if cid not in seen]
+        rows = rows_of([cid for cid, _ in fused])
+        for chunk_id, score in fused:
+            seen.add(chunk_id)
+            row = rows.get(chunk_id)
+            if row is None:
+                continue
+            doc = (row.namespace, row.source_file)
+            if max_per_doc and per_doc.get(doc, 0) >= max_per_doc:
+                continue
+            per_doc[doc] = per_doc.get(doc, 0) + 1
+            chosen.append((row, score))
+            if len(chosen) == top_k:
+                return chosen
+    return chosen
 
 
 def fuse(rankings: Sequence[tuple[Sequence[int], float]], rrf_k: int) -> list[tuple[int, float]]:
@@ -107,9 +139,14 @@ class Searcher:
         return self._conn
 
     def search(self, query: str, *, namespace: str | None = None, source_glob: str | None = None,
-               top_k: int | None = None) -> SearchResult:
+               top_k: int | None = None, max_per_doc: int | None = None) -> SearchResult:
         """What `search` returns, from the kept connection."""
         settings = self.settings
+        max_per_doc = settings["search.max_per_doc"] if max_per_doc is None else max_per_doc
+        if isinstance(max_per_doc, bool) or not isinstance(max_per_doc, int) or \
+                not 0 <= max_per_doc <= MAX_TOP_K:
+            raise UsageError(f"max_per_doc must be a whole number from 0 (no cap) to {MAX_TOP_K}, "
+                             f"not {max_per_doc!r}.")
         top_k = settings["search.top_k"] if top_k is None else top_k
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
             raise UsageError(f"top_k must be a whole number from 1 to {MAX_TOP_K}, not {top_k!r}.")
@@ -122,7 +159,7 @@ class Searcher:
             try:
                 conn.execute("BEGIN")  # one read snapshot: a commit landing meanwhile is not seen
                 try:
-                    return self._hybrid(conn, query, namespace, source_glob, top_k)
+                    return self._hybrid(conn, query, namespace, source_glob, top_k, max_per_doc)
                 finally:
                     conn.execute("ROLLBACK")
             except store.DatabaseError as exc:
@@ -132,33 +169,43 @@ class Searcher:
                 raise
 
     def _hybrid(self, conn: store.Connection, query: str, namespace: str | None,
-                source_glob: str | None, top_k: int) -> SearchResult:
+                source_glob: str | None, top_k: int, max_per_doc: int) -> SearchResult:
         settings, result = self.settings, SearchResult()
-        depth = max(50, top_k * 5)
-        rankings: list[tuple[Sequence[int], float]] = [
-            (bm25_ranking(conn, query, depth, namespace, source_glob), settings["search.bm25_weight"])]
+        legs: list[tuple[Callable[[int], list[int]], float]] = []
+        if settings["search.bm25_weight"] > 0:
+            legs.append((lambda depth: bm25_ranking(conn, query, depth, namespace, source_glob),
+                         settings["search.bm25_weight"]))
+        vector = self._query_vector(conn, query, result) if settings["search.vector_weight"] > 0 \
+            else None
+        if vector is not None:
+            legs.append((lambda depth: vector_ranking(conn, vector, depth, namespace, source_glob),
+                         settings["search.vector_weight"]))
+        if not legs:
+            result.warnings.append("both legs have weight 0 (search.bm25_weight and "
+                                   "search.vector_weight): nothing can match")
+            return result
+        chosen = _ranked(legs, settings["search.rrf_k"], top_k, max_per_doc,
+                         lambda ids: reads.chunk_rows(conn, ids))
+        for rank, (row, score) in enumerate(chosen, start=1):
+            result.hits.append(Hit(rank, round(score, 6), row.namespace, row.source_file,
+                                   row.start_line, row.end_line, json.loads(row.heading_path),
+                                   row.content, row.id))
+        return result
+
+    def _query_vector(self, conn: store.Connection, query: str, result: SearchResult) -> bytes | None:
+        """The query's vector, if the vector leg can run (else why not, in the warnings)."""
         active = store.active_model(conn)
-        embedder = self.embedder or configured_embedder(settings)
-        if active is None:
-            pass
-        elif active.fingerprint != embedder.fingerprint:
+        embedder = self.embedder or configured_embedder(self.settings)
+        if active is None or fts_query(query) is None:
+            return None
+        if active.fingerprint != embedder.fingerprint:
             result.warnings.append(
                 f"keyword results only: the configured model {embedder.name} "
                 f"({embedder.fingerprint}) is not the index's model {active.name} "
                 f"({active.fingerprint}). Configure {active.name} (MM_EMBEDDING_MODEL="
                 f"{active.name}) or run `mm embedding-reset --mode apply-current` and `mm index`.")
-        elif fts_query(query) is not None:
-            vector = to_bytes(embedder.embed([query])[0])
-            rankings.append((vector_ranking(conn, vector, depth, namespace, source_glob),
-                             settings["search.vector_weight"]))
-        fused = fuse(rankings, settings["search.rrf_k"])[:top_k]
-        rows = reads.chunk_rows(conn, [chunk_id for chunk_id, _ in fused])
-        for rank, (chunk_id, score) in enumerate(fused, start=1):
-            row = rows[chunk_id]
-            result.hits.append(Hit(rank, round(score, 6), row.namespace, row.source_file,
-                                   row.start_line, row.end_line, json.loads(row.heading_path),
-                                   row.content, chunk_id))
-        return result
+            return None
+        return to_bytes(embedder.embed([query])[0])
 
     def close(self) -> None:
         if self._conn is not None:
@@ -168,12 +215,14 @@ class Searcher:
 
 def search(settings: Settings, query: str, *, namespace: str | None = None,
            source_glob: str | None = None, top_k: int | None = None,
-           embedder: Embedder | None = None) -> SearchResult:
+           max_per_doc: int | None = None, embedder: Embedder | None = None) -> SearchResult:
     """Hybrid search over committed chunks: BM25 and vector KNN, fused by reciprocal rank.
 
     Reads one consistent snapshot of the index; never blocks the committer. `namespace` and
     `source_glob` (a glob, or a substring of the source path) filter both legs; `top_k` defaults
-    to `search.top_k` (1 to 1000; UsageError otherwise). The vector leg runs only when the
+    to `search.top_k` (1 to 1000; UsageError otherwise); at most `max_per_doc` hits come from one
+    file (default `search.max_per_doc`; 0: no cap). The first k results are the same whatever
+    top_k >= k is asked for. A leg whose weight is 0 is not run. The vector leg runs only when the
     configured model is the index's active model; otherwise the result is keyword-only and says
     why in `warnings`. An empty index gives no hits and a warning. The embedder is the
     process's one embedder for the configured model, built on first use. A long-lived process
@@ -184,7 +233,8 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
     """
     searcher = Searcher(settings, embedder)
     try:
-        return searcher.search(query, namespace=namespace, source_glob=source_glob, top_k=top_k)
+        return searcher.search(query, namespace=namespace, source_glob=source_glob, top_k=top_k,
+                               max_per_doc=max_per_doc)
     finally:
         searcher.close()
 

@@ -81,12 +81,14 @@ def search_command(
     namespace: Annotated[Optional[str], typer.Option("--namespace", "-n", help="Only this namespace.")] = None,
     source: Annotated[Optional[str], typer.Option("--source", help="Only files matching this glob.")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=1000, help="How many results (1-1000).")] = None,
+    max_per_doc: Annotated[Optional[int], typer.Option("--max-per-doc", min=0, max=1000, help="At most this many results from one file (0: no cap; default search.max_per_doc).")] = None,
     json_out: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """Hybrid search (BM25 + vectors, fused by reciprocal rank) over committed chunks."""
     settings = load(home)
-    result = memwal.search(settings, query, namespace=namespace, source_glob=source, top_k=top_k)
+    result = memwal.search(settings, query, namespace=namespace, source_glob=source, top_k=top_k,
+                           max_per_doc=max_per_doc)
     for message in result.warnings:
         output.warn(message)
     if not json_out and not result.hits:

@@ -104,16 +104,19 @@ def build_server(state: ServerState) -> MCPServer:
 
     @_tool(server, READ_ONLY)
     def mem_search(query: Text, top_k: TopK = 10, namespace: str | None = None,
-                   source_filter: str | None = None) -> CallToolResult:
+                   source_filter: str | None = None,
+                   max_per_doc: Annotated[int | None, Field(ge=0, le=100)] = None
+                   ) -> CallToolResult:
         """Search the memory by meaning and keywords (hybrid: BM25 + vectors, fused by rank).
 
         Returns the best chunks first: source file, line range, heading path, text and score.
         `source_filter` keeps files whose path matches a glob (or contains the text);
-        `namespace` keeps one namespace. Read-only and fast: call it whenever past notes could
-        help.
+        `namespace` keeps one namespace; at most `max_per_doc` hits come from one file (0: no
+        cap; default: the server's setting). Read-only and fast: call it whenever past notes
+        could help.
         """
         result = state.searcher.search(query, top_k=top_k, namespace=namespace,
-                                       source_glob=source_filter)
+                                       source_glob=source_filter, max_per_doc=max_per_doc)
         hits = [asdict(hit) for hit in result.hits]
         lines = [f"{h['rank']}. {h['source_file']}:{h['start_line']}-{h['end_line']} "
                  f"{' > '.join(h['heading_path'])}: {' '.join(h['content'].split())[:200]}"

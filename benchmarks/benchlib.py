@@ -489,7 +489,7 @@ class RawWriter(Writer):
                 if self.position == 1:  # as the committer's first batch does
                     fingerprint, dim = items[0].fingerprint, items[0].dim
                     writes.adopt_model(self.conn, ModelInfo(name_of(fingerprint), dim, fingerprint))
-                writes.insert_chunks(self.target, items, f"raw-{self.position}")
+                writes.insert_chunks(self.target, items, f"raw-{self.position}", self.position)
                 writes.add_ledger_entry(self.conn, writes.LedgerEntry(
                     f"raw-{self.position}", self.position, {"host": "bench"}, time.time(),
                     len(items), len(items), 0, 0))

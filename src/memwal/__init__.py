@@ -45,6 +45,7 @@ _LAZY: dict[str, str] = {
     "index_status": "memwal.status",
     "queue_status": "memwal.status",
     "run_doctor": "memwal.doctor",
+    "repair": "memwal.doctor",
     # dead letters
     "Selection": "memwal.deadletters",
     "ReplayPlan": "memwal.deadletters",
@@ -81,7 +82,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         ReplayPlan, Selection, export_dead_letters, list_dead_letters, purge_dead_letters,
         replay_dead_letters, show_dead_letter,
     )
-    from memwal.doctor import run_doctor
+    from memwal.doctor import repair, run_doctor
     from memwal.producer import IndexReport, enqueue_items, index_paths, index_paths_async
     from memwal.notes import inside_roots, write_note
     from memwal.reset import enqueue_reset, reset_status

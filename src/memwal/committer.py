@@ -132,7 +132,8 @@ class Committer:
                 return BatchOutcome(batch.id, delivery.position, len(batch.raw_items), 0, 0, 0,
                                     duplicate=True)
             counts = _Counts()
-            applier = _ItemApplier(self.conn, batch, delivery.position, counts)
+            seq = writes.next_seq(self.conn)
+            applier = _ItemApplier(self.conn, batch, delivery.position, counts, seq)
             # A dead letter is replayed once: when two replays race, the first one the committer
             # applies claims it, and the other's copy of the item is skipped (unless --again).
             claimed = set() if batch.replay_again else writes.replayed_letters(self.conn, batch.replays)
@@ -151,7 +152,7 @@ class Committer:
                                      [letter for letter in batch.replays if letter not in claimed])
             writes.add_ledger_entry(self.conn, LedgerEntry(
                 batch.id, delivery.position, batch.producer, batch.enqueued_at,
-                len(batch.raw_items), counts.committed, counts.dead_lettered, counts.skipped))
+                len(batch.raw_items), counts.committed, counts.dead_lettered, counts.skipped, seq))
         return BatchOutcome(batch.id, delivery.position, len(batch.raw_items), counts.committed,
                             counts.dead_lettered, counts.skipped)
 
@@ -190,10 +191,11 @@ class _ItemApplier:
     """Decides what each item of one batch does, inside the batch's transaction."""
 
     def __init__(self, conn: store.Connection, batch: DecodedBatch, position: int,
-                 counts: _Counts) -> None:
+                 counts: _Counts, seq: int) -> None:
         self.conn = conn
         self.batch = batch
         self.position = position
+        self.seq = seq
         self.counts = counts
         self.active = store.active_model(conn)
         self.stale_files: set[tuple[str, str]] = set()
@@ -274,9 +276,9 @@ class _ItemApplier:
         existing = writes.chunk_ids(self.conn, (item.key for item in items))
         for item in items:
             if item.key in existing:
-                writes.update_chunk(self.conn, existing[item.key], item, self.batch.id)
+                writes.update_chunk(self.conn, existing[item.key], item, self.batch.id, self.seq)
         writes.insert_chunks(self.conn, [item for item in items if item.key not in existing],
-                             self.batch.id)
+                             self.batch.id, self.seq)
 
     def _file(self, item: FileSnapshot) -> None:
         file_key = (item.namespace, item.source_file)

@@ -140,6 +140,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("queue.batch_records", _whole(100_000), 256, "records per queued batch"),
     Option("queue.poll_interval", _finite(0.001, 3600), 0.2,
            "seconds an idle committer waits between polls"),
+    Option("vectors.merge_at", _whole(100_000_000), 20_000,
+           "new vectors after which the committer folds them into the derived vector index "
+           "(the first one is built at that size)"),
     Option("search.top_k", _whole(MAX_TOP_K), 10, "results returned by mm search"),
     Option("search.rrf_k", _whole(1_000_000), 60, "reciprocal rank fusion constant"),
     Option("search.max_per_doc", _integer(0, MAX_TOP_K), 3,

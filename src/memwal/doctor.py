@@ -85,6 +85,13 @@ def _inflight(settings: Settings) -> Check:
                  + ("" if ok else "; run `mm queue worker --once` to put them back and commit them"))
 
 
+def _vector_index(settings: Settings) -> Check:
+    from memwal import vectorindex
+
+    ok, detail = vectorindex.check(settings)
+    return Check("vector_index", ok, detail)
+
+
 def _progress(settings: Settings) -> Check:
     failure = read_failure(settings)
     if failure is None:
@@ -142,11 +149,22 @@ def run_doctor(settings: Settings) -> dict[str, Any]:
     checks.insert(0, _guarded("index_readable", index_checks))
     checks.append(_guarded("nothing_stuck_in_flight", lambda: _inflight(settings)))
     checks.append(_guarded("committer_progress", lambda: _progress(settings)))
+    checks.append(_guarded("vector_index", lambda: _vector_index(settings)))
     return {
         "ok": all(c.ok for c in checks),
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
         "vectors_by_fingerprint": by_fingerprint,
     }
+
+
+def repair(settings: Settings) -> dict[str, Any]:
+    """Rebuild what is derived from the index (the vector index) from the index itself.
+
+    Never touches the index, the queue or the dead letters; safe while a committer runs.
+    """
+    from memwal import vectorindex
+
+    return {"vector_index": vectorindex.rebuild(settings)}
 
 
 def _guarded_value(read: Callable[[], dict[str, int]], fallback: dict[str, int]) -> dict[str, int]:

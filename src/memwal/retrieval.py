@@ -109,6 +109,84 @@ def fuse(rankings: Sequence[tuple[Sequence[int], float]], rrf_k: int) -> list[tu
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
+class _VectorLeg:
+    """The vector leg: the derived index for what it covers, an exact scan of the rest.
+
+    Without a usable derived index (none yet, another model's, damaged), or with a namespace or
+    source filter, it is sqlite-vec's exact search, as before.
+    """
+
+    def __init__(self, settings: Settings, verify: bool) -> None:
+        self.settings, self.verify = settings, verify
+        self._derived: Any = None
+        self._derived_key: tuple[Any, ...] | None = None
+        self._tail: dict[int, Any] = {}
+        self._tail_key: tuple[str, int] | None = None  # (fingerprint, stamp) the tail belongs to
+        self._tail_seq = -1
+        self._tail_ids: Any = None
+        self._tail_matrix: Any = None
+
+    def ranking(self, conn: store.Connection, active: Any, vector: bytes, depth: int,
+                namespace: str | None, source_glob: str | None) -> list[int]:
+        derived = None if namespace or source_glob else self._open(active)
+        if derived is None:
+            return vector_ranking(conn, vector, depth, namespace, source_glob)
+        import numpy as np
+
+        query = np.frombuffer(vector, dtype="<f4")
+        ids, dists = derived.search(query, depth + 32)
+        tail_ids, tail = self._tail_of(conn, active, derived.stamp.seq)
+        if len(tail_ids):
+            # A chunk written after the stamp is judged by its current vector only.
+            fresh = ~np.isin(ids, tail_ids)
+            norms = np.linalg.norm(tail, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+            exact = 1.0 - (tail @ query) / np.maximum(norms, 1e-12)
+            nearest = np.argpartition(exact, min(depth, len(exact) - 1))[:depth]
+            ids = np.concatenate([ids[fresh], tail_ids[nearest]])
+            dists = np.concatenate([dists[fresh], exact[nearest]])
+        distance = dict(zip(ids.tolist(), dists.tolist()))
+        live = reads.live_among(conn, list(distance), active.fingerprint)
+        return [cid for cid, _ in sorted(((c, d) for c, d in distance.items() if c in live),
+                                         key=lambda pair: (pair[1], pair[0]))][:depth]
+
+    def _open(self, active: Any) -> Any:
+        from memwal import vectorindex
+
+        pointer = vectorindex.folder(self.settings) / "current.json"
+        try:
+            st = os.stat(pointer)
+            key: tuple[Any, ...] = (active.fingerprint, st.st_ino, st.st_mtime_ns)
+        except OSError:
+            key = (active.fingerprint, None)
+        if key != self._derived_key:
+            self._derived_key = key
+            self._derived = vectorindex.open_view(self.settings, active, self.verify) \
+                if key[1] is not None else None
+        return self._derived
+
+    def _tail_of(self, conn: store.Connection, active: Any, stamp: int) -> tuple[Any, Any]:
+        """Ids and vectors committed after `stamp` (kept, and refreshed by what is newer)."""
+        import numpy as np
+
+        if self._tail_key != (active.fingerprint, stamp):
+            self._tail, self._tail_key, self._tail_seq = {}, (active.fingerprint, stamp), stamp
+            self._tail_ids = None
+        now = reads.commit_seq(conn)
+        if now != self._tail_seq or self._tail_ids is None:
+            fresh = reads.ids_with_vectors(conn, active.fingerprint, after_seq=self._tail_seq)
+            if fresh:
+                ids, matrix = reads.vectors_of(conn, fresh, active.dim)
+                self._tail.update(zip(ids.tolist(), matrix))
+            # Chunks deleted or emptied since are dropped from the tail (and by `live_among`).
+            keep = set(reads.ids_with_vectors(conn, active.fingerprint, after_seq=stamp))
+            self._tail = {k: v for k, v in self._tail.items() if k in keep}
+            self._tail_seq = now
+            self._tail_ids = np.fromiter(self._tail, dtype=np.int64, count=len(self._tail))
+            self._tail_matrix = (np.stack(list(self._tail.values())) if self._tail
+                                 else np.empty((0, active.dim), dtype=np.float32))
+        return self._tail_ids, self._tail_matrix
+
+
 class Searcher:
     """Searches one home for a long-lived process: one read connection and one embedder, reused.
 
@@ -118,12 +196,14 @@ class Searcher:
     search at a time runs on the connection.
     """
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 verify_derived: bool = False) -> None:
         self.settings = settings
         self.embedder = embedder
         self._conn: store.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._lock = threading.Lock()
+        self._vectors = _VectorLeg(settings, verify_derived)
 
     def _connection(self) -> store.Connection | None:
         path = self.settings.index_path
@@ -178,7 +258,10 @@ class Searcher:
         vector = self._query_vector(conn, query, result) if settings["search.vector_weight"] > 0 \
             else None
         if vector is not None:
-            legs.append((lambda depth: vector_ranking(conn, vector, depth, namespace, source_glob),
+            active = store.active_model(conn)
+            assert active is not None
+            legs.append((lambda depth: self._vectors.ranking(conn, active, vector, depth, namespace,
+                                                             source_glob),
                          settings["search.vector_weight"]))
         if not legs:
             result.warnings.append("both legs have weight 0 (search.bm25_weight and "

@@ -23,14 +23,17 @@ from memwal.lock import CommitterLock
 from memwal.queue import Role, open_queue
 from memwal.safeio import read_regular, write_atomically
 from memwal.store import reads
+from memwal.vectorindex import Maintainer
 
 
 @contextmanager
 def committer_session(settings: Settings, lock: CommitterLock | None = None,
-                      patience: float = 1.0) -> Iterator[Committer]:
+                      patience: float = 1.0, keep_graph: bool = False) -> Iterator[Committer]:
     """Take the committer role for `settings.home`: lock, open, put in-flight messages back.
 
-    Raises CommitterBusy (naming the holder's pid) if another committer is alive.
+    The session also keeps the derived vector index current (`keep_graph`: hold it in memory
+    between merges, for a long-lived worker). Raises CommitterBusy (naming the holder's pid) if
+    another committer is alive.
     """
     ensure_home(settings.home)
     with ExitStack() as stack:
@@ -48,7 +51,14 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         # not at the next start, so `mm queue status` never shows a stuck in-flight message.
         stack.callback(queue.recover)
         failures = FailureRecord(settings.failure_path)
-        committer = Committer(conn, queue, on_commit=failures.cleared_by)
+        maintainer = Maintainer(settings, keep=keep_graph, merge_at=settings["vectors.merge_at"])
+        stack.callback(maintainer.close)
+
+        def on_commit(outcome: BatchOutcome) -> None:
+            failures.cleared_by(outcome)
+            maintainer.committed(outcome.committed)
+
+        committer = Committer(conn, queue, on_commit=on_commit)
         try:
             yield committer
         except Exception as exc:
@@ -110,7 +120,7 @@ def run_worker(settings: Settings, *, once: bool = False,
         for signum in (signal.SIGTERM, signal.SIGINT):
             restore[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
-        with committer_session(settings) as committer:
+        with committer_session(settings, keep_graph=not once) as committer:
             if on_start:
                 on_start(os.getpid())
             if once:
@@ -124,8 +134,10 @@ def run_worker(settings: Settings, *, once: bool = False,
 class BackgroundCommitter:
     """Runs the committer in a thread of this process while we hold the lock."""
 
-    def __init__(self, settings: Settings, lock: CommitterLock, poll_interval: float = 0.05) -> None:
+    def __init__(self, settings: Settings, lock: CommitterLock, poll_interval: float = 0.05,
+                 keep_graph: bool = False) -> None:
         self.settings = settings
+        self.keep_graph = keep_graph
         self.lock = lock
         self.poll_interval = poll_interval
         self.stop = threading.Event()
@@ -134,7 +146,7 @@ class BackgroundCommitter:
 
     def _run(self) -> None:
         try:
-            with committer_session(self.settings, self.lock) as committer:
+            with committer_session(self.settings, self.lock, keep_graph=self.keep_graph) as committer:
                 committer.run(self.stop, poll_interval=self.poll_interval)
         except BaseException as exc:  # surfaced by join()
             self.error = exc

@@ -144,9 +144,16 @@ def _model_text(model: dict[str, Any] | None) -> str:
 
 @app.command("doctor")
 @guarded
-def doctor_command(json_out: JsonOption = False, home: HomeOption = None) -> None:
+def doctor_command(
+    repair: Annotated[bool, typer.Option("--repair", help="First rebuild what is derived from the index (the vector index).")] = False,
+    json_out: JsonOption = False, home: HomeOption = None,
+) -> None:
     """Check the invariants (integrity, counts, one model, ledger sums, nothing stuck); exit 1 if any fails."""
-    report = memwal.run_doctor(load(home))
+    settings = load(home)
+    repaired = memwal.repair(settings) if repair else None
+    report = memwal.run_doctor(settings)
+    if repaired is not None:
+        report["repaired"] = repaired
     output.emit(report, json_out, lambda report: "\n".join(
         f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}"
         for check in report["checks"]))

@@ -10,12 +10,15 @@ import os
 from functools import cached_property
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from memwal.embedders.base import UnknownModel, l2_normalise
 from memwal.fingerprint import ModelInfo, ModelSpec, fingerprint_of, weights_digest
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding
 
 TOKENIZER_FILE = "minilm-tokenizer.json"
 
@@ -35,6 +38,9 @@ def _wheel_file(distribution: str, suffix: str) -> Path:
 
 class OnnxSentenceEmbedder:
     """A BERT-style ONNX encoder with mean pooling; weights and tokenizer load on first use."""
+
+    # Tokens (texts x padded length) per model call: bounds the runtime's working memory.
+    max_batch_tokens = 1024
 
     def __init__(self, name: str, model_id: str, distribution: str, weights_suffix: str,
                  max_tokens: int, output_name: str | None, batch_size: int = 32) -> None:
@@ -71,7 +77,7 @@ class OnnxSentenceEmbedder:
         path = resources.files("memwal.data").joinpath(TOKENIZER_FILE)
         tokenizer = Tokenizer.from_str(path.read_text(encoding="utf-8"))
         tokenizer.enable_truncation(self.max_tokens)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        tokenizer.no_padding()  # the file asks for fixed padding; batches are padded in _pooled
         return tokenizer
 
     @cached_property
@@ -81,35 +87,50 @@ class OnnxSentenceEmbedder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(1, os.cpu_count() or 1)
         options.log_severity_level = 3
+        # Every batch has its own shape; a memory pattern per shape is one more block the arena
+        # must find room for, so with patterns on the arena grew to twice the largest batch.
+        options.enable_mem_pattern = False
         session = onnxruntime.InferenceSession(
             str(self.weights_path), options, providers=["CPUExecutionProvider"])
         self._input_names = {i.name for i in session.get_inputs()}
         return session
 
-    def _hidden_states(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    def _pooled(self, encodings: Sequence[Encoding]) -> np.ndarray:
+        """Mean-pooled (not yet normalised) vectors of one batch, padded to its longest text."""
+        ids = np.zeros((len(encodings), max(len(e.ids) for e in encodings)), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, encoding in enumerate(encodings):
+            ids[row, :len(encoding.ids)] = encoding.ids
+            mask[row, :len(encoding.ids)] = 1
         session = self._session
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        outputs = session.run([self._output_name] if self._output_name else None, feeds)
-        return outputs[0], mask
+        hidden = session.run([self._output_name] if self._output_name else None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        return (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        # Sorting by length keeps each batch's padding small (padding to the longest text made
-        # batches slower than single texts on real chunks).
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            hidden, mask = self._hidden_states([texts[i] for i in rows])
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-            out[rows] = pooled
+        encodings = self._tokenizer.encode_batch(list(texts))
+        lengths = [len(e.ids) for e in encodings]
+        # Sorted by token count, each batch pads little; a batch holds at most batch_size texts
+        # and max_batch_tokens tokens (texts x longest), because ONNX Runtime's working memory
+        # grows with that product and its arena keeps the largest it ever needed: 32 texts of
+        # 256 tokens took about 600 MB. Pooling each text ignores its padding and neighbours,
+        # so the vectors do not depend on how the texts are batched.
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while (end < len(order) and end - start < self.batch_size
+                   and (end + 1 - start) * lengths[order[end]] <= self.max_batch_tokens):
+                end += 1
+            rows = order[start:end]
+            out[rows] = self._pooled([encodings[i] for i in rows])
+            start = end
         return l2_normalise(out)
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from memwal.store import Connection, DatabaseError, connect, has_vector_table
 from memwal.store.schema import VECTOR_TABLE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # -- the ledger ----------------------------------------------------------------------------
 
@@ -178,6 +181,85 @@ def vector_ranking(conn: Connection, vector: bytes, depth: int, namespace: str |
         f"SELECT chunk_id FROM {VECTOR_TABLE} WHERE embedding MATCH ? AND k = ? "
         "ORDER BY distance", (vector, min(depth, VEC0_MAX_K))).fetchall()
     return [r[0] for r in rows]
+
+
+# -- vectors in bulk -------------------------------------------------------------------------
+#
+# Reading vectors through vec0 costs ~30 us a row (each is fetched from its storage blob on its
+# own): 30 s for a million. sqlite-vec 0.1.9 (pinned in pyproject.toml) keeps them in plain
+# shadow tables: `<table>_rowids` maps a chunk id to (storage chunk, offset), and
+# `<table>_vector_chunks00` holds each storage chunk's vectors as one float32 blob. Reading those
+# directly is what the derived index and the exact tail need; `vectors_of` checks one vector
+# against vec0's own answer on every call, so a changed layout is an error, never wrong data.
+
+
+class VectorLayoutChanged(RuntimeError):
+    """sqlite-vec's storage is not the layout this memwal reads (a different sqlite-vec)."""
+
+
+def vectors_of(conn: Connection, chunk_ids: Sequence[int] | None, dim: int
+               ) -> tuple["np.ndarray", "np.ndarray"]:
+    """(ids, float32 matrix) of the stored vectors of `chunk_ids` (None: every stored vector).
+
+    Ids without a stored vector are left out; the order is by storage position.
+    """
+    import numpy as np
+
+    query = f"SELECT rowid, chunk_id, chunk_offset FROM {VECTOR_TABLE}_rowids"
+    places: list[tuple[int, int, int]] = []
+    if chunk_ids is None:
+        places = conn.execute(query + " WHERE chunk_id IS NOT NULL").fetchall()
+    else:
+        ids = [int(i) for i in chunk_ids]  # numpy integers would bind as blobs
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            places += conn.execute(query + f" WHERE rowid IN ({','.join('?' * len(part))})",
+                                   part).fetchall()
+    places.sort(key=lambda place: (place[1], place[2]))
+    out_ids = np.fromiter((p[0] for p in places), dtype=np.int64, count=len(places))
+    matrix = np.empty((len(places), dim), dtype=np.float32)
+    row, blob_id, blob = 0, None, None
+    for _, storage, offset in places:
+        if storage != blob_id:
+            found = conn.execute(f"SELECT vectors FROM {VECTOR_TABLE}_vector_chunks00 WHERE rowid=?",
+                                 (storage,)).fetchone()
+            blob_id = storage
+            blob = np.frombuffer(found[0], dtype="<f4").reshape(-1, dim) if found else None
+        if blob is None or offset >= len(blob):
+            raise VectorLayoutChanged(f"no storage for vector slot {storage}/{offset}")
+        matrix[row] = blob[offset]
+        row += 1
+    if len(out_ids):
+        (expected,) = conn.execute(f"SELECT embedding FROM {VECTOR_TABLE} WHERE chunk_id=?",
+                                   (int(out_ids[0]),)).fetchone()
+        if bytes(expected) != matrix[0].astype("<f4").tobytes():
+            raise VectorLayoutChanged("sqlite-vec's storage layout is not the one memwal reads")
+    return out_ids, matrix
+
+
+def ids_with_vectors(conn: Connection, fingerprint: str, after_seq: int | None = None) -> list[int]:
+    """Chunk ids that hold a vector of `fingerprint` (written after `after_seq`, if given)."""
+    if after_seq is None:
+        return [r[0] for r in conn.execute("SELECT id FROM chunks WHERE fingerprint=?",
+                                           (fingerprint,))]
+    return [r[0] for r in conn.execute(
+        "SELECT id FROM chunks INDEXED BY chunks_by_seq WHERE seq > ? AND fingerprint=?",
+        (after_seq, fingerprint))]
+
+
+def commit_seq(conn: Connection) -> int:
+    """The sequence number of the last committed batch."""
+    row = conn.execute("SELECT value FROM meta WHERE key='commit_seq'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def live_among(conn: Connection, ids: Sequence[int], fingerprint: str) -> set[int]:
+    """Those of `ids` that still hold a vector of `fingerprint`."""
+    if not ids:
+        return set()
+    return {r[0] for r in conn.execute(
+        f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(ids))}) AND fingerprint=?",
+        (*map(int, ids), fingerprint))}
 
 
 @dataclass(frozen=True)

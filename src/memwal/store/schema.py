@@ -9,7 +9,7 @@ import sqlean
 
 from memwal.errors import SchemaTooNew
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VECTOR_TABLE = "chunk_vectors"
 
 _V1 = """
@@ -111,10 +111,22 @@ def _run_script(conn: sqlean.Connection, script: str) -> None:
 # flush a one-document segment per chunk (a third of the commit time, measured).
 _V2 = "DROP TRIGGER chunks_fts_insert;\n"
 
+# v3: every batch the committer applies gets the next commit sequence number (meta
+# `commit_seq`, and the ledger row's `seq`); a chunk remembers the sequence that last wrote it.
+# The derived vector index is stamped with a sequence: what is newer than its stamp is found by
+# `chunks_by_seq`, and searched exactly.
+_V3 = """
+ALTER TABLE chunks ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX chunks_by_seq ON chunks (seq);
+ALTER TABLE ledger ADD COLUMN seq INTEGER;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('commit_seq', '0');
+"""
+
 Migration = Callable[[sqlean.Connection], None]
 MIGRATIONS: dict[int, Migration] = {
     1: lambda conn: _run_script(conn, _V1),
     2: lambda conn: _run_script(conn, _V2),
+    3: lambda conn: _run_script(conn, _V3),
 }
 
 

@@ -153,15 +153,16 @@ class LedgerEntry:
     committed: int
     dead_lettered: int
     skipped: int
+    seq: int | None = None
 
 
 def add_ledger_entry(conn: Connection, entry: LedgerEntry) -> None:
     conn.execute(
         "INSERT INTO ledger (batch_id, position, producer, enqueued_at, committed_at, received, "
-        "committed, dead_lettered, skipped) VALUES (?,?,?,?,?,?,?,?,?)",
+        "committed, dead_lettered, skipped, seq) VALUES (?,?,?,?,?,?,?,?,?,?)",
         (entry.batch_id, entry.position, json.dumps(entry.producer, sort_keys=True, default=repr),
          entry.enqueued_at, time.time(), entry.received, entry.committed, entry.dead_lettered,
-         entry.skipped),
+         entry.skipped, entry.seq),
     )
 
 
@@ -194,7 +195,14 @@ def _json_list(values: Sequence[str]) -> str:
     return json.dumps(list(values), ensure_ascii=False)
 
 
-def insert_chunks(conn: Connection, items: Sequence[Upsert], batch_id: str) -> None:
+def next_seq(conn: Connection) -> int:
+    """Take the next commit sequence number (inside the batch's transaction)."""
+    seq = int(conn.execute("SELECT value FROM meta WHERE key='commit_seq'").fetchone()[0]) + 1
+    set_meta(conn, "commit_seq", str(seq))
+    return seq
+
+
+def insert_chunks(conn: Connection, items: Sequence[Upsert], batch_id: str, seq: int) -> None:
     """Insert new chunks with their vectors and full-text rows, in bulk."""
     if not items:
         return
@@ -204,10 +212,10 @@ def insert_chunks(conn: Connection, items: Sequence[Upsert], batch_id: str) -> N
     ids = range(first, first + len(items))
     conn.executemany(
         "INSERT INTO chunks (id, namespace, source_file, content_hash, start_line, end_line, "
-        "heading_path, content, tags, fingerprint, batch_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        "heading_path, content, tags, fingerprint, batch_id, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [(chunk_id, item.key.namespace, item.key.source_file, item.key.content_hash,
           item.key.start_line, item.end_line, _json_list(item.heading_path), item.content,
-          _json_list(item.tags), item.fingerprint, batch_id)
+          _json_list(item.tags), item.fingerprint, batch_id, seq)
          for chunk_id, item in zip(ids, items)])
     conn.executemany(f"INSERT INTO {VECTOR_TABLE} (chunk_id, embedding) VALUES (?, ?)",
                      [(chunk_id, item.vector) for chunk_id, item in zip(ids, items)])
@@ -216,13 +224,13 @@ def insert_chunks(conn: Connection, items: Sequence[Upsert], batch_id: str) -> N
                  "heading_path FROM chunks WHERE id BETWEEN ? AND ?", (ids[0], ids[-1]))
 
 
-def update_chunk(conn: Connection, chunk_id: int, item: Upsert, batch_id: str) -> None:
+def update_chunk(conn: Connection, chunk_id: int, item: Upsert, batch_id: str, seq: int) -> None:
     """A new version of a stored chunk: its row (FTS by trigger) and its vector."""
     conn.execute(
         "UPDATE chunks SET end_line=?, heading_path=?, content=?, tags=?, fingerprint=?, "
-        "batch_id=? WHERE id=?",
+        "batch_id=?, seq=? WHERE id=?",
         (item.end_line, _json_list(item.heading_path), item.content, _json_list(item.tags),
-         item.fingerprint, batch_id, chunk_id))
+         item.fingerprint, batch_id, seq, chunk_id))
     # vec0 rejects INSERT OR REPLACE and ON CONFLICT: update, then insert if nothing changed
     # (the vector was removed by a reset).
     updated = conn.execute(f"UPDATE {VECTOR_TABLE} SET embedding=? WHERE chunk_id=?",

@@ -1,0 +1,192 @@
+"""The derived vector index: never a second truth, right after any crash, rebuilt when damaged."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+from pathlib import Path
+
+import pytest
+
+from helpers import MM, home_settings, poll, upsert, write_config
+from memwal.config import load_settings
+from memwal.producer import enqueue_items
+from memwal.retrieval import Searcher
+
+WORDS = ("apple banana cherry delta echo foxtrot golf hotel india juliet kilo lima mike november "
+         "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
+
+
+def write_notes(root: Path, files: int, seed: int = 3, prefix: str = "n") -> Path:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for f in range(files):
+        sections = "\n\n".join(f"## Part {s}\n\n" + " ".join(rng.choice(WORDS) for _ in range(40))
+                               for s in range(6))
+        (root / f"{prefix}{f:03d}.md").write_text(f"# Note {f}\n\n{sections}\n")
+    return root
+
+
+def configure(mm: MM, merge_at: int) -> None:
+    write_config(mm.home, {"embedding": {"model": "hash-384"}, "vectors": {"merge_at": merge_at}})
+
+
+def stamp(mm: MM) -> dict | None:
+    path = mm.home / "vectors" / "current.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def ids(searcher: Searcher, query: str, exact: bool = False) -> list[int]:
+    # A source filter makes the vector leg exact (sqlite-vec's own search): the reference.
+    return [h.chunk_id for h in searcher.search(query, top_k=10, max_per_doc=0,
+                                                source_glob="*" if exact else None).hits]
+
+
+def vector_only(mm: MM) -> Searcher:
+    write_config(mm.home, {"embedding": {"model": "hash-384"}, "vectors": {"merge_at": 10**8},
+                           "search": {"bm25_weight": 0}})
+    return Searcher(home_settings(mm.home))
+
+
+def test_the_committer_builds_the_index_and_searches_agree_with_exact_search(
+        mm: MM, tmp_path: Path) -> None:
+    configure(mm, merge_at=300)
+    mm("index", str(write_notes(tmp_path / "notes", 120)))
+    current = stamp(mm)
+    assert current is not None and current["count"] >= 300
+    assert oct((mm.home / "vectors" / current["file"]).stat().st_mode & 0o777) == "0o600"
+    searcher = Searcher(home_settings(mm.home))
+    rng = random.Random(5)
+    overlap = 0
+    for _ in range(40):
+        query = " ".join(rng.sample(WORDS, 3))
+        overlap += len(set(ids(searcher, query)) & set(ids(searcher, query, exact=True)))
+    assert overlap / 400 >= 0.95
+    assert mm("doctor", "--json").json()["ok"]
+
+
+def test_what_was_committed_after_the_stamp_is_found_and_what_was_deleted_is_never_returned(
+        mm: MM, tmp_path: Path) -> None:
+    configure(mm, merge_at=200)
+    notes = write_notes(tmp_path / "notes", 60)
+    mm("index", str(notes))
+    before = stamp(mm)
+    assert before is not None
+    searcher = vector_only(mm)  # no more merges: everything below lives in the tail
+    (notes / "fresh.md").write_text("# Fresh\n\nquasar pulsar nebula quasar pulsar nebula\n")
+    doomed = sorted(notes.glob("n0*.md"))[:20]
+    doomed_names = {str(p.resolve()) for p in doomed}
+    for path in doomed:
+        path.unlink()
+    mm("index", str(notes))
+    assert stamp(mm) == before
+    hits = searcher.search("quasar pulsar nebula", top_k=5, max_per_doc=0).hits
+    assert Path(hits[0].source_file).name == "fresh.md"
+    for query in ("apple banana", "kilo lima mike", "zulu yankee xray"):
+        found = searcher.search(query, top_k=50, max_per_doc=0).hits
+        assert found and not {h.source_file for h in found} & doomed_names
+
+
+def test_a_vector_replaced_after_the_stamp_is_judged_by_its_new_value(mm: MM) -> None:
+    configure(mm, merge_at=50)
+    settings = home_settings(mm.home)
+    filler = [upsert(" ".join(random.Random(i).sample(WORDS, 8)), source=f"/f/{i}.md", start=1)
+              for i in range(80)]
+    target = upsert("alpha bravo charlie delta", source="/target.md")
+    enqueue_items(settings, [target, *filler])
+    mm("queue", "worker", "--once")
+    assert stamp(mm) is not None
+    searcher = vector_only(mm)
+    assert searcher.search("alpha bravo charlie delta", top_k=1).hits[0].source_file == "/target.md"
+    # Same chunk, a new vector far from that query: the graph still holds the old one.
+    far = upsert("alpha bravo charlie delta", source="/target.md",
+                 vector=upsert("omega sigma tau upsilon", source="/x.md").vector)
+    enqueue_items(settings, [far])
+    mm("queue", "worker", "--once")
+    top = searcher.search("alpha bravo charlie delta", top_k=3, max_per_doc=0).hits
+    assert "/target.md" not in {h.source_file for h in top}
+    assert searcher.search("omega sigma tau upsilon", top_k=1).hits[0].source_file == "/target.md"
+
+
+@pytest.mark.no_doctor
+def test_a_committer_killed_in_the_middle_of_saving_the_index_leaves_searches_right(
+        mm: MM, tmp_path: Path) -> None:
+    configure(mm, merge_at=300)
+    notes = write_notes(tmp_path / "notes", 80)
+    mm("index", str(notes))
+    first = stamp(mm)
+    assert first is not None
+    write_notes(tmp_path / "notes", 140, seed=9, prefix="m")
+    marker = tmp_path / "at-the-fault"
+    worker = mm.popen("queue", "worker", env={"MM_FAULT": "ann-before-rename",
+                                              "MM_FAULT_MARKER": str(marker)})
+    try:
+        mm("index", "--no-wait", str(notes))
+        poll(marker.exists, "the committer to reach the rename of the new index", 300)
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert stamp(mm) == first  # the previous file and stamp: still a consistent pair
+    assert list((mm.home / "vectors").glob(".*.tmp"))  # the half-done file is left, unused
+    searcher = Searcher(home_settings(mm.home))
+    status = mm("queue", "status", "--json").json()
+    assert status["pending"] + status["inflight"] == 0  # every batch was committed before
+    for query in ("apple banana cherry", "tango uniform victor"):
+        assert ids(searcher, query) and set(ids(searcher, query)) & set(ids(searcher, query, exact=True))
+    assert mm("doctor", "--json").json()["ok"]
+    (notes / "extra.md").write_text("# Extra\n\n" + " ".join(WORDS) + "\n")
+    mm("index", str(notes))  # the next commit brings a new merge, which cleans up
+    assert stamp(mm)["seq"] > first["seq"]
+    assert not list((mm.home / "vectors").glob(".*.tmp"))
+    assert mm("doctor", "--json").json()["ok"]
+
+
+@pytest.mark.no_doctor
+@pytest.mark.parametrize("damage", ["garbage", "missing", "truncated"])
+def test_a_damaged_or_missing_index_is_not_used_and_repair_rebuilds_it(
+        mm: MM, tmp_path: Path, damage: str) -> None:
+    configure(mm, merge_at=300)
+    mm("index", str(write_notes(tmp_path / "notes", 80)))
+    current = stamp(mm)
+    searcher = Searcher(home_settings(mm.home))
+    good = ids(searcher, "apple banana cherry")
+    path = mm.home / "vectors" / current["file"]
+    if damage == "garbage":
+        path.write_bytes(os.urandom(path.stat().st_size))
+    elif damage == "missing":
+        path.unlink()
+    else:
+        with open(path, "r+b") as handle:
+            handle.truncate(path.stat().st_size // 2)
+    fresh = Searcher(home_settings(mm.home))  # a new reader: the exact search, same answers
+    assert set(ids(fresh, "apple banana cherry")) & set(good)
+    # Exact search (sqlite-vec's KNN) against the exact filtered scan: the same up to ties.
+    assert len(set(ids(fresh, "apple banana cherry")) &
+               set(ids(fresh, "apple banana cherry", exact=True))) >= 9
+    report = mm("doctor", "--json", check=None).json()
+    vector_check = next(c for c in report["checks"] if c["name"] == "vector_index")
+    if damage == "missing":
+        assert vector_check["ok"] is False or "none" in vector_check["detail"]
+    else:
+        assert vector_check["ok"] is False and "--repair" in vector_check["detail"]
+    repaired = mm("doctor", "--repair", "--json").json()
+    assert repaired["ok"] and repaired["repaired"]["vector_index"]["built"]
+
+
+def test_after_a_reset_the_old_models_index_is_never_used(mm: MM, tmp_path: Path) -> None:
+    configure(mm, merge_at=300)
+    notes = write_notes(tmp_path / "notes", 80)
+    mm("index", str(notes))
+    assert stamp(mm) is not None
+    b = {"MM_EMBEDDING_MODEL": "hash-384-b"}
+    mm("embedding-reset", "--mode", "apply-current", "--yes", env=b)
+    mm("index", str(notes), env=b)
+    current = stamp(mm)
+    assert current is not None and current["fingerprint"].startswith("hash-384-b/")
+    searcher = Searcher(load_settings(mm.home, environ={}, flags={"embedding.model": "hash-384-b"}))
+    found = ids(searcher, "apple banana cherry")
+    assert len(set(found) & set(ids(searcher, "apple banana cherry", exact=True))) >= 9

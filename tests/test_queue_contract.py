@@ -17,24 +17,29 @@ import textwrap
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from helpers import write_config
+from redis_server import RedisServer
 from memwal.config import load_settings
 from memwal.queue import QueueCounts, Role, WriteAheadQueue, open_queue
 
-BACKENDS = ("sqlite", "memory")
-DURABLE = {"sqlite"}  # backends whose messages outlive the process that put them
+BACKENDS = ("sqlite", "memory", "redis")
+DURABLE = {"sqlite", "redis"}  # backends whose messages outlive the process that put them
 
 
 @dataclass
 class Backend:
     name: str
     home: Path
+    url: str | None = None
 
     def settings(self, queue_name: str | None = None):  # type: ignore[no-untyped-def]
-        config = {"queue": {"backend": self.name}}
+        config: dict = {"queue": {"backend": self.name}}
+        if self.url:
+            config["queue"]["url"] = self.url
         if queue_name:
             config["queue"]["name"] = queue_name
         write_config(self.home, config)
@@ -44,9 +49,18 @@ class Backend:
         return open_queue(self.settings(queue_name), role)
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real redis-server for this test process; every test uses its own queue name."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path / "home")
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    return Backend(request.param, tmp_path / "home", url)
 
 
 def durable_only(backend: Backend) -> None:
@@ -151,7 +165,7 @@ def test_two_queue_names_never_see_each_other(backend: Backend) -> None:
 
 
 def test_two_homes_get_two_queues_by_default(backend: Backend, tmp_path: Path) -> None:
-    other = Backend(backend.name, tmp_path / "other-home")
+    other = Backend(backend.name, tmp_path / "other-home", backend.url)
     backend.open().put(b"mine")
     assert other.open(Role.READER).counts() == QueueCounts(0, 0)
 
@@ -241,7 +255,7 @@ def test_messages_are_msgpack_never_pickle_in_the_huey_instance(backend: Backend
 
 
 
-@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("backend_name", ["sqlite", "memory"])
 def test_hueys_own_storage_suite_passes_on_our_storage(backend_name: str) -> None:
     import huey
 

@@ -24,7 +24,7 @@ INDEX_FILE = "index.sqlite3"
 QUEUE_FILE = "queue.sqlite3"
 LOCK_FILE = "committer.lock"
 FAILURE_FILE = "committer-failure.json"  # the last committer's fatal error, until a batch commits
-QUEUE_BACKENDS = ("sqlite", "memory")
+QUEUE_BACKENDS = ("sqlite", "memory", "redis")
 MAX_TOP_K = 1000
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
@@ -73,6 +73,13 @@ def _queue_backend(value: Any) -> str:
     if name not in QUEUE_BACKENDS:
         raise ValueError(f"unknown queue backend {name!r}; known: {', '.join(QUEUE_BACKENDS)}")
     return name
+
+
+def _redis_url(value: Any) -> str:
+    url = _text(value)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return url
 
 
 def _queue_name(value: Any) -> str:
@@ -135,6 +142,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("index.chunk_min_chars", _whole(1_000_000), 120, "sections shorter than this are merged"),
     Option("queue.backend", _queue_backend, "sqlite",
            "where the write-ahead queue lives: sqlite (<home>/queue.sqlite3) or memory (tests)"),
+    Option("queue.url", _redis_url, None,
+           "the Redis server of the redis backend: redis://, rediss:// or unix:// "
+           "(a password in it is never shown)"),
     Option("queue.name", _queue_name, None,
            "the queue's name (key prefix on a shared backend); default: derived from the home path"),
     Option("queue.batch_records", _whole(100_000), 256, "records per queued batch"),
@@ -202,6 +212,10 @@ class Settings:
                 for key, v in self.values.items()
             },
         }
+        if self.values.get("queue.url"):
+            from memwal.queue.redis import redact
+
+            described["queue.url"]["value"] = redact(self.values["queue.url"])
         if self.values.get("queue.name") is None:
             described["queue.name"] = {"value": self.queue_name,
                                        "source": "default (from the home path)"}
@@ -221,7 +235,8 @@ def _parse(option: Option, raw: Any, origin: str) -> Any:
     try:
         return option.parse(raw)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{option.key} = {raw!r} from {origin}: {exc}.",
+        shown = "<hidden>" if option.key == "queue.url" else repr(raw)  # it may hold a password
+    raise ConfigError(f"{option.key} = {shown} from {origin}: {exc}.",
                           f"{option.help[0].upper()}{option.help[1:]}.") from None
 
 

@@ -2,7 +2,7 @@
 
 No module outside this package opens the queue's storage. The backend is the setting
 `queue.backend` (env MM_QUEUE_BACKEND): `sqlite` (`<home>/queue.sqlite3`, the default) or `memory`
-(one process only; for fast tests). Every backend passes the contract suite in
+(one process only; for fast tests) or `redis` (`queue.url`: writers on many machines). Every backend passes the contract suite in
 tests/test_queue_contract.py; the contract itself is `protocol.WriteAheadQueue`.
 """
 
@@ -47,7 +47,10 @@ class _EmptyQueue:
     def _refuse(self, *args: object) -> None:
         raise QueueError("this queue was opened read-only", "Open it as a producer or committer.")
 
-    put = take = acknowledge = recover = _refuse  # type: ignore[assignment]
+    put = take = acknowledge = recover = claim = _refuse  # type: ignore[assignment]
+
+    def holder(self) -> str | None:
+        return None
 
     def close(self) -> None:
         pass
@@ -69,4 +72,13 @@ def open_queue(settings: Settings, role: Role = Role.PRODUCER) -> WriteAheadQueu
             return sqlite_queue(path, name, readonly=True)
         ensure_home(settings.home)
         return sqlite_queue(path, name, durable=role is Role.PRODUCER)
-    raise QueueError(f"unknown queue backend {backend!r}", "Set queue.backend to sqlite or memory.")
+    if backend == "redis":
+        from memwal.queue.redis import redis_queue
+
+        url = settings["queue.url"]
+        if not url:
+            raise QueueError("the redis queue backend needs a server URL.",
+                             "Set queue.url (MM_QUEUE_URL), e.g. redis://127.0.0.1:6379/0.")
+        return redis_queue(url, name)
+    raise QueueError(f"unknown queue backend {backend!r}",
+                     "Set queue.backend to sqlite, memory or redis.")

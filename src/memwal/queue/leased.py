@@ -8,7 +8,8 @@ serializer is msgpack, never pickle.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, TypeVar
+import contextlib
+from typing import Any, Callable, ContextManager, Iterator, TypeVar
 
 import msgpack
 from huey import Huey
@@ -85,6 +86,14 @@ class LeasedQueue:
 
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
         return iter(self._call(lambda: list(self.storage.messages(max_bytes))))
+
+    def claim(self) -> ContextManager[None]:
+        claim = getattr(self.storage, "claim", None)
+        return contextlib.nullcontext() if claim is None else self._call(claim)
+
+    def holder(self) -> str | None:
+        holder = getattr(self.storage, "holder", None)
+        return None if holder is None else self._call(holder)
 
     def close(self) -> None:
         self.storage.close()

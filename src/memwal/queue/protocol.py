@@ -17,7 +17,7 @@ backend is done when it passes. The guarantees that rest on the queue (docs/arch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import ContextManager, Iterator, Protocol
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,17 @@ class WriteAheadQueue(Protocol):
         With `max_bytes`, only messages at most that large (e.g. to find queued resets, which
         are small, without reading the data batches).
         """
+        ...
+
+    def claim(self) -> ContextManager[None]:
+        """Hold this queue's committer claim for the block; CommitterBusy naming the holder if
+        another process holds it. A backend whose queue lives beside the index (SQLite, memory)
+        claims nothing: the index's own lock already makes its committer the only one. A shared
+        backend (Redis) must, because committers on other machines cannot see that lock."""
+        ...
+
+    def holder(self) -> str | None:
+        """Who holds the claim ("host pid N"), for a backend that has one; else None."""
         ...
 
     def close(self) -> None:

@@ -1,0 +1,226 @@
+"""The Redis backend: huey's Redis storage with leases, for writers on many machines.
+
+huey's `RedisStorage` keeps a list and pops from it: a consumer that dies after the pop loses the
+message. `LeasedRedisStorage` changes exactly the verbs at-least-once delivery needs, each one
+Lua script (atomic on the server):
+
+- the queue is a sorted set whose member and score are the message's position (from INCR), so
+  FIFO is the score and a recovered message goes back exactly where it was;
+- `take` moves the first position into an in-flight sorted set (score: a lease deadline on the
+  server's clock) and returns it with its bytes; nothing is ever popped and lost;
+- `acknowledge` removes position, bytes and lease together, after the index commit;
+- `recover` puts every leased position back (a starting committer's first step).
+
+Messages of at most `SMALL` bytes are also listed in a third set, so the model gate finds the
+queued resets without reading the data batches (a backlog can hold gigabytes).
+
+Durability is the server's: with `appendonly yes` and `appendfsync always`, Redis answers a write
+only once it is fsynced (docs/operations.md; `mm doctor` warns otherwise). Exactly one committer
+per queue across machines holds `claim` (a key with a renewed expiry), beside the local lock on
+its index.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from huey.storage import RedisStorage
+
+from memwal.errors import CommitterBusy, QueueError
+from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey
+from memwal.queue.protocol import Delivery, QueueCounts
+
+SMALL = 4096
+LEASE_MS = 10 * 60 * 1000
+CLAIM_MS, RENEW_EVERY = 15_000, 5.0
+
+_ENQUEUE = """
+local pos = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[3], pos, ARGV[1])
+redis.call('ZADD', KEYS[1], pos, pos)
+if string.len(ARGV[1]) <= tonumber(ARGV[2]) then redis.call('ZADD', KEYS[4], pos, pos) end
+return pos
+"""
+_TAKE = """
+local first = redis.call('ZPOPMIN', KEYS[1], 1)
+if #first == 0 then return false end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), first[1])
+return {first[1], redis.call('HGET', KEYS[2], first[1])}
+"""
+_ACK = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return redis.call('HDEL', KEYS[2], ARGV[1])
+"""
+_RECOVER = """
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+for i = 1, #ids, 500 do
+  local part = {unpack(ids, i, math.min(i + 499, #ids))}
+  local pairs_ = {}
+  for _, id in ipairs(part) do pairs_[#pairs_ + 1] = id; pairs_[#pairs_ + 1] = id end
+  redis.call('ZADD', KEYS[1], unpack(pairs_))
+  redis.call('ZREM', KEYS[2], unpack(part))
+end
+return #ids
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LeasedRedisStorage(RedisStorage):
+    """huey's Redis storage, FIFO by position, with take → lease → acknowledge and recover."""
+
+    priority = False
+
+    def __init__(self, name: str = "memwal", **options: Any) -> None:
+        options.setdefault("blocking", False)
+        super().__init__(name, clean_name=False, **options)
+        prefix = f"memwal:{name}"
+        self.pending_key, self.seq_key = f"{prefix}:pending", f"{prefix}:seq"
+        self.data_key, self.inflight_key = f"{prefix}:data", f"{prefix}:inflight"
+        self.small_key, self.claim_key = f"{prefix}:small", f"{prefix}:committer"
+        self.state_prefix = f"{prefix}:state"
+        self._scripts = {name: self.conn.register_script(text) for name, text in (
+            ("enqueue", _ENQUEUE), ("take", _TAKE), ("ack", _ACK), ("recover", _RECOVER),
+            ("renew", _RENEW), ("release", _RELEASE))}
+
+    def _keys(self) -> list[str]:
+        return [self.pending_key, self.data_key, self.inflight_key, self.small_key]
+
+    # -- huey's verbs, with leases -----------------------------------------------------------
+
+    def enqueue(self, data: bytes, priority: float | None = None) -> int:  # type: ignore[override]
+        return int(self._scripts["enqueue"](
+            keys=[self.pending_key, self.seq_key, self.data_key, self.small_key],
+            args=[data, SMALL]))
+
+    def take(self) -> Delivery | None:
+        found = self._scripts["take"](keys=[self.pending_key, self.data_key, self.inflight_key],
+                                      args=[LEASE_MS])
+        return None if not found else Delivery(int(found[0]), as_bytes(found[1]))
+
+    def dequeue(self) -> bytes | None:
+        delivery = self.take()
+        return None if delivery is None else delivery.data
+
+    def acknowledge(self, position: int) -> None:
+        self._scripts["ack"](keys=self._keys(), args=[position])
+
+    def recover(self) -> int:
+        return int(self._scripts["recover"](keys=[self.pending_key, self.inflight_key]))
+
+    def queue_size(self) -> int:
+        return int(self.conn.zcard(self.pending_key))
+
+    def enqueued_items(self, limit: int | None = None) -> list[bytes]:
+        positions = self.conn.zrange(self.pending_key, 0, (limit or 0) - 1)
+        return [as_bytes(d) for d in self.conn.hmget(self.data_key, positions)] if positions else []
+
+    def flush_queue(self) -> None:
+        # The position counter stays: positions are never reused, so a late ack hits nothing.
+        self.conn.delete(self.pending_key, self.data_key, self.inflight_key, self.small_key)
+
+    # -- what the contract adds --------------------------------------------------------------
+
+    def counts(self) -> QueueCounts:
+        with self.conn.pipeline(transaction=True) as pipe:
+            pending, inflight = pipe.zcard(self.pending_key).zcard(self.inflight_key).execute()
+        return QueueCounts(int(pending), int(inflight))
+
+    def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
+        sets = [self.small_key] if max_bytes is not None and max_bytes <= SMALL else \
+            [self.pending_key, self.inflight_key]
+        positions = sorted({int(p) for key in sets for p in self.conn.zrange(key, 0, -1)})
+        for start in range(0, len(positions), 500):
+            part = positions[start:start + 500]
+            for position, data in zip(part, self.conn.hmget(self.data_key, part)):
+                if data is None:
+                    continue  # acknowledged meanwhile
+                if max_bytes is None or len(data) <= max_bytes:
+                    yield Delivery(position, as_bytes(data))
+
+    # -- one committer per queue, across machines --------------------------------------------
+
+    @contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the committer claim of this queue for the block; CommitterBusy naming the holder
+        if another process, anywhere, holds it. A holder that dies loses it within seconds."""
+        token = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
+        if not self.conn.set(self.claim_key, token, nx=True, px=CLAIM_MS):
+            holder = self.conn.get(self.claim_key)
+            who = holder.decode(errors="replace").rsplit(" ", 1)[0] if holder else "a process"
+            raise CommitterBusy(None, holder=f"{who}, through the Redis queue")
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(RENEW_EVERY):
+                try:
+                    self._scripts["renew"](keys=[self.claim_key], args=[token, CLAIM_MS])
+                except Exception:  # a passing outage: the next renewal tries again
+                    continue
+
+        renewer = threading.Thread(target=renew, name="memwal-claim", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            try:
+                self._scripts["release"](keys=[self.claim_key], args=[token])
+            except Exception:
+                pass  # it expires by itself
+
+    def holder(self) -> str | None:
+        holder = self.conn.get(self.claim_key)
+        return holder.decode(errors="replace").rsplit(" ", 1)[0] if holder else None
+
+
+def redis_queue(url: str, name: str) -> LeasedQueue:
+    """The queue `name` on the Redis server at `url` (redis://, rediss://, unix://)."""
+    import redis
+
+    def translate(exc: Exception) -> Exception | None:
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return QueueError(f"the Redis queue at {redact(url)} cannot be reached ({exc}).",
+                              "Check that the server runs and the URL (queue.url) is right.")
+        if isinstance(exc, redis.ResponseError) and "NOAUTH" in str(exc) or \
+                isinstance(exc, redis.AuthenticationError):
+            return QueueError(f"the Redis server at {redact(url)} refused the password.",
+                              "Put the right password in queue.url (MM_QUEUE_URL).")
+        return None
+
+    try:
+        pool = redis.ConnectionPool.from_url(url, socket_timeout=30, socket_connect_timeout=5,
+                                             health_check_interval=30)
+        huey = leased_huey(name, LeasedRedisStorage, connection_pool=pool)
+    except Exception as exc:
+        raise (translate(exc) or exc) from None
+    return LeasedQueue(huey, translate)
+
+
+def redact(url: str) -> str:
+    """The URL without its password: what may be printed, logged or shown."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    host = parts.hostname or ""
+    netloc = user + (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -10,11 +10,12 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 
-from helpers import assert_doctor_ok, mm_command, mm_env, poll, queue_rows
+from helpers import assert_doctor_ok, mm_command, mm_env, poll, queue_rows, write_config
 from memwal import store
 from memwal.config import load_settings
 from memwal.queue import open_queue
@@ -157,7 +158,8 @@ def enqueued(log: Path) -> int:
 
 
 def run_storm(tmp_path: Path, seed: int, kills: int, batches: int, producer_kills: int = 0,
-              reset: bool = False) -> None:
+              reset: bool = False, config: dict | None = None,
+              after_kill: Callable[[int], None] | None = None) -> None:
     """4 producers, one committer SIGKILLed `kills` times and restarted; optionally producers
     SIGKILLed mid-stream (and replaced) and a reset to model B halfway.
 
@@ -170,6 +172,8 @@ def run_storm(tmp_path: Path, seed: int, kills: int, batches: int, producer_kill
     rng = random.Random(seed)
     home = tmp_path / "home"
     home.mkdir()
+    if config:
+        write_config(home, config)
     logs: list[Path] = []
     producers: list[subprocess.Popen] = []
     victims: dict[int, int] = {}  # producer index → kill once it has enqueued this many batches
@@ -223,6 +227,8 @@ def run_storm(tmp_path: Path, seed: int, kills: int, batches: int, producer_kill
             else:
                 worker.terminate()
             worker.wait(timeout=60)
+            if after_kill and made <= kills:
+                after_kill(made)
             if reset and reset_id is None and made >= kills // 2:
                 proc = subprocess.run(
                     mm_command("embedding-reset", "--mode", "apply-current", "--yes", "--no-wait",

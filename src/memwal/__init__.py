@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from memwal.errors import (
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
-    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, PathError, QueueError, SchemaTooNew,
+    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, PathError, QueueError,
+    QueueUnavailable, SchemaTooNew,
     StorageError, UnknownModel, UsageError, as_memwal_error,
 )
 
@@ -71,7 +72,7 @@ __all__ = [
     "__version__",
     *_LAZY,
     "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
-    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "StorageError", "CommitterBusy",
+    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "QueueUnavailable", "StorageError", "CommitterBusy",
     "as_memwal_error",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from memwal import store
+from memwal.errors import QueueUnavailable
 from memwal.fingerprint import ModelInfo, name_of
 from memwal.queue import Delivery, WriteAheadQueue
 from memwal.records import (
@@ -44,6 +45,8 @@ class BatchOutcome:
     dead_lettered: int
     skipped: int
     duplicate: bool = False
+    # (namespace, source file) of every file the batch changed: what a publisher republishes.
+    touched: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass
@@ -154,7 +157,8 @@ class Committer:
                 batch.id, delivery.position, batch.producer, batch.enqueued_at,
                 len(batch.raw_items), counts.committed, counts.dead_lettered, counts.skipped, seq))
         return BatchOutcome(batch.id, delivery.position, len(batch.raw_items), counts.committed,
-                            counts.dead_lettered, counts.skipped)
+                            counts.dead_lettered, counts.skipped,
+                            touched=frozenset(applier.touched))
 
     # -- loops -------------------------------------------------------------------------------
 
@@ -177,11 +181,30 @@ class Committer:
         return stats
 
     def run(self, stop: threading.Event, poll_interval: float,
-            on_batch: Callable[[BatchOutcome], None] | None = None) -> DrainStats:
-        """Apply batches as they arrive until `stop` is set; idle waits are `poll_interval` long."""
+            on_batch: Callable[[BatchOutcome], None] | None = None,
+            on_wait: Callable[[str], None] | None = None) -> DrainStats:
+        """Apply batches as they arrive until `stop` is set; idle waits are `poll_interval` long.
+
+        A queue whose server stops answering (a Redis restart) is waited for, not given up on:
+        the loop retries with backoff, then puts back what it held in flight (a batch
+        committed but not acknowledged is redelivered, and skipped by the ledger).
+        """
         total = DrainStats()
+        backoff = poll_interval
         while not stop.is_set():
-            self.drain(stop.is_set, on_batch, total)
+            try:
+                self.drain(stop.is_set, on_batch, total)
+                backoff = poll_interval
+            except QueueUnavailable as exc:
+                self.current = None
+                if on_wait:
+                    on_wait(f"{exc.message} Retrying in {backoff:.1f} s.")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                try:
+                    self.queue.recover()
+                except QueueUnavailable:
+                    continue
             if not stop.is_set():
                 stop.wait(poll_interval)
         return total
@@ -199,6 +222,7 @@ class _ItemApplier:
         self.counts = counts
         self.active = store.active_model(conn)
         self.stale_files: set[tuple[str, str]] = set()
+        self.touched: set[tuple[str, str]] = set()
         # Checked upserts not yet written: a run of them is written with a few executemany
         # calls. Flushed before any other item, so no item sees a state per-item application
         # would not have left. A repeated key keeps its first place and its last version.
@@ -266,6 +290,7 @@ class _ItemApplier:
             self._dead_letter(index, raw, exc.reason, str(exc))
             return
         self.pending[key] = item
+        self.touched.add((key.namespace, key.source_file))
         self.counts.committed += 1
 
     def flush(self) -> None:
@@ -294,6 +319,7 @@ class _ItemApplier:
             chunk_id for chunk_id, content_hash, start_line in writes.file_chunks(self.conn, *file_key)
             if (content_hash, start_line) not in keep])
         writes.record_file(self.conn, item, self.batch.id)
+        self.touched.add(file_key)
         self.counts.committed += 1
 
     def _reset(self, item: Reset) -> None:

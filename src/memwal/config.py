@@ -236,7 +236,7 @@ def _parse(option: Option, raw: Any, origin: str) -> Any:
         return option.parse(raw)
     except (ValueError, TypeError) as exc:
         shown = "<hidden>" if option.key == "queue.url" else repr(raw)  # it may hold a password
-    raise ConfigError(f"{option.key} = {shown} from {origin}: {exc}.",
+        raise ConfigError(f"{option.key} = {shown} from {origin}: {exc}.",
                           f"{option.help[0].upper()}{option.help[1:]}.") from None
 
 

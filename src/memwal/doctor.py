@@ -154,7 +154,25 @@ def run_doctor(settings: Settings) -> dict[str, Any]:
         "ok": all(c.ok for c in checks),
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
         "vectors_by_fingerprint": by_fingerprint,
+        "warnings": _warnings(settings),
     }
+
+
+def _warnings(settings: Settings) -> list[str]:
+    """What does not break an invariant but can lose data: the queue's persistence settings."""
+    from memwal.queue import Role, open_queue
+
+    try:
+        queue = open_queue(settings, Role.READER)
+        try:
+            warning = queue.durability()
+        finally:
+            queue.close()
+    except Exception as exc:
+        if as_memwal_error(exc) is None:
+            raise
+        return []  # an unreachable or damaged queue is a failed check already
+    return [warning] if warning else []
 
 
 def repair(settings: Settings) -> dict[str, Any]:

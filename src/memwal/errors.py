@@ -74,6 +74,16 @@ class QueueError(UsageError):
     """The queue cannot be opened as configured (unknown backend, bad URL, unreachable server)."""
 
 
+class QueueUnavailable(QueueError):
+    """The queue's server did not answer, after retries: nothing more could be enqueued or taken."""
+
+    exit_code = EXIT_FAILED  # the environment failed, not the user
+
+
+class NoCommitter(MemwalError):
+    """Waiting for a commit that no committer will make (a shared queue's worker is not running)."""
+
+
 class CommitterBusy(MemwalError):
     """Another process holds the committer role for this home (exit 3)."""
 

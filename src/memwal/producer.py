@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from memwal import committed as committed_view
 from memwal import store
 from memwal.chunking import Chunk, chunk_text, is_markdown
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
 from memwal.embedders import Embedder, configured_embedder
-from memwal.errors import PathError
+from memwal.errors import PathError, QueueUnavailable
 from memwal.lock import CommitterLock
 from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import Batch, ChunkKey, FileSnapshot, Item, Producer, Upsert, encode_batch
 from memwal.reset import check_model, target_model
 from memwal.store import reads
-from memwal.store.reads import CommittedFile
 from memwal.vectors import to_bytes
 from memwal.worker import BackgroundCommitter, await_ledger
 
@@ -76,46 +76,6 @@ class IndexReport:
         out["replaced_invalid_utf8"] = self.replaced_utf8
         out["kept_roots"] = [{"root": root, "indexed_files": n} for root, n in self.kept_roots]
         return out
-
-
-# -- what is committed ---------------------------------------------------------------------
-
-
-class CommittedState:
-    """A read-only view of the index, for diffing. Stale by design: the queue may hold more.
-
-    Every question is an indexed lookup of one file, so the cost of indexing N files does not
-    grow with the size of the index.
-    """
-
-    def __init__(self, conn: store.Connection | None, namespace: str, fingerprint: str) -> None:
-        self.conn = conn
-        self.namespace = namespace
-        self.fingerprint = fingerprint
-
-    def file(self, source_file: str) -> CommittedFile | None:
-        if self.conn is None:
-            return None
-        return reads.committed_file(self.conn, self.namespace, source_file, self.fingerprint)
-
-    def is_unchanged(self, found: FoundFile) -> bool:
-        """Size and mtime match, and every chunk is there with a vector of the configured model."""
-        committed = self.file(found.source_file)
-        return (committed is not None and committed.size == found.size
-                and committed.mtime_ns == found.mtime_ns
-                and committed.chunk_count == committed.chunks_present == committed.chunks_current)
-
-    def current_keys(self, source_file: str) -> set[tuple[str, int]]:
-        """Keys of the file's chunks that already have a vector of the configured model."""
-        if self.conn is None:
-            return set()
-        return reads.current_keys(self.conn, self.namespace, source_file, self.fingerprint)
-
-    def sources_under(self, root: Path) -> list[str]:
-        """Committed files that are `root` or lie below it."""
-        if self.conn is None:
-            return []
-        return reads.committed_sources_under(self.conn, self.namespace, str(root))
 
 
 def checked_roots(paths: Sequence[Path | str]) -> list[Path]:
@@ -212,7 +172,7 @@ class _FileWork:
 
 class _Pipeline:
     def __init__(self, settings: Settings, namespace: str, embedder: Embedder,
-                 committed: CommittedState, writer: BatchWriter, report: IndexReport,
+                 committed: committed_view.IndexView, writer: BatchWriter, report: IndexReport,
                  progress: Callable[[int], None]) -> None:
         self.settings = settings
         self.namespace = namespace
@@ -292,59 +252,80 @@ def index_paths(
     roots = checked_roots(paths)
     report = IndexReport()
     lock = CommitterLock(settings.lock_path)
+    writer: BatchWriter | None = None
+    try:
+        with ExitStack() as stack:
+            queue = open_queue(settings, Role.PRODUCER)
+            stack.callback(queue.close)
+            writer = BatchWriter(queue, Producer.current(command), settings["queue.batch_records"])
+            _index(settings, roots, namespace, embedder, force, wait, allow_empty_root, queue,
+                   stack, writer, lock, report, on_start, on_progress)
+            return report
+    except QueueUnavailable as exc:
+        done = "nothing was enqueued" if writer is None or not writer.positions else (
+            f"{len(writer.batch_ids)} batches ({writer.records} records) were enqueued before it, "
+            f"the last at queue position {writer.positions[-1]}")
+        raise QueueUnavailable(f"{exc.message} {done}; nothing after.", exc.fix) from None
+
+
+def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embedder, force: bool,
+           wait: bool, allow_empty_root: bool, queue: WriteAheadQueue, stack: ExitStack,
+           writer: BatchWriter, lock: CommitterLock, report: IndexReport,
+           on_start: Callable[[int], None] | None,
+           on_progress: Callable[[int], None] | None) -> None:
+    """The body of `index_paths`, within its open queue (closed by `stack`)."""
     background: BackgroundCommitter | None = None
-    with ExitStack() as stack:
-        queue = open_queue(settings, Role.PRODUCER)
-        stack.callback(queue.close)
-        conn = stack.enter_context(store.reading(settings.index_path))
-        check_model(embedder, target_model(store.active_model(conn), queue))
-        found = discover(roots, ignore=settings["index.ignore"],
-                         max_file_bytes=settings["index.max_file_bytes"])
-        report.files = len(found.files)
-        report.skipped.extend(found.skipped)
-        if on_start:
-            on_start(len(found.files))
-        progress = on_progress or (lambda n: None)
-        committed = CommittedState(conn, namespace, embedder.fingerprint)
-        if wait and lock.try_acquire():
-            stack.callback(lock.release)
-            background = BackgroundCommitter(settings, lock).start()
-            stack.callback(background.join)
-        writer = BatchWriter(queue, Producer.current(command), settings["queue.batch_records"])
-        pipeline = _Pipeline(settings, namespace, embedder, committed, writer, report, progress)
-        seen: set[str] = set()
-        for item in found.files:
-            seen.add(item.source_file)
-            if not force and committed.is_unchanged(item):
-                report.unchanged += 1
-                progress(1)
-                continue
-            work = _read_and_diff(item, settings, committed, force, report)
-            if work is None:
-                progress(1)
-                continue
-            report.new += 1
-            pipeline.add(work)
-        pipeline.flush()
-        for root in roots:
-            gone = [source for source in committed.sources_under(root)
-                    if source not in seen and not _still_there(source, report)]
-            if gone and not any(_below(source, root) for source in seen) and not allow_empty_root:
-                # Every indexed file of this root vanished at once: far likelier an unmounted
-                # drive or an emptied mount point than a user deleting them all. Keep them.
-                report.kept_roots.append((str(root), len(gone)))
-                continue
-            for source in gone:
-                writer.add_group([FileSnapshot(namespace, source, "", 0, time.time_ns(), ())])
-                report.deleted += 1
-        writer.flush()
-        report.batch_ids, report.positions = writer.batch_ids, writer.positions
-        report.records_enqueued = writer.records
-        if wait:
-            totals = await_ledger(settings, writer.batch_ids, background, lock)
-            assert totals is not None  # no timeout: it returns only once all are committed
-            report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
-        return report
+    conn = stack.enter_context(store.reading(settings.index_path))
+    check_model(embedder, target_model(committed_view.active_model(conn, queue), queue))
+    found = discover(roots, ignore=settings["index.ignore"],
+                     max_file_bytes=settings["index.max_file_bytes"])
+    report.files = len(found.files)
+    report.skipped.extend(found.skipped)
+    if on_start:
+        on_start(len(found.files))
+    progress = on_progress or (lambda n: None)
+    committed = committed_view.view(conn, queue, namespace, embedder.fingerprint)
+    committed.prefetch([f.source_file for f in found.files])
+    # A shared queue (Redis) is committed by its own worker, into its own index: a producer
+    # elsewhere never takes the role (it would commit into an index of its own).
+    if wait and not queue.shared and lock.try_acquire():
+        stack.callback(lock.release)
+        background = BackgroundCommitter(settings, lock).start()
+        stack.callback(background.join)
+    pipeline = _Pipeline(settings, namespace, embedder, committed, writer, report, progress)
+    seen: set[str] = set()
+    for item in found.files:
+        seen.add(item.source_file)
+        if not force and committed.is_unchanged(item):
+            report.unchanged += 1
+            progress(1)
+            continue
+        work = _read_and_diff(item, settings, committed, force, report)
+        if work is None:
+            progress(1)
+            continue
+        report.new += 1
+        pipeline.add(work)
+    pipeline.flush()
+    for root in roots:
+        gone = [source for source in committed.sources_under(root)
+                if source not in seen and not _still_there(source, report)]
+        if gone and not any(_below(source, root) for source in seen) and not allow_empty_root:
+            # Every indexed file of this root vanished at once: far likelier an unmounted
+            # drive or an emptied mount point than a user deleting them all. Keep them.
+            report.kept_roots.append((str(root), len(gone)))
+            continue
+        for source in gone:
+            writer.add_group([FileSnapshot(namespace, source, "", 0, time.time_ns(), ())])
+            report.deleted += 1
+    writer.flush()
+    report.batch_ids, report.positions = writer.batch_ids, writer.positions
+    report.records_enqueued = writer.records
+    if wait:
+        totals = await_ledger(settings, writer.batch_ids, background, lock,
+                              take_role=not queue.shared)
+        assert totals is not None  # no timeout: it returns only once all are committed
+        report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
 
 
 def _below(source: str, root: Path) -> bool:
@@ -356,7 +337,7 @@ def _still_there(source: str, report: IndexReport) -> bool:
     return any(s.path == source and s.reason != "not_found" for s in report.skipped)
 
 
-def _read_and_diff(found: FoundFile, settings: Settings, committed: CommittedState,
+def _read_and_diff(found: FoundFile, settings: Settings, committed: committed_view.IndexView,
                    force: bool, report: IndexReport) -> _FileWork | None:
     loaded = load_text(found, settings["index.max_file_bytes"])
     if isinstance(loaded, Skipped):

@@ -27,11 +27,16 @@ def queue_counts(settings: Settings) -> QueueCounts:
 
 def queue_status(settings: Settings) -> dict[str, Any]:
     """The queue's state: pending and in-flight batches, unreplayed dead letters, whether a
-    committer holds the lock (and its pid), the active model and the ledger's totals.
+    committer holds the lock (and its pid; with a shared queue, who holds its claim, from any
+    machine), the active model and the ledger's totals.
 
     Read-only (works on a read-only home); the `mm queue status --json` document.
     """
-    counts = queue_counts(settings)
+    queue = open_queue(settings, Role.READER)
+    try:
+        counts, holder = queue.counts(), queue.holder()
+    finally:
+        queue.close()
     running, pid = committer_alive(settings.lock_path)
     with store.reading(settings.index_path) as conn:
         model = store.active_model(conn)
@@ -41,7 +46,8 @@ def queue_status(settings: Settings) -> dict[str, Any]:
         "pending": counts.pending,
         "inflight": counts.inflight,
         "dead_letters": int(dead),
-        "committer": {"running": running, "pid": pid},
+        "committer": {"running": running or holder is not None, "pid": pid,
+                      **({"holder": holder} if holder is not None else {})},
         "active_model": model.as_dict() if model else None,
         "ledger": {k: ledger[k] for k in ("batches", "committed", "dead_lettered", "skipped")},
     }

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 from memwal import store
+from memwal.committed import Publisher
 from memwal.committer import BatchOutcome, Committer, DrainStats
 from memwal.config import Settings, ensure_home
-from memwal.errors import is_damage
+from memwal.errors import NoCommitter, is_damage
 from memwal.lock import CommitterLock
 from memwal.queue import Role, open_queue
 from memwal.safeio import read_regular, write_atomically
@@ -48,6 +49,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         stack.callback(queue.close)
         stack.enter_context(queue.claim())  # a shared queue: one committer across machines
         queue.recover()
+        publisher = Publisher(conn, queue)
         # On the way out, a delivery interrupted before its commit goes back to its place now,
         # not at the next start, so `mm queue status` never shows a stuck in-flight message.
         stack.callback(queue.recover)
@@ -58,6 +60,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         def on_commit(outcome: BatchOutcome) -> None:
             failures.cleared_by(outcome)
             maintainer.committed(outcome.committed)
+            publisher.committed(outcome)
 
         committer = Committer(conn, queue, on_commit=on_commit)
         try:
@@ -105,6 +108,7 @@ def read_failure(settings: Settings) -> dict[str, object] | None:
 def run_worker(settings: Settings, *, once: bool = False,
                on_batch: Callable[[BatchOutcome], None] | None = None,
                on_start: Callable[[int], None] | None = None,
+               on_wait: Callable[[str], None] | None = None,
                stop: threading.Event | None = None) -> DrainStats:
     """Be the home's committer: apply queued batches in order until SIGTERM/SIGINT or `stop`
     is set, or, with `once`, until the queue is empty. What `mm queue worker` runs.
@@ -126,7 +130,7 @@ def run_worker(settings: Settings, *, once: bool = False,
                 on_start(os.getpid())
             if once:
                 return committer.drain(stop.is_set, on_batch)
-            return committer.run(stop, settings["queue.poll_interval"], on_batch)
+            return committer.run(stop, settings["queue.poll_interval"], on_batch, on_wait)
     finally:
         for signum, handler in restore.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
@@ -164,7 +168,14 @@ class BackgroundCommitter:
 
 
 def ledger_counts(settings: Settings, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-    """(committed, dead_lettered, skipped) of the given batches that are in the ledger."""
+    """(committed, dead_lettered, skipped) of the given batches that are in the ledger: the
+    index's, or what the committer of a shared queue published (a writer elsewhere has no index)."""
+    queue = open_queue(settings, Role.READER)
+    try:
+        if queue.shared:
+            return queue.published_batches(list(batch_ids))
+    finally:
+        queue.close()
     with store.reading(settings.index_path) as conn:
         return {} if conn is None else reads.ledger_counts(conn, batch_ids)
 
@@ -190,27 +201,47 @@ def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
                         take_role)
 
 
+NO_COMMITTER_AFTER = 20.0  # seconds: longer than a Redis committer claim lasts
+
+
 def await_ledger(settings: Settings, batch_ids: Sequence[str], background: BackgroundCommitter | None,
                  lock: CommitterLock, timeout: float | None = None,
                  take_role: bool = True) -> CommitCounts | None:
     """`wait_committed` for a caller that may already run a BackgroundCommitter with `lock`."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    remaining = set(batch_ids)
-    totals: dict[str, tuple[int, int, int]] = {}
-    while remaining:
-        if background is None and take_role and lock.try_acquire():
-            try:
-                with committer_session(settings, lock) as committer:
-                    committer.drain()
-            finally:
-                lock.release()
-        found = ledger_counts(settings, sorted(remaining))
-        totals.update(found)
-        remaining -= set(found)
-        if background is not None and background.error is not None:
-            background.join()
-        if remaining:
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            time.sleep(0.05)
+    queue = open_queue(settings, Role.READER)
+    try:
+        shared = queue.shared
+        take_role = take_role and not shared  # a shared queue's worker commits into its index
+        remaining = set(batch_ids)
+        totals: dict[str, tuple[int, int, int]] = {}
+        unclaimed_since: float | None = None
+        while remaining:
+            if background is None and take_role and lock.try_acquire():
+                try:
+                    with committer_session(settings, lock) as committer:
+                        committer.drain()
+                finally:
+                    lock.release()
+            found = ledger_counts(settings, sorted(remaining))
+            totals.update(found)
+            remaining -= set(found)
+            if background is not None and background.error is not None:
+                background.join()
+            if remaining and shared:
+                # A claim vanishes for a moment when its worker restarts or the server did:
+                # only a queue without a committer for longer than a claim lasts is given up on.
+                now = time.monotonic()
+                unclaimed_since = None if queue.holder() else unclaimed_since or now
+            if unclaimed_since is not None and time.monotonic() - unclaimed_since > NO_COMMITTER_AFTER:
+                raise NoCommitter(
+                    f"{len(remaining)} of the batches are queued (durable) but no committer is "
+                    "running on the shared queue.", "Start `mm queue worker` on the machine "
+                    "that holds the index (they are committed then), or pass --no-wait.")
+            if remaining:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.05)
+    finally:
+        queue.close()
     return CommitCounts(*(sum(counts[field] for counts in totals.values()) for field in range(3)))

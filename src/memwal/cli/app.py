@@ -155,8 +155,8 @@ def doctor_command(
     if repaired is not None:
         report["repaired"] = repaired
     output.emit(report, json_out, lambda report: "\n".join(
-        f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}"
-        for check in report["checks"]))
+        [f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}"
+         for check in report["checks"]] + [f"warn {w}" for w in report["warnings"]]))
     if not report["ok"]:
         raise typer.Exit(output.EXIT_FAILED)
 

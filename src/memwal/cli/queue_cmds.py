@@ -32,7 +32,7 @@ def worker(
                         f"skipped" + (" (already applied)" if outcome.duplicate else ""))
 
     stats = memwal.run_worker(
-        settings, once=once, on_batch=report,
+        settings, once=once, on_batch=report, on_wait=output.warn,
         on_start=lambda pid: output.info(f"committer running on {settings.home} (pid {pid})"))
     output.info(f"committer stopped: {stats.batches} batches, {stats.committed} committed, "
                 f"{stats.dead_lettered} dead-lettered, {stats.skipped} skipped")

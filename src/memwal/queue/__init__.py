@@ -49,8 +49,19 @@ class _EmptyQueue:
 
     put = take = acknowledge = recover = claim = _refuse  # type: ignore[assignment]
 
+    shared = False
+
     def holder(self) -> str | None:
         return None
+
+    def durability(self) -> None:
+        return None
+
+    def published_state(self) -> None:
+        return None
+
+    def published_batches(self, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+        return {}
 
     def close(self) -> None:
         pass

@@ -95,5 +95,29 @@ class LeasedQueue:
         holder = getattr(self.storage, "holder", None)
         return None if holder is None else self._call(holder)
 
+    def durability(self) -> str | None:
+        check = getattr(self.storage, "durability", None)
+        return None if check is None else self._call(check)
+
+    @property
+    def shared(self) -> bool:
+        return bool(getattr(self.storage, "shared", False))
+
+    def publish(self, state: dict[str, Any], files: dict[str, dict[str, Any]],
+                gone: dict[str, list[str]], batches: dict[str, list[int]]) -> None:
+        if self.shared:
+            self._call(lambda: self.storage.publish(state, files, gone, batches))
+
+    def published_batches(self, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+        return self._call(lambda: self.storage.published_batches(batch_ids)) if self.shared else {}
+
+    def published_state(self) -> dict[str, Any] | None:
+        return self._call(self.storage.published_state) if self.shared else None
+
+    def published_files(self, namespace: str, sources: list[str] | None) -> dict[str, dict[str, Any]]:
+        if not self.shared:
+            return {}
+        return self._call(lambda: self.storage.published_files(namespace, sources))
+
     def close(self) -> None:
         self.storage.close()

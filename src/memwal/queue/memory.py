@@ -72,6 +72,9 @@ class LeasedMemoryStorage(MemoryStorage):
             self._messages.clear()
             self._leased.clear()
 
+    def durability(self) -> str:
+        return "the memory backend keeps nothing once its process ends (it is for tests)"
+
     def counts(self) -> QueueCounts:
         with self._lock:
             return QueueCounts(len(self._messages) - len(self._leased), len(self._leased))

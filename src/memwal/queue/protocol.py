@@ -17,7 +17,7 @@ backend is done when it passes. The guarantees that rest on the queue (docs/arch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ContextManager, Iterator, Protocol
+from typing import Any, ContextManager, Iterator, Protocol
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,32 @@ class WriteAheadQueue(Protocol):
 
     def holder(self) -> str | None:
         """Who holds the claim ("host pid N"), for a backend that has one; else None."""
+        ...
+
+    def durability(self) -> str | None:
+        """Why acknowledged writes could be lost with this backend's settings, or None."""
+        ...
+
+    # A shared backend also carries what producers on other machines need to diff without the
+    # index: the committer publishes it after each commit (`memwal.committed`).
+    shared: bool
+
+    def publish(self, state: dict[str, Any], files: dict[str, dict[str, Any]],
+                gone: dict[str, list[str]], batches: dict[str, list[int]]) -> None:
+        """Publish the committer's state, by namespace files' entries (and files gone), and the
+        ledger counts (committed, dead-lettered, skipped) of batches just committed."""
+        ...
+
+    def published_batches(self, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+        """The published ledger counts of those batches that are committed."""
+        ...
+
+    def published_state(self) -> dict[str, Any] | None:
+        """The last published state (active model, commit sequence), None if never."""
+        ...
+
+    def published_files(self, namespace: str, sources: list[str] | None) -> dict[str, dict[str, Any]]:
+        """Published entries of those files (all the namespace's with None)."""
         ...
 
     def close(self) -> None:

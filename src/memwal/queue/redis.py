@@ -22,6 +22,7 @@ its index.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -31,7 +32,7 @@ from typing import Any, Iterator
 
 from huey.storage import RedisStorage
 
-from memwal.errors import CommitterBusy, QueueError
+from memwal.errors import CommitterBusy, QueueError, QueueUnavailable
 from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey
 from memwal.queue.protocol import Delivery, QueueCounts
 
@@ -71,9 +72,19 @@ for i = 1, #ids, 500 do
 end
 return #ids
 """
+# Renew our claim; if it expired while the server was unreachable and nobody took it since,
+# take it again. Only a claim another process holds now is lost.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 2 end
 return 0
+"""
+_TAKE_OVER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return false
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -94,9 +105,10 @@ class LeasedRedisStorage(RedisStorage):
         self.data_key, self.inflight_key = f"{prefix}:data", f"{prefix}:inflight"
         self.small_key, self.claim_key = f"{prefix}:small", f"{prefix}:committer"
         self.state_prefix = f"{prefix}:state"
+        self.claim_lost = threading.Event()
         self._scripts = {name: self.conn.register_script(text) for name, text in (
             ("enqueue", _ENQUEUE), ("take", _TAKE), ("ack", _ACK), ("recover", _RECOVER),
-            ("renew", _RENEW), ("release", _RELEASE))}
+            ("renew", _RENEW), ("release", _RELEASE), ("take_over", _TAKE_OVER))}
 
     def _keys(self) -> list[str]:
         return [self.pending_key, self.data_key, self.inflight_key, self.small_key]
@@ -109,6 +121,10 @@ class LeasedRedisStorage(RedisStorage):
             args=[data, SMALL]))
 
     def take(self) -> Delivery | None:
+        if self.claim_lost.is_set():
+            raise QueueError("this committer lost its claim on the Redis queue (the server was "
+                             "unreachable for longer than the claim lasts).",
+                             "Restart the worker; it takes the claim again if it is free.")
         found = self._scripts["take"](keys=[self.pending_key, self.data_key, self.inflight_key],
                                       args=[LEASE_MS])
         return None if not found else Delivery(int(found[0]), as_bytes(found[1]))
@@ -162,14 +178,18 @@ class LeasedRedisStorage(RedisStorage):
         token = f"{socket.gethostname()} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
         if not self.conn.set(self.claim_key, token, nx=True, px=CLAIM_MS):
             holder = self.conn.get(self.claim_key)
-            who = holder.decode(errors="replace").rsplit(" ", 1)[0] if holder else "a process"
-            raise CommitterBusy(None, holder=f"{who}, through the Redis queue")
+            if not (holder and _dead_here(holder.decode(errors="replace")) and
+                    self._scripts["take_over"](keys=[self.claim_key], args=[holder, token, CLAIM_MS])):
+                who = holder.decode(errors="replace").rsplit(" ", 1)[0] if holder else "a process"
+                raise CommitterBusy(None, holder=f"{who}, through the Redis queue")
         stop = threading.Event()
 
         def renew() -> None:
             while not stop.wait(RENEW_EVERY):
                 try:
-                    self._scripts["renew"](keys=[self.claim_key], args=[token, CLAIM_MS])
+                    if not self._scripts["renew"](keys=[self.claim_key], args=[token, CLAIM_MS]):
+                        self.claim_lost.set()  # expired while unreachable: maybe another has it
+                        return
                 except Exception:  # a passing outage: the next renewal tries again
                     continue
 
@@ -189,15 +209,86 @@ class LeasedRedisStorage(RedisStorage):
         holder = self.conn.get(self.claim_key)
         return holder.decode(errors="replace").rsplit(" ", 1)[0] if holder else None
 
+    def durability(self) -> str | None:
+        """A warning if the server can lose a write it acknowledged (docs/operations.md)."""
+        import redis
+
+        try:
+            appendonly = self.conn.config_get("appendonly").get("appendonly")
+            fsync = self.conn.config_get("appendfsync").get("appendfsync")
+        except redis.ResponseError:
+            return ("cannot read the Redis server's persistence settings (CONFIG is disabled): "
+                    "make sure it runs with appendonly yes and appendfsync always")
+        if appendonly != "yes":
+            return ("the Redis server runs without the append-only file: a restart loses every "
+                    "queued batch. Set appendonly yes and appendfsync always")
+        if fsync != "always":
+            return (f"the Redis server fsyncs its append-only file '{fsync}', not on every "
+                    "write: a power cut can lose up to a second of acknowledged batches. Set "
+                    "appendfsync always")
+        return None
+
+    # -- the committed state, for producers on other machines --------------------------------
+
+    shared = True
+
+    def publish(self, state: dict[str, Any], files: dict[str, dict[str, Any]],
+                gone: dict[str, list[str]], batches: dict[str, list[int]]) -> None:
+        with self.conn.pipeline(transaction=True) as pipe:
+            for batch_id, counts in batches.items():  # kept a week: for writers waiting on them
+                pipe.set(f"{self.state_prefix}:batch:{batch_id}", json.dumps(counts),
+                         ex=7 * 24 * 3600)
+            for namespace, entries in files.items():
+                if entries:
+                    pipe.hset(f"{self.state_prefix}:files:{namespace}",
+                              mapping={k: json.dumps(v) for k, v in entries.items()})
+            for namespace, sources in gone.items():
+                if sources:
+                    pipe.hdel(f"{self.state_prefix}:files:{namespace}", *sources)
+            pipe.set(self.state_prefix, json.dumps(state))
+            pipe.execute()
+
+    def published_batches(self, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+        found: dict[str, tuple[int, int, int]] = {}
+        for start in range(0, len(batch_ids), 500):
+            part = batch_ids[start:start + 500]
+            values = self.conn.mget([f"{self.state_prefix}:batch:{b}" for b in part])
+            found.update({b: tuple(json.loads(v)) for b, v in zip(part, values) if v})
+        return found
+
+    def published_state(self) -> dict[str, Any] | None:
+        raw = self.conn.get(self.state_prefix)
+        return json.loads(raw) if raw else None
+
+    def published_files(self, namespace: str, sources: list[str] | None) -> dict[str, dict[str, Any]]:
+        key = f"{self.state_prefix}:files:{namespace}"
+        if sources is None:
+            return {k.decode(): json.loads(v) for k, v in self.conn.hgetall(key).items()}
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(sources), 500):
+            part = sources[start:start + 500]
+            found.update({s: json.loads(v) for s, v in zip(part, self.conn.hmget(key, part)) if v})
+        return found
+
+
+RETRIES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # seconds between attempts: about 6 s in all
+
 
 def redis_queue(url: str, name: str) -> LeasedQueue:
-    """The queue `name` on the Redis server at `url` (redis://, rediss://, unix://)."""
+    """The queue `name` on the Redis server at `url` (redis://, rediss://, unix://).
+
+    A verb that cannot reach the server is retried with backoff (a restart takes seconds),
+    then fails with QueueUnavailable. A retried put may land twice: the committer's ledger applies a
+    batch once whatever the copies.
+    """
     import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
 
     def translate(exc: Exception) -> Exception | None:
         if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-            return QueueError(f"the Redis queue at {redact(url)} cannot be reached ({exc}).",
-                              "Check that the server runs and the URL (queue.url) is right.")
+            return QueueUnavailable(f"the Redis queue at {redact(url)} cannot be reached ({exc}).",
+                               "Check that the server runs and the URL (queue.url) is right.")
         if isinstance(exc, redis.ResponseError) and "NOAUTH" in str(exc) or \
                 isinstance(exc, redis.AuthenticationError):
             return QueueError(f"the Redis server at {redact(url)} refused the password.",
@@ -205,12 +296,29 @@ def redis_queue(url: str, name: str) -> LeasedQueue:
         return None
 
     try:
+        retry = Retry(ExponentialBackoff(cap=RETRIES[-1], base=RETRIES[0]), len(RETRIES),
+                      supported_errors=(redis.ConnectionError, redis.TimeoutError))
         pool = redis.ConnectionPool.from_url(url, socket_timeout=30, socket_connect_timeout=5,
-                                             health_check_interval=30)
+                                             health_check_interval=30, retry=retry)
         huey = leased_huey(name, LeasedRedisStorage, connection_pool=pool)
     except Exception as exc:
         raise (translate(exc) or exc) from None
     return LeasedQueue(huey, translate)
+
+
+def _dead_here(token: str) -> bool:
+    """Whether a claim's holder was a process of this machine that no longer runs (killed): its
+    claim can be taken over at once instead of after it expires."""
+    parts = token.split()
+    if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def redact(url: str) -> str:

@@ -1,0 +1,157 @@
+"""What is committed, as a producer sees it to decide what changed.
+
+With a queue beside the index (SQLite), a producer reads the index itself (`IndexView`), by
+indexed lookups of one file at a time. With a queue shared across machines (Redis), a producer
+on another machine has no index to read: after each commit the committer publishes what
+producers need (`Publisher`: the active model, the commit sequence, and per file its size,
+mtime, digest and the keys of its chunks that hold a vector of the active model), and producers
+diff against that (`PublishedView`). Either view is stale by design (the queue may hold more);
+the file snapshot in every batch makes a stale diff harmless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from memwal import store
+from memwal.discover import FoundFile
+from memwal.fingerprint import ModelInfo
+from memwal.queue import WriteAheadQueue
+from memwal.store import reads
+from memwal.store.reads import CommittedFile
+
+
+def _below(source: str, root: Path) -> bool:
+    return source == str(root) or source.startswith(str(root).rstrip("/") + "/")
+
+
+class IndexView:
+    """The index itself, read-only. Every question is an indexed lookup of one file, so the cost
+    of indexing N files does not grow with the size of the index."""
+
+    def __init__(self, conn: store.Connection | None, namespace: str, fingerprint: str) -> None:
+        self.conn, self.namespace, self.fingerprint = conn, namespace, fingerprint
+
+    def prefetch(self, sources: list[str]) -> None:
+        pass  # lookups are cheap enough one by one
+
+    def file(self, source_file: str) -> CommittedFile | None:
+        if self.conn is None:
+            return None
+        return reads.committed_file(self.conn, self.namespace, source_file, self.fingerprint)
+
+    def current_keys(self, source_file: str) -> set[tuple[str, int]]:
+        """Keys of the file's chunks that already have a vector of the configured model."""
+        if self.conn is None:
+            return set()
+        return reads.current_keys(self.conn, self.namespace, source_file, self.fingerprint)
+
+    def sources_under(self, root: Path) -> list[str]:
+        """Committed files that are `root` or lie below it."""
+        if self.conn is None:
+            return []
+        return reads.committed_sources_under(self.conn, self.namespace, str(root))
+
+    def is_unchanged(self, found: FoundFile) -> bool:
+        """Size and mtime match, and every chunk is there with a vector of the configured model."""
+        committed = self.file(found.source_file)
+        return (committed is not None and committed.size == found.size
+                and committed.mtime_ns == found.mtime_ns
+                and committed.chunk_count == committed.chunks_present == committed.chunks_current)
+
+
+class PublishedView(IndexView):
+    """What the committer of a shared queue published, for producers without the index."""
+
+    def __init__(self, queue: WriteAheadQueue, namespace: str, fingerprint: str) -> None:
+        super().__init__(None, namespace, fingerprint)
+        self.queue = queue
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._all = False
+
+    def prefetch(self, sources: list[str]) -> None:
+        self.entries.update(self.queue.published_files(self.namespace, sources))
+
+    def _entry(self, source_file: str) -> dict[str, Any] | None:
+        if source_file not in self.entries and not self._all:
+            self.entries.update(self.queue.published_files(self.namespace, [source_file]))
+        return self.entries.get(source_file)
+
+    def file(self, source_file: str) -> CommittedFile | None:
+        entry = self._entry(source_file)
+        if entry is None:
+            return None
+        current = len(entry["keys"]) if entry["fingerprint"] == self.fingerprint else 0
+        return CommittedFile(entry["digest"], entry["size"], entry["mtime_ns"], entry["chunk_count"],
+                             entry["present"], current)
+
+    def current_keys(self, source_file: str) -> set[tuple[str, int]]:
+        entry = self._entry(source_file)
+        if entry is None or entry["fingerprint"] != self.fingerprint:
+            return set()
+        return {(h, s) for h, s in entry["keys"]}
+
+    def sources_under(self, root: Path) -> list[str]:
+        if not self._all:
+            self.entries = self.queue.published_files(self.namespace, None)
+            self._all = True
+        return sorted(s for s in self.entries if _below(s, root))
+
+
+def view(conn: store.Connection | None, queue: WriteAheadQueue, namespace: str,
+         fingerprint: str) -> IndexView:
+    """The view a producer diffs against: the index, or the published state of a shared queue."""
+    return PublishedView(queue, namespace, fingerprint) if queue.shared else \
+        IndexView(conn, namespace, fingerprint)
+
+
+def active_model(conn: store.Connection | None, queue: WriteAheadQueue) -> ModelInfo | None:
+    """The index's active model: from the index, or as the committer of a shared queue published."""
+    if not queue.shared:
+        return store.active_model(conn)
+    state = queue.published_state()
+    model = (state or {}).get("active")
+    return ModelInfo(model["name"], model["dim"], model["fingerprint"]) if model else None
+
+
+class Publisher:
+    """The committer's side: after each commit, publish what changed (shared queues only)."""
+
+    def __init__(self, conn: store.Connection, queue: WriteAheadQueue) -> None:
+        self.conn, self.queue = conn, queue
+        if queue.shared:
+            state = queue.published_state() or {}
+            if state.get("seq") != reads.commit_seq(conn) or not state.get("complete"):
+                self._publish(self._all_files(), complete=True)  # behind: publish everything
+
+    def _all_files(self) -> list[tuple[str, str]]:
+        return [tuple(row) for row in self.conn.execute(  # type: ignore[misc]
+            "SELECT namespace, source_file FROM files")]
+
+    def committed(self, outcome: Any) -> None:
+        """After a batch (a committer's BatchOutcome) is committed and acknowledged."""
+        if self.queue.shared:
+            self._publish(list(outcome.touched), complete=True, batches={
+                outcome.batch_id: [outcome.committed, outcome.dead_lettered, outcome.skipped]})
+
+    def _publish(self, touched: list[tuple[str, str]], complete: bool,
+                 batches: dict[str, list[int]] | None = None) -> None:
+        active = store.active_model(self.conn)
+        fingerprint = active.fingerprint if active else None
+        files: dict[str, dict[str, Any]] = {}
+        gone: dict[str, list[str]] = {}
+        for namespace, source in touched:
+            committed = reads.committed_file(self.conn, namespace, source, fingerprint or "")
+            if committed is None:
+                gone.setdefault(namespace, []).append(source)
+                continue
+            keys = sorted(reads.current_keys(self.conn, namespace, source, fingerprint or ""))
+            files.setdefault(namespace, {})[source] = {
+                "digest": committed.digest, "size": committed.size,
+                "mtime_ns": committed.mtime_ns, "chunk_count": committed.chunk_count,
+                "present": committed.chunks_present, "fingerprint": fingerprint,
+                "keys": [list(k) for k in keys]}
+        state = {"active": active.as_dict() if active else None,
+                 "seq": reads.commit_seq(self.conn), "complete": complete}
+        self.queue.publish(state, files, gone, batches or {})

@@ -1,0 +1,202 @@
+"""The Redis queue backend against a real redis-server: writers on other machines, one committer
+per queue, faults, a kill storm with the server itself killed, and the seed scenario."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from helpers import MM, assert_doctor_ok, poll, upsert, write_config
+from memwal.config import load_settings
+from memwal.producer import enqueue_items
+from redis_server import RedisServer
+from test_crash import run_storm
+
+A, B = "hash-384", "hash-384-b"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+def machine(tmp_path: Path, name: str, redis: RedisServer, model: str = A, **config: dict) -> MM:
+    """A home on "another machine": its own folder, the shared queue on the Redis server."""
+    home = tmp_path / name
+    write_config(home, {"embedding": {"model": model},
+                        "queue": {"backend": "redis", "url": redis.url, "name": "team-memory"},
+                        **config})
+    return MM(home)
+
+
+def notes(root: Path, files: int, word: str = "heron") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(files):
+        (root / f"{word}-{n}.md").write_text(f"# {word} {n}\n\nThe {word} number {n} waits.\n")
+    return root
+
+
+def stop(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)[1]
+
+
+def test_a_writer_on_another_machine_indexes_through_redis_and_an_unchanged_rerun_sends_nothing(
+        tmp_path: Path, redis: RedisServer) -> None:
+    committer, writer = machine(tmp_path, "server", redis), machine(tmp_path, "laptop", redis)
+    worker = committer.popen("queue", "worker")
+    try:
+        folder = notes(tmp_path / "notes", 12)
+        first = writer("index", "--json", str(folder)).json()  # waits: the server commits
+        assert (first["new"], first["committed"], first["dead_lettered"]) == (12, 24, 0)
+        assert not (writer.home / "index.sqlite3").exists()  # the laptop holds no index
+        again = writer("index", "--json", str(folder)).json()
+        assert (again["unchanged"], again["records_enqueued"]) == (12, 0)  # diffed remotely
+        (folder / "heron-3.md").write_text("# heron 3\n\nThe heron number 3 flew off.\n")
+        (folder / "heron-4.md").unlink()
+        changed = writer("index", "--json", str(folder)).json()
+        assert (changed["new"], changed["unchanged"], changed["deleted"]) == (1, 10, 1)
+        hits = committer("search", "--json", "heron flew").json()
+        assert Path(hits[0]["source_file"]).name == "heron-3.md"
+        status = writer("queue", "status", "--json").json()
+        assert status["committer"]["running"] and "pid" in status["committer"]["holder"]
+    finally:
+        stop(worker)
+    assert_doctor_ok(committer.home)
+
+
+def test_a_writer_with_another_model_is_told_before_it_embeds_anything(
+        tmp_path: Path, redis: RedisServer) -> None:
+    committer, writer = machine(tmp_path, "server", redis), machine(tmp_path, "laptop", redis, B)
+    folder = notes(tmp_path / "notes", 3)
+    committer("index", "--no-wait", str(folder))
+    committer("queue", "worker", "--once")
+    run = writer("index", str(folder), check=2)
+    assert A in run.stderr and B in run.stderr and "embedding-reset" in run.stderr
+    assert writer("queue", "status", "--json").json()["pending"] == 0
+
+
+def test_waiting_for_a_shared_queue_without_a_committer_says_so_and_keeps_the_batches(
+        tmp_path: Path, redis: RedisServer) -> None:
+    writer = machine(tmp_path, "laptop", redis)
+    run = writer("index", str(notes(tmp_path / "notes", 2)), check=1)
+    assert "no committer is running" in run.stderr and "--no-wait" in run.stderr
+    assert writer("queue", "status", "--json").json()["pending"] == 1
+
+
+def test_exactly_one_committer_per_queue_across_machines(tmp_path: Path, redis: RedisServer) -> None:
+    first, second = machine(tmp_path, "server", redis), machine(tmp_path, "other-server", redis)
+    worker = first.popen("queue", "worker")
+    try:
+        poll(lambda: second("queue", "status", "--json").json()["committer"]["running"],
+             "the first worker to claim the queue", 60)
+        run = second("queue", "worker", "--once", check=3)
+        assert "through the Redis queue" in run.stderr and "pid" in run.stderr
+    finally:
+        stop(worker)
+    second("queue", "worker", "--once")  # the claim is free once the first stops
+    assert_doctor_ok(second.home)
+
+
+def test_an_unreachable_server_fails_clearly_and_the_worker_resumes_after_a_restart(
+        tmp_path: Path, redis: RedisServer) -> None:
+    committer, writer = machine(tmp_path, "server", redis), machine(tmp_path, "laptop", redis)
+    worker = committer.popen("queue", "worker")
+    try:
+        writer("index", str(notes(tmp_path / "before", 2, "otter")))
+        redis.kill()
+        run = writer("index", "--no-wait", str(notes(tmp_path / "during", 2, "badger")), check=1)
+        line = [x for x in run.stderr.splitlines() if x.startswith("error:")][0]
+        assert "cannot be reached" in line and "nothing was enqueued" in line, line
+        redis.start()
+        later = writer("index", "--json", str(tmp_path / "during")).json()  # waits for a commit
+        assert later["committed"] == 4
+    finally:
+        log = stop(worker)
+    assert "cannot be reached" in log and "Retrying" in log  # it waited, it did not die
+    assert len(committer("search", "--json", "badger").json()) > 0
+    assert_doctor_ok(committer.home)
+
+
+def test_doctor_warns_when_the_server_can_lose_acknowledged_writes(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", appendfsync="everysec")
+    try:
+        home = machine(tmp_path, "server", server)
+        home("index", "--no-wait", str(notes(tmp_path / "notes", 1)))
+        home("queue", "worker", "--once")
+        report = home("doctor", "--json").json()
+        assert report["ok"] and any("appendfsync always" in w for w in report["warnings"])
+    finally:
+        server.stop()
+
+
+def test_the_password_in_the_url_is_never_shown(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_config(home, {"queue": {"backend": "redis",
+                                  "url": "redis://memwal:s3cret-pw@127.0.0.1:1/0"}})
+    mm = MM(home)
+    shown = mm("config", "show", "--json").json()["queue.url"]["value"]
+    assert "s3cret-pw" not in shown and "***" in shown
+    run = mm("queue", "status", check=None)
+    assert run.code != 0 and "s3cret-pw" not in run.stdout + run.stderr
+    bad = mm("status", env={"MM_QUEUE_URL": "http://user:s3cret-pw@host/"}, check=2)
+    assert "s3cret-pw" not in bad.stdout + bad.stderr
+
+
+@pytest.mark.no_doctor
+def test_storm_with_the_worker_and_redis_server_killed_commits_everything_once(
+        tmp_path: Path) -> None:
+    seed = int(os.environ.get("MM_TEST_SEED", random.randrange(1 << 30)))
+    print(f"seed {seed} (rerun with MM_TEST_SEED={seed})")
+    server = RedisServer(tmp_path / "redis")
+    restarts: list[int] = []
+
+    def kill_redis(kill_number: int) -> None:
+        if kill_number in (3, 7):  # at least twice, between committer kills
+            server.kill()
+            server.start()  # the append-only file (appendfsync always) brings everything back
+            restarts.append(kill_number)
+
+    try:
+        run_storm(tmp_path, seed, kills=10, batches=30, producer_kills=1,
+                  config={"queue": {"backend": "redis", "url": server.url}}, after_kill=kill_redis)
+    finally:
+        server.stop()
+    assert restarts == [3, 7]
+
+
+def test_the_seed_scenario_on_redis_never_mixes_and_replay_commits_the_mismatches(
+        tmp_path: Path, redis: RedisServer) -> None:
+    committer = machine(tmp_path, "server", redis)
+    writer_a = machine(tmp_path, "laptop-a", redis, A)
+    committer("index", "--no-wait", str(notes(tmp_path / "seed", 2)))  # the index starts on A
+    committer("queue", "worker", "--once")
+    settings_a = load_settings(writer_a.home, environ={})
+    # Writer A (old model) keeps writing: some before the reset to B, some after it.
+    enqueue_items(settings_a, [upsert(f"before {i}", source=f"/a/{i}.md") for i in range(5)])
+    committer("embedding-reset", "--mode", "apply-current", "--yes", "--no-wait",
+              env={"MM_EMBEDDING_MODEL": B})
+    enqueue_items(settings_a, [upsert(f"after {i}", source=f"/a/late-{i}.md") for i in range(7)])
+    committer("queue", "worker", "--once")
+    status = committer("status", "--json", env={"MM_EMBEDDING_MODEL": B}).json()
+    assert status["active_model"]["name"] == B
+    assert set(status["vectors_by_fingerprint"]) <= {status["active_model"]["fingerprint"]}
+    letters = committer("queue", "dead-letters", "list", "--json").json()
+    assert len(letters) == 7 and {l["reason"] for l in letters} == {"fingerprint_mismatch"}
+    replay = committer("queue", "dead-letters", "replay", "--all", "--reembed", "--no-wait",
+                       "--json", env={"MM_EMBEDDING_MODEL": B}).json()
+    assert replay["replayed"] == 7
+    committer("queue", "worker", "--once")
+    status = committer("queue", "status", "--json").json()
+    assert (status["dead_letters"], status["ledger"]["dead_lettered"]) == (0, 7)
+    assert committer("status", "--json", env={"MM_EMBEDDING_MODEL": B}).json()["chunks"] == 2 + 12
+    assert_doctor_ok(committer.home)

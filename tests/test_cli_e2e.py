@@ -162,7 +162,7 @@ def test_read_commands_print_documented_json(mm: MM, notes: Path) -> None:
     assert set(overall["queue"]) == set(status)
 
     report = doctor(mm)
-    assert set(report) == {"ok", "checks", "vectors_by_fingerprint"} and report["ok"] is True
+    assert set(report) == {"ok", "checks", "vectors_by_fingerprint", "warnings"} and report["ok"] is True
     assert report["checks"] and all(set(c) == {"name", "ok", "detail"} for c in report["checks"])
 
     config = ok(mm("config", "show", "--json")).json()

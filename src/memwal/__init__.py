@@ -45,6 +45,7 @@ _LAZY: dict[str, str] = {
     "Hit": "memwal.retrieval",
     "index_status": "memwal.status",
     "queue_status": "memwal.status",
+    "throughput": "memwal.status",
     "run_doctor": "memwal.doctor",
     "repair": "memwal.doctor",
     # dead letters
@@ -90,7 +91,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from memwal.server import ServerOptions, serve_http, serve_stdio
     from memwal.watcher import watch
     from memwal.retrieval import Hit, Searcher, SearchResult, search, search_async
-    from memwal.status import index_status, queue_status
+    from memwal.status import index_status, queue_status, throughput
     from memwal.worker import run_worker, wait_committed
 
 

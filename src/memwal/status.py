@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.lock import committer_alive
 from memwal.queue import QueueCounts, Role, open_queue
+from memwal.records import UndecodableBatch, decode_batch
 from memwal.safeio import read_regular
 from memwal.store import reads
 
@@ -34,7 +37,7 @@ def queue_status(settings: Settings) -> dict[str, Any]:
     """
     queue = open_queue(settings, Role.READER)
     try:
-        counts, holder = queue.counts(), queue.holder()
+        counts, holder, oldest = queue.counts(), queue.holder(), queue.oldest()
     finally:
         queue.close()
     running, pid = committer_alive(settings.lock_path)
@@ -42,15 +45,43 @@ def queue_status(settings: Settings) -> dict[str, Any]:
         model = store.active_model(conn)
         dead = reads.unreplayed_dead_letters(conn)
         ledger = reads.ledger_totals(conn)
+        last = reads.last_commit_at(conn) if conn else None
     return {
         "pending": counts.pending,
         "inflight": counts.inflight,
         "dead_letters": int(dead),
         "committer": {"running": running or holder is not None, "pid": pid,
+                      "host": socket.gethostname() if running else None,
                       **({"holder": holder} if holder is not None else {})},
+        "oldest_pending_age": _age(oldest),
+        "last_commit_at": last,
         "active_model": model.as_dict() if model else None,
         "ledger": {k: ledger[k] for k in ("batches", "committed", "dead_lettered", "skipped")},
     }
+
+
+def _age(oldest: Any) -> float | None:
+    """Seconds the first pending batch has waited (from its envelope's enqueue time)."""
+    if oldest is None:
+        return None
+    try:
+        return round(max(0.0, time.time() - decode_batch(oldest.data).enqueued_at), 3)
+    except UndecodableBatch:
+        return None
+
+
+def throughput(settings: Settings, seconds: int = 600, step: int = 5) -> dict[str, Any]:
+    """Records committed per second over the last `seconds`, in buckets of `step` seconds: the
+    committer's throughput history (from the ledger's commit times)."""
+    now = time.time()
+    start = now - seconds
+    buckets = [0] * max(1, seconds // step)
+    with store.reading(settings.index_path) as conn:
+        commits = reads.commits_since(conn, start) if conn else []
+    for committed_at, committed in commits:
+        buckets[min(len(buckets) - 1, int((committed_at - start) // step))] += committed
+    return {"now": now, "step": step,
+            "points": [[round(start + (i + 1) * step, 3), n / step] for i, n in enumerate(buckets)]}
 
 
 def watcher_folder(settings: Settings) -> Path:

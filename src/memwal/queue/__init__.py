@@ -57,6 +57,9 @@ class _EmptyQueue:
     def durability(self) -> None:
         return None
 
+    def oldest(self) -> None:
+        return None
+
     def published_state(self) -> None:
         return None
 

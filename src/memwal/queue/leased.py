@@ -95,6 +95,9 @@ class LeasedQueue:
         holder = getattr(self.storage, "holder", None)
         return None if holder is None else self._call(holder)
 
+    def oldest(self) -> Delivery | None:
+        return self._call(self.storage.oldest)
+
     def durability(self) -> str | None:
         check = getattr(self.storage, "durability", None)
         return None if check is None else self._call(check)

@@ -72,6 +72,13 @@ class LeasedMemoryStorage(MemoryStorage):
             self._messages.clear()
             self._leased.clear()
 
+    def oldest(self) -> Delivery | None:
+        with self._lock:
+            for position, data in self._messages.items():
+                if position not in self._leased:
+                    return Delivery(position, data)
+        return None
+
     def durability(self) -> str:
         return "the memory backend keeps nothing once its process ends (it is for tests)"
 

@@ -86,6 +86,10 @@ class WriteAheadQueue(Protocol):
         """
         ...
 
+    def oldest(self) -> Delivery | None:
+        """The first pending message, without leasing it (how long the queue has waited)."""
+        ...
+
     def claim(self) -> ContextManager[None]:
         """Hold this queue's committer claim for the block; CommitterBusy naming the holder if
         another process holds it. A backend whose queue lives beside the index (SQLite, memory)

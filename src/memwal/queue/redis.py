@@ -157,6 +157,11 @@ class LeasedRedisStorage(RedisStorage):
             pending, inflight = pipe.zcard(self.pending_key).zcard(self.inflight_key).execute()
         return QueueCounts(int(pending), int(inflight))
 
+    def oldest(self) -> Delivery | None:
+        first = self.conn.zrange(self.pending_key, 0, 0)
+        data = self.conn.hget(self.data_key, first[0]) if first else None
+        return None if data is None else Delivery(int(first[0]), as_bytes(data))
+
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
         sets = [self.small_key] if max_bytes is not None and max_bytes <= SMALL else \
             [self.pending_key, self.inflight_key]

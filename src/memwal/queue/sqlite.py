@@ -163,6 +163,13 @@ class LeasedSqliteStorage(SqliteStorage):
                 cursor.execute("commit")
         return QueueCounts(int(total) - int(leased), int(leased))
 
+    def oldest(self) -> Delivery | None:
+        if self._tables_missing():
+            return None
+        rows = self.sql(f"select id, data from task where {self._unleased} "
+                        "order by priority desc, id limit 1", (self.name,), results=True)
+        return Delivery(int(rows[0][0]), as_bytes(rows[0][1])) if rows else None
+
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
         if self._tables_missing():
             return

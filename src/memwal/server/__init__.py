@@ -84,10 +84,12 @@ def check_bind(options: ServerOptions) -> None:
 
 
 def build_app(state: ServerState, options: ServerOptions, port: int) -> Any:
-    """The ASGI app: MCP (streamable HTTP) at /mcp, behind the token and Host/Origin doors."""
+    """The ASGI app: MCP (streamable HTTP) at /mcp, the JSON API at /api, the web page at /,
+    all behind the token and Host/Origin doors."""
     from starlette.applications import Starlette
 
     from memwal.server.tools import build_server
+    from memwal.server.web import Web
 
     server = build_server(state)
     mcp_app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True,
@@ -99,7 +101,8 @@ def build_app(state: ServerState, options: ServerOptions, port: int) -> Any:
         async with server.session_manager.run():
             yield
 
-    app = Starlette(routes=list(mcp_app.routes), lifespan=lifespan)
+    web = Web(state, options.token)
+    app = Starlette(routes=[*web.routes(), *mcp_app.routes], lifespan=lifespan)
     return Doors(app, port=port, token=options.token, check_host=is_loopback(options.host),
                  origins=options.allow_origins)
 

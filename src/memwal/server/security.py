@@ -46,6 +46,7 @@ class Doors:
         self.check_host = check_host
         self.origins = {f"http://{host}" for host in self.hosts} | set(origins)
         self.expected = f"Bearer {token}".encode() if token else None
+        self.cookie = f"memwal_token={token}".encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":  # lifespan; memwal serves no websockets
@@ -60,13 +61,29 @@ class Doors:
         elif origin and origin not in self.origins:
             await _refuse(send, 403, f"Origin {origin!r} is not allowed",
                           "Call the server from its own origin, or start it with --allow-origin.")
-        elif self.expected and not secrets.compare_digest(
-                headers.get(b"authorization", b""), self.expected):
-            await _refuse(send, 401, "missing or wrong bearer token",
-                          "Send 'Authorization: Bearer <token>' (the server's --token).",
-                          extra=[(b"www-authenticate", b"Bearer")])
+        elif self.expected and not self._authorized(headers) and scope["path"] != "/login":
+            if scope["method"] == "GET" and not scope["path"].startswith(("/api", "/mcp")):
+                await _redirect(send, "/login")  # a person with a browser: sign in first
+            else:
+                await _refuse(send, 401, "missing or wrong bearer token",
+                              "Send 'Authorization: Bearer <token>' (the server's --token).",
+                              extra=[(b"www-authenticate", b"Bearer")])
         else:
             await self.app(scope, receive, send)
+
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        assert self.expected is not None and self.cookie is not None
+        if secrets.compare_digest(headers.get(b"authorization", b""), self.expected):
+            return True
+        cookies = [c.strip() for c in headers.get(b"cookie", b"").split(b";")]
+        return any(secrets.compare_digest(c, self.cookie) for c in cookies)
+
+
+async def _redirect(send: Any, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse(send: Any, status: int, message: str, fix: str,

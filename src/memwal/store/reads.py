@@ -30,6 +30,16 @@ def ledger_totals(conn: Connection | None) -> dict[str, int]:
     return dict(zip(LEDGER_TOTALS, map(int, row)))
 
 
+def last_commit_at(conn: Connection) -> float | None:
+    return conn.execute("SELECT max(committed_at) FROM ledger").fetchone()[0]
+
+
+def commits_since(conn: Connection, since: float) -> list[tuple[float, int]]:
+    """(committed_at, records committed) of every batch committed after `since`, in time order."""
+    return conn.execute("SELECT committed_at, committed FROM ledger WHERE committed_at > ? "
+                        "ORDER BY committed_at", (since,)).fetchall()
+
+
 def ledger_counts(conn: Connection, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
     """(committed, dead_lettered, skipped) of those batches that are in the ledger."""
     found: dict[str, tuple[int, int, int]] = {}

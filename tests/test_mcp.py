@@ -359,3 +359,51 @@ async def test_the_readme_http_snippet_names_the_default_address_of_mm_serve(mm:
                 assert (await call(session, "mem_queue_status"))["committer"]["running"]
     finally:
         server.stop()
+
+
+# -- `mm search` asks a running `mm serve` -------------------------------------------------
+
+
+def local_stats(home: Path) -> int:
+    """How many searches the home's running server answered over its local socket."""
+    from memwal.cli.fast import _ask
+    from memwal.localsearch import SOCKET, VERSION
+
+    answer = _ask(str(home), SOCKET, {"v": VERSION, "stats": True})
+    assert answer is not None, "no server answers on the home's socket"
+    return answer["answered"]
+
+
+SEARCHES = [("--json", "lighthouse gulls"), ("lighthouse",), ("-k", "2", "--json", "gulls"),
+            ("--top-k=1", "--json", "dawn"), ("--max-per-doc", "1", "--source", "n/",
+                                                     "--json", "keeper")]
+
+
+def test_mm_search_is_answered_by_a_running_server_with_the_same_output(mm: MM) -> None:
+    mm("index", "--no-wait", str(write_notes(mm.home.parent / "n", {
+        "gulls.md": "# Gulls\n\nThe lighthouse keeper feeds the gulls at dawn.\n",
+        "otters.md": "# Otters\n\nOtters hold hands while they sleep.\n"})))
+    mm("queue", "worker", "--once")
+    direct = [mm("search", *args) for args in SEARCHES]
+    server = HttpServer(mm.home)
+    try:
+        before = local_stats(mm.home)
+        served = [mm("search", *args) for args in SEARCHES]
+        assert local_stats(mm.home) == before + len(SEARCHES)
+        for one, other in zip(direct, served):
+            assert (one.code, one.stdout, one.stderr) == (other.code, other.stdout, other.stderr)
+        # Other settings than the server's, or a form the fast path does not read: in-process.
+        mm("search", "--json", "gulls", env={"MM_SEARCH_TOP_K": "1"})
+        mm("search", "--help")
+        assert local_stats(mm.home) == before + len(SEARCHES)
+        assert oct((mm.home / "serve.sock").stat().st_mode & 0o777) == "0o600"
+    finally:
+        server.stop()
+    assert not (mm.home / "serve.sock").exists()
+
+
+def write_notes(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root

@@ -1,5 +1,5 @@
 """`python -m memwal` is `mm`."""
 
-from memwal.cli.app import run
+from memwal.cli.entry import run
 
 run()

@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from urllib.request import pathname2url
+from urllib.parse import quote
 
 _FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
@@ -123,7 +123,7 @@ def readonly_uri(path: Path) -> str:
     file holds pending commits either, the database file alone is the whole truth, and SQLite
     may read it as immutable: without locks or the -shm file.
     """
-    uri = f"file:{pathname2url(str(path))}?mode=ro"
+    uri = f"file:{quote(str(path))}?mode=ro"  # SQLite URIs escape ? # % like URLs
     _, wal, shm = sqlite_companions(path)
     if not os.access(path.parent, os.W_OK) and not shm.exists() and not (
             wal.exists() and wal.stat().st_size > 0):

@@ -89,20 +89,7 @@ def search_command(
     settings = load(home)
     result = memwal.search(settings, query, namespace=namespace, source_glob=source, top_k=top_k,
                            max_per_doc=max_per_doc)
-    for message in result.warnings:
-        output.warn(message)
-    if not json_out and not result.hits:
-        output.info("no results")
-        return
-    output.emit(result.as_json(), json_out, lambda _: output.table(
-        ("#", "where", "section", "text"),
-        [(hit.rank, f"{hit.source_file}:{hit.start_line}-{hit.end_line}",
-          " › ".join(hit.heading_path), _snippet(hit.content)) for hit in result.hits]))
-
-
-def _snippet(content: str, limit: int = 160) -> str:
-    text = " ".join(content.split())
-    return text[:limit] + ("…" if len(text) > limit else "")
+    output.search_hits(result.as_json(), result.warnings, json_out)
 
 
 @app.command("status")

@@ -11,8 +11,6 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence
 
-import typer
-
 from memwal import (  # noqa: F401 - re-exported for the commands
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
 )
@@ -62,6 +60,24 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
     return grid
 
 
+def search_hits(hits: list[dict[str, Any]], warnings: list[str], as_json: bool) -> None:
+    """`mm search`'s output, whoever searched (this process, or a running `mm serve`)."""
+    for message in warnings:
+        warn(message)
+    if not as_json and not hits:
+        info("no results")
+        return
+    emit(hits, as_json, lambda _: table(
+        ("#", "where", "section", "text"),
+        [(hit["rank"], f"{hit['source_file']}:{hit['start_line']}-{hit['end_line']}",
+          " › ".join(hit["heading_path"]), _snippet(hit["content"])) for hit in hits]))
+
+
+def _snippet(content: str, limit: int = 160) -> str:
+    text = " ".join(content.split())
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
 def lines(pairs: Sequence[tuple[str, Any]], width: int = 18) -> str:
     """`label   value` lines, labels padded to one column."""
     return "\n".join(f"{label:<{width}}{value}" for label, value in pairs)
@@ -69,6 +85,8 @@ def lines(pairs: Sequence[tuple[str, Any]], width: int = 18) -> str:
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One clear line on stderr and a non-zero exit; never a traceback."""
+    import typer  # only here: the fast path of `mm search` never pays for importing it
+
     stderr().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
 

@@ -129,7 +129,9 @@ def serve_http(settings: memwal.Settings, options: ServerOptions = ServerOptions
                                   f"{exc.strerror}.", "Pick another --port, or stop what uses "
                                                       "it.") from None
     port = listener.getsockname()[1]
-    with _running(settings, options) as state:
+    from memwal.server.local import listening
+
+    with _running(settings, options) as state, listening(state):
         app = build_app(state, options, port)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
         server = uvicorn.Server(config)
@@ -143,7 +145,29 @@ def serve_http(settings: memwal.Settings, options: ServerOptions = ServerOptions
                 ready(f"http://{host}:{port}/mcp")
 
             server.startup = startup  # type: ignore[method-assign]
+        # uvicorn re-raises SIGINT/SIGTERM once it has shut down, which would end the process
+        # before the committer, the watcher and the local socket are closed: stop it ourselves.
+        server.capture_signals = _stop_on_signals(server)  # type: ignore[method-assign]
         server.run(sockets=[listener])
+
+
+def _stop_on_signals(server: Any) -> Callable[[], Any]:
+    @contextlib.contextmanager
+    def capture() -> Iterator[None]:
+        import signal
+
+        def stop(signum: int, frame: Any) -> None:
+            server.force_exit = server.should_exit  # a second Ctrl-C: do not wait for requests
+            server.should_exit = True
+
+        restore = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in restore.items():
+                signal.signal(signum, handler)
+
+    return capture
 
 
 __all__ = ["ServerOptions", "serve_http", "serve_stdio"]

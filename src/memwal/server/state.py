@@ -17,6 +17,7 @@ class ServerState:
     allow_destructive: bool = False
     take_role: bool = False
     searcher: memwal.Searcher = field(init=False)
+    local_searches: int = field(default=0, init=False)  # answered for `mm search` (local.py)
 
     def __post_init__(self) -> None:
         self.searcher = memwal.Searcher(self.settings)

@@ -1,0 +1,19 @@
+"""The `mm` console script: the fast path of `mm search` first, then the full command line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def run() -> Any:  # pragma: no cover - console script shim
+    argv = sys.argv[1:]
+    if argv[:1] == ["search"]:
+        from memwal.cli.fast import search_via_server
+
+        code = search_via_server(argv[1:])
+        if code is not None:
+            sys.exit(code)
+    from memwal.cli.app import run as full
+
+    return full()

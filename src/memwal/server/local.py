@@ -1,0 +1,107 @@
+"""The local door of `mm serve`: a unix socket in the home that `mm search` asks first.
+
+A cold `mm search` pays for Python, its imports and the model's load; a running server has all
+of it warm. So `mm serve` listens on `<home>/serve.sock` (the home is 0700 and the socket 0600:
+only the home's owner can open it), and `mm search` sends it its query, one JSON line, and
+prints the answer, as dmypy and eslint_d do for their tools. The server answers only when the
+caller's effective settings are its own (same home, same model, same search settings);
+otherwise, or when no server answers, `mm search` searches in its own process, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import memwal
+from memwal.localsearch import SOCKET, VERSION, comparable
+from memwal.server.state import ServerState
+
+@contextmanager
+def _in(folder: Path) -> Iterator[None]:
+    """Work in `folder` for the block: a unix socket path is limited to about 100 bytes, so the
+    socket is bound and reached by its short name from inside the home."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        state: ServerState = self.server.state  # type: ignore[attr-defined]
+        try:
+            request = json.loads(self.rfile.readline(1 << 20))
+            answer = _answer(state, request)
+        except Exception as exc:  # never lets a caller crash the server
+            error = memwal.as_memwal_error(exc)
+            answer = {"error": error.as_dict()} if error else {"decline": f"server error: {exc}"}
+        self.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
+
+
+def _answer(state: ServerState, request: dict[str, Any]) -> dict[str, Any]:
+    if request.get("v") != VERSION:
+        return {"decline": "another protocol version"}
+    if request.get("stats"):
+        return {"answered": state.local_searches}
+    if request.get("settings") != comparable(state.settings):
+        return {"decline": "the caller's settings are not the server's"}
+    result = state.searcher.search(request["query"], top_k=request.get("top_k"),
+                                   namespace=request.get("namespace"),
+                                   source_glob=request.get("source_glob"),
+                                   max_per_doc=request.get("max_per_doc"))
+    state.local_searches += 1
+    return {"hits": [asdict(hit) for hit in result.hits], "warnings": result.warnings}
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@contextmanager
+def listening(state: ServerState) -> Iterator[Path | None]:
+    """Serve the local socket for the block; yields its path (None if it could not be made)."""
+    home = state.settings.home
+    path = home / SOCKET
+    if _answers(path):
+        yield None  # another server of this home already answers there
+        return
+    try:
+        with _in(home):
+            Path(SOCKET).unlink(missing_ok=True)  # a stale socket of a server that died
+            server = _Server(SOCKET, _Handler)
+            os.chmod(SOCKET, 0o600)
+    except OSError:
+        yield None
+        return
+    server.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name="memwal-local", daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        server.shutdown()
+        server.server_close()
+        path.unlink(missing_ok=True)
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
+    try:
+        with _in(path.parent):
+            probe.connect(path.name)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()

@@ -56,13 +56,12 @@ def search_via_server(argv: list[str]) -> int | None:
     options = _parse(argv)
     if options is None:
         return None
-    from memwal.config import load_settings
-    from memwal.errors import MemwalError
+    import memwal
     from memwal.localsearch import SOCKET, VERSION, comparable
 
     try:
-        settings = load_settings(options.get("home"))
-    except MemwalError:
+        settings = memwal.load_settings(options.get("home"))
+    except memwal.MemwalError:
         return None
     request = {"v": VERSION, "settings": comparable(settings),
                **{k: options.get(k) for k in ("query", "top_k", "namespace", "source_glob",

@@ -155,7 +155,7 @@ OPTIONS: tuple[Option, ...] = (
            "(the first one is built at that size)"),
     Option("search.top_k", _whole(MAX_TOP_K), 10, "results returned by mm search"),
     Option("search.rrf_k", _whole(1_000_000), 60, "reciprocal rank fusion constant"),
-    Option("search.max_per_doc", _integer(0, MAX_TOP_K), 3,
+    Option("search.max_per_doc", _integer(0, MAX_TOP_K), 2,
            "at most this many results from one file (0: no cap)"),
     Option("search.bm25_weight", _finite(0, 1e6), 1.0, "weight of the keyword leg in fusion"),
     Option("search.vector_weight", _finite(0, 1e6), 1.0, "weight of the vector leg in fusion"),

@@ -269,7 +269,7 @@ def test_storm_with_producer_kills_and_a_reset_midway(tmp_path: Path) -> None:
 
 @pytest.mark.torture
 def test_torture_committer_and_producer_kills_with_a_reset(tmp_path: Path) -> None:
-    kills = int(os.environ.get("MM_TORTURE_KILLS", "50"))
+    kills = int(os.environ.get("MM_TORTURE_KILLS", "30"))
     run_storm(tmp_path, _seed(), kills=kills, batches=150, producer_kills=4, reset=True)
 
 

@@ -390,7 +390,7 @@ def test_other_model_skips_the_vector_leg_with_a_warning_naming_both_models_and_
 
 def test_search_reads_committed_data_only_and_is_not_blocked_by_a_running_committer(
         mm: MM, indexed: Path, tmp_path: Path) -> None:
-    files = 6000
+    files = 3500
     big = write_corpus(tmp_path / "big", {
         f"log-{i:05d}.md": f"# Log {i}\n\nEntry {i}: the zebrafinch sang at dawn by the feeder.\n"
         for i in range(files)})

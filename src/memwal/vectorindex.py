@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from memwal import faults, store
 from memwal.config import Settings
-from memwal.fingerprint import ModelInfo
+from memwal.fingerprint import ModelInfo, file_digest
 from memwal.safeio import read_regular, write_atomically
 from memwal.store import reads
 
@@ -79,14 +79,6 @@ def _new_index(dim: int) -> Any:
                  expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
 
 
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # -- readers -------------------------------------------------------------------------------
 
 
@@ -114,7 +106,7 @@ def open_view(settings: Settings, active: ModelInfo, verify: bool = False) -> De
         return None
     try:
         path = stamp.path(settings)
-        if path.stat().st_size != stamp.size or (verify and _digest(path) != stamp.sha256):
+        if path.stat().st_size != stamp.size or (verify and file_digest(path) != stamp.sha256):
             return None
         from usearch.index import Index
 
@@ -214,7 +206,7 @@ class Graph:
         os.chmod(temporary, 0o600)
         os.replace(temporary, final)
         stamp = Stamp(final.name, self.model.fingerprint, self.model.dim, self.seq,
-                      len(self.index), final.stat().st_size, _digest(final))
+                      len(self.index), final.stat().st_size, file_digest(final))
         write_atomically(where / "current.json", json.dumps(stamp.__dict__).encode())
         for old in where.glob("*.usearch"):
             if old != final:

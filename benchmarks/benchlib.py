@@ -367,33 +367,37 @@ def embedder(name: str) -> Any:
 
 
 def upserts(records: int, corpus: Corpus, *, pool: int = 4096, chunks_per_file: int = 20,
-            snapshots: bool = False, namespace: str = "default") -> Iterator[Any]:
+            snapshots: bool = False, namespace: str = "default", model: str = HASH_MODEL,
+            vectors: Callable[[Sequence[str]], Any] | None = None) -> Iterator[Any]:
     """`records` upserts with distinct keys, `chunks_per_file` per source file, 100 files a folder.
 
-    Vectors are hash-384: `pool` of them reused cyclically (what the committer does with a vector
-    does not depend on which it is; embedding every record would cost ~2.3k texts/s), or with
-    `pool=0` each chunk's own (search needs distinct vectors). With `snapshots` each file's
-    FileSnapshot comes before its upserts, as `mm index` sends them.
+    Vectors are `model`'s (hash-384 by default): `pool` of them reused cyclically (what the
+    committer does with a vector does not depend on which it is; embedding every record would
+    cost ~2.3k texts/s), or with `pool=0` each chunk's own (search needs distinct vectors).
+    `vectors(texts)`, if given, makes them instead of the model (an (n, dim) float array, e.g.
+    synthetic ones stamped with a real model's fingerprint, when embedding would take too long).
+    With `snapshots` each file's FileSnapshot comes before its upserts, as `mm index` sends them.
     """
     from memwal.chunking import content_hash
     from memwal.records import ChunkKey, FileSnapshot, Upsert
     from memwal.vectors import to_bytes
 
-    model = embedder(HASH_MODEL)
-    shared = [to_bytes(v) for v in model.embed([corpus.chunk() for _ in range(pool)])] if pool else []
+    model_ = embedder(model)
+    embed = vectors or model_.embed
+    shared = [to_bytes(v) for v in embed([corpus.chunk() for _ in range(pool)])] if pool else []
     for first in range(0, records, chunks_per_file):
         number = first // chunks_per_file
         source = f"/bench/notes/d{number // 100:04d}/n{number:07d}.md"
         texts = [corpus.chunk() for _ in range(min(chunks_per_file, records - first))]
-        vectors = ([shared[(first + i) % pool] for i in range(len(texts))] if pool
-                   else [to_bytes(v) for v in model.embed(texts)])
+        blobs = ([shared[(first + i) % pool] for i in range(len(texts))] if pool
+                 else [to_bytes(v) for v in embed(texts)])
         keys = [(content_hash(text), 1 + 12 * part) for part, text in enumerate(texts)]
         if snapshots:
             yield FileSnapshot(namespace, source, f"digest-{number}", 1, 1, tuple(keys))
-        for part, (text, vector, (digest, start)) in enumerate(zip(texts, vectors, keys)):
+        for part, (text, vector, (digest, start)) in enumerate(zip(texts, blobs, keys)):
             yield Upsert(ChunkKey(namespace, source, digest, start), start + 9,
-                         (f"Note {number}", f"Part {part}"), text, ("bench",), model.fingerprint,
-                         model.dim, vector)
+                         (f"Note {number}", f"Part {part}"), text, ("bench",), model_.fingerprint,
+                         model_.dim, vector)
 
 
 def chunk_upserts(text: str, source: str, model: str = HASH_MODEL, **chunking: int) -> list[Any]:
@@ -643,3 +647,20 @@ def index_reader(settings: memwal.Settings) -> Any:
         knn=lambda vector, depth: reads.vector_ranking(conn, to_bytes(vector), depth),
         fuse=lambda rankings: [i for i, _ in retrieval.fuse([(r, 1.0) for r in rankings], 60)],
         rows=lambda ids: reads.chunk_rows(conn, ids), matrix=matrix, close=conn.close)
+
+
+def derived_index_state(settings: memwal.Settings) -> tuple[int, int, int]:
+    """The derived vector index of the active model: (its vectors, the commit it reflects), and
+    the index's last commit; (0, 0, last) when it has none. Searches scan what is newer exactly,
+    so a timing on a stale one measures a different search than a long-lived server's."""
+    from memwal import store, vectorindex
+    from memwal.store import reads
+
+    with store.reading(settings.index_path) as conn:
+        active = store.active_model(conn)
+        last = reads.commit_seq(conn) if conn is not None else 0
+    stamp = vectorindex.Stamp.read(settings)
+    if active is None or stamp is None or stamp.fingerprint != active.fingerprint:
+        return 0, 0, last
+    return stamp.count, stamp.seq, last
+

@@ -218,6 +218,29 @@ async def test_wait_that_times_out_says_the_note_is_still_queued(mm: MM) -> None
 # -- HTTP doors ----------------------------------------------------------------------------
 
 
+async def test_connections_the_http_listener_accepts_send_without_delay() -> None:
+    """TCP_NODELAY on every accepted connection: without it each answer waited ~40 ms for the
+    client's delayed ACK (headers and body go out in two writes). Checked the way uvicorn
+    serves the listener: an asyncio server on that socket."""
+    import socket
+
+    from memwal.server import tcp_listener
+
+    listener = tcp_listener("127.0.0.1", 0)
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(handle, sock=listener)
+    async with server:
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        assert await asyncio.wait_for(accepted, 60) != 0
+        writer.close()
+
+
 def test_a_non_loopback_bind_without_a_token_is_refused(mm: MM) -> None:
     run = mm("serve", "--host", "0.0.0.0", "--port", "0", check=2)
     assert "--token" in run.stderr and "Traceback" not in run.stderr

@@ -6,6 +6,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,22 @@ def test_after_a_reset_the_old_models_index_is_never_used(mm: MM, tmp_path: Path
     searcher = Searcher(load_settings(mm.home, environ={}, flags={"embedding.model": "hash-384-b"}))
     found = ids(searcher, "apple banana cherry")
     assert len(set(found) & set(ids(searcher, "apple banana cherry", exact=True))) >= 9
+
+
+@pytest.mark.integration
+def test_a_process_that_checks_the_index_before_its_first_search_does_not_crash(
+        mm: MM, tmp_path: Path) -> None:
+    """Doctor opens the derived index (usearch) before the first search loads the model
+    (onnxruntime), as a server does when `mem_doctor` comes first: with onnxruntime 1.32 and
+    usearch 2.26 that import order crashed the process with SIGSEGV."""
+    write_config(mm.home, {"vectors": {"merge_at": 1}})  # the default model; the index built at once
+    mm("index", str(write_notes(tmp_path / "notes", 3)))
+    poll(lambda: stamp(mm) is not None, "the derived index to be saved")
+    script = ("import sys, memwal\n"
+              "settings = memwal.load_settings(sys.argv[1])\n"
+              "checks = {c['name']: c['ok'] for c in memwal.run_doctor(settings)['checks']}\n"
+              "assert checks['vector_index'], checks\n"
+              "assert memwal.search(settings, 'note part').hits\n")
+    run = subprocess.run([sys.executable, "-c", script, str(mm.home)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])

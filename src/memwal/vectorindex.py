@@ -72,9 +72,25 @@ class Stamp:
         return folder(settings) / Path(self.file).name
 
 
-def _new_index(dim: int) -> Any:
+def usearch_index() -> Any:
+    """usearch's `Index` class, imported after onnxruntime.
+
+    With onnxruntime 1.32 and usearch 2.26, importing onnxruntime after usearch kills the process
+    (SIGSEGV while onnxruntime's native module loads); the other order is fine. A process may
+    need both in either order (a server that runs doctor, then its first search), so whoever
+    imports usearch imports onnxruntime first, when it is installed.
+    """
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
     from usearch.index import Index
 
+    return Index
+
+
+def _new_index(dim: int) -> Any:
+    Index = usearch_index()
     return Index(ndim=dim, metric="cos", dtype="f16", connectivity=CONNECTIVITY,
                  expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
 
@@ -108,8 +124,7 @@ def open_view(settings: Settings, active: ModelInfo, verify: bool = False) -> De
         path = stamp.path(settings)
         if path.stat().st_size != stamp.size or (verify and file_digest(path) != stamp.sha256):
             return None
-        from usearch.index import Index
-
+        Index = usearch_index()
         meta = Index.metadata(str(path))
         if meta is None or meta.get("dimensions") != active.dim:
             return None

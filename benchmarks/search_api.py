@@ -7,6 +7,9 @@
     `python -c "import memwal.cli.app"`.
 (c) `python -X importtime -c "import memwal.cli.app"`: the top imports by cumulative time, and
     the same for a whole cold search (`python -X importtime -m memwal search …`).
+(d) the same cold `mm search`, --cold times, while a `mm serve` runs on the home: the command asks
+    the server over `<home>/serve.sock` (checked: the server's count of answered searches grows
+    by exactly --cold), and what that fast path imports.
 
     .venv/bin/python benchmarks/search_api.py --quick       # 20 calls, 3 cold runs; prints only
     .venv/bin/python benchmarks/search_api.py --write-doc   # 200 calls, 10 cold runs; writes its section
@@ -18,9 +21,12 @@ import argparse
 import json
 import re
 import shlex
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import memwal
 from benchlib import (
@@ -39,6 +45,33 @@ def importtime(argv: list[str | Path]) -> tuple[int, list[tuple[int, int, int, s
     line = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)")
     rows = [(int(m[2]), int(m[1]), len(m[3]) // 2, m[4]) for m in map(line.match, done.stderr.splitlines()) if m]
     return sum(own for _, own, _, _ in rows), sorted(rows, reverse=True)
+
+
+@contextmanager
+def serving(home: Path) -> Iterator[None]:
+    """A `mm serve` on `home` (HTTP on a free loopback port, and the local socket), until exit."""
+    server = subprocess.Popen([MM, "serve", "--port", "0", "--home", home], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()  # printed once it serves, socket included
+        if "serving http://" not in line:
+            raise RuntimeError(f"mm serve did not start: {line!r} (exit {server.poll()})")
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def answered(home: Path) -> int:
+    """How many searches the running server answered over its local socket."""
+    from memwal.cli.fast import _ask
+    from memwal.localsearch import SOCKET, VERSION
+
+    answer = _ask(str(home), SOCKET, {"v": VERSION, "stats": True})
+    if answer is None:
+        raise RuntimeError("no server answers on the home's socket")
+    return int(answer["answered"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +112,20 @@ def main(argv: list[str] | None = None) -> int:
         # (c) what a cold call imports
         app_total, app_rows = importtime(["-c", "import memwal.cli.app"])
         full_total, full_rows = importtime(["-m", "memwal", "search", QUERIES[0], "--home", home])
+
+        # (d) cold processes answered by a running server
+        with serving(home):
+            run_timed(cli)  # the server's first search loads its model
+            before = answered(home)
+            served_s = [run_timed(cli)[0] for _ in range(cold)]
+            if answered(home) != before + cold:
+                raise RuntimeError("some searches were not answered by the server")
+            fast_total, fast_rows = importtime(["-m", "memwal", "search", QUERIES[0],
+                                                "--home", home])
         _, where = machine(work)
+
+    def verdict(seconds: float, goal: float) -> str:
+        return f"{'met' if seconds <= goal else '**not met**'} ({seconds * 1000:,.0f} ms)"
 
     def hide(argv: list[str | Path]) -> str:
         return shlex.join(map(str, argv)).replace(str(home), "$HOME_DIR").replace(str(REPO) + "/", "")
@@ -118,6 +164,25 @@ top-level imports (which add up to that) by cumulative time:
 | depth | module | cumulative µs | self µs |
 |---|---|---:|---:|
 {imports([row for row in full_rows if row[2] == 0])}
+
+The same cold `mm search` while `mm serve` runs on the home ({cold} runs; each was answered by the
+server over `<home>/serve.sock`, counted by the server):
+
+| what | p50 ms | min ms |
+|---|---:|---:|
+| `mm search` wall time, served | {median(served_s) * 1000:,.0f} | {min(served_s) * 1000:,.0f} |
+| `mm search` wall time, in process (from above) | {median(cli_s) * 1000:,.0f} | {min(cli_s) * 1000:,.0f} |
+
+What that served call imports (`python -X importtime -m memwal search …`, server running):
+{fast_total:,} µs in all; its top-level imports by cumulative time:
+
+| depth | module | cumulative µs | self µs |
+|---|---|---:|---:|
+{imports([row for row in fast_rows if row[2] == 0])}
+
+Goals (issue 13): a cold in-process `mm search` at most 400 ms wall: {verdict(median(cli_s), 0.4)};
+served by a running `mm serve` at most 150 ms: {verdict(median(served_s), 0.15)}. Issue 10: warm
+calls p50 under 30 ms: {verdict(warm.p50 / 1000, 0.03)}.
 """
     print(summary)
     if writes_doc(args):

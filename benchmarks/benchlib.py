@@ -664,3 +664,86 @@ def derived_index_state(settings: memwal.Settings) -> tuple[int, int, int]:
         return 0, 0, last
     return stamp.count, stamp.seq, last
 
+
+def search_legs(settings: memwal.Settings, mmap_size: int = 0) -> Any:
+    """The two legs of a long-lived `memwal.Searcher`, one by one, on one read connection.
+
+    `keyword(query, depth)` is its BM25 leg (`retrieval.bm25_ranking`); `vector(vector, depth)`
+    its vector leg, a kept `retrieval._VectorLeg` (the derived index memory-mapped once, plus an
+    exact scan of what is newer than its stamp); `view_path()` the file that leg has mapped, or
+    None if it searched sqlite-vec instead (no current derived index); `matches(query)` how many
+    rows the keyword leg's FTS query matches; `vocabulary()` every indexed term and the chunks
+    holding it (FTS5's own vocabulary); `stored_vectors(block)` every stored vector of the active
+    model, as (ids, float32 matrix) blocks of `block` rows; `keyword_statement(query, depth)` the
+    SQL the keyword leg runs, as SQLite saw it; `explain(sql, params)` SQLite's query plan; `conn`
+    the connection; `keyword_join_after(query, depth)` a candidate rewrite of the keyword leg's
+    SQL, timed beside it. With `mmap_size`, the connection reads the file through a memory map
+    of up to that many bytes (`PRAGMA mmap_size`; memwal's own connections do not): another
+    candidate.
+    """
+    from memwal import retrieval, store, vectorindex
+    from memwal.store import reads
+    from memwal.vectors import to_bytes
+
+    conn = store.open_for_read(settings.index_path)
+    assert conn is not None, "nothing committed"
+    if mmap_size:
+        conn.execute(f"PRAGMA mmap_size={int(mmap_size)}")
+    active = store.active_model(conn)
+    assert active is not None, "no active model"
+    leg = retrieval._VectorLeg(settings, verify=False)  # what Searcher keeps (verify_derived=False)
+
+    def vector(query: Any, depth: int) -> list[int]:
+        return leg.ranking(conn, active, to_bytes(query), depth, None, None)
+
+    def view_path() -> Path | None:
+        derived = leg._derived
+        return derived.stamp.path(settings) if isinstance(derived, vectorindex.Derived) else None
+
+    def matches(query: str) -> int:
+        match = retrieval.fts_query(query)
+        return 0 if match is None else conn.execute(
+            "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,)).fetchone()[0]
+
+    def vocabulary() -> list[tuple[str, int]]:
+        # A temp fts5vocab table: the temp schema is writable on a read-only connection.
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.bench_vocab "
+                     "USING fts5vocab(main, 'chunks_fts', 'row')")
+        return conn.execute("SELECT term, doc FROM temp.bench_vocab").fetchall()
+
+    def stored_vectors(block: int) -> Iterator[tuple[Any, Any]]:
+        ids = reads.ids_with_vectors(conn, active.fingerprint)
+        for start in range(0, len(ids), block):
+            yield reads.vectors_of(conn, ids[start:start + block], active.dim)
+
+    def keyword_statement(query: str, depth: int) -> str:
+        """The SQL the keyword leg runs for `query`, its parameters bound (SQLite's trace)."""
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        try:
+            retrieval.bm25_ranking(conn, query, depth)
+        finally:
+            conn.set_trace_callback(None)
+        return next(s for s in statements if "MATCH" in s)
+
+    def explain(sql: str, params: Sequence[Any] = ()) -> list[str]:
+        return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, tuple(params))]
+
+    def keyword_join_after(query: str, depth: int) -> list[int]:
+        """A candidate for the keyword leg without filters (not in src/): the same BM25 top
+        `depth` taken in a subquery, joined to `chunks` after the LIMIT, so the join runs for
+        `depth` rows instead of for every match."""
+        match = retrieval.fts_query(query)
+        return [] if match is None else [r[0] for r in conn.execute(KEYWORD_JOIN_AFTER, (match, depth))]
+
+    return SimpleNamespace(
+        keyword=lambda query, depth: retrieval.bm25_ranking(conn, query, depth), vector=vector,
+        view_path=view_path, matches=matches, vocabulary=vocabulary, stored_vectors=stored_vectors,
+        keyword_statement=keyword_statement, explain=explain, keyword_join_after=keyword_join_after,
+        conn=conn, active=active, close=conn.close)
+
+
+KEYWORD_JOIN_AFTER = (
+    "SELECT c.id FROM (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts "
+    "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) AS top JOIN chunks c ON c.id = top.id "
+    "ORDER BY top.score")

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
 
 import memwal
 
@@ -747,3 +750,65 @@ KEYWORD_JOIN_AFTER = (
     "SELECT c.id FROM (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts "
     "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) AS top JOIN chunks c ON c.id = top.id "
     "ORDER BY top.score")
+
+
+DIM = 384
+
+
+class ClusteredVectors:
+    """Unit vectors with the structure of embedded notes: Gaussian clusters around topic centres.
+
+    `centres` centres uniform on the sphere; topic sizes follow weights 1/rank^0.5 (some topics
+    are much larger than others); each topic has its own spread, uniform in `spread` (the norm of
+    its isotropic Gaussian noise against a unit centre: 0.6-1.0 puts a member at cosine 0.86-0.71
+    from its centre). A vector is a centre plus noise, normalised. Called with a list of texts
+    (`benchlib.upserts`'s vector source), it gives the next vectors of one fixed-seed stream.
+    Queries are fresh draws from the same mixture: near the data, as a real query is, not in it.
+    """
+
+    def __init__(self, seed: int, dim: int = DIM, centres: int = 1_000,
+                 spread: tuple[float, float] = (0.6, 1.0)) -> None:
+        self.seed, self.dim, self.spread_range = seed, dim, spread
+        rng = np.random.default_rng([seed, 1])
+        self.centres = self._unit(rng.standard_normal((centres, dim)))
+        weights = 1.0 / np.arange(1, centres + 1) ** 0.5
+        self.p = weights / weights.sum()
+        self.spread = rng.uniform(*spread, size=centres)
+        self.stream = np.random.default_rng([seed, 2])
+
+    @staticmethod
+    def _unit(rows: np.ndarray) -> np.ndarray:
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    def _draw(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        topic = rng.choice(len(self.centres), size=count, p=self.p)
+        noise = rng.standard_normal((count, self.dim)) * (self.spread[topic] / math.sqrt(self.dim))[:, None]
+        return self._unit(self.centres[topic] + noise)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self._draw(len(texts), self.stream)
+
+    def queries(self, count: int) -> np.ndarray:
+        return self._draw(count, np.random.default_rng([self.seed, 3]))
+
+    def describe(self) -> str:
+        low, high = self.spread_range
+        return (f"{self.dim}-d unit vectors in {len(self.centres):,} Gaussian clusters (centres "
+                f"uniform on the sphere, topic sizes ∝ 1/rank^0.5, noise norm {low}-{high} per "
+                f"topic against a unit centre, normalised; seed {self.seed})")
+
+
+def build_synthetic(settings: memwal.Settings, chunks: int, seed: int, vectors: Callable[[Sequence[str]], Any],
+                    model: str, producer: str) -> tuple[float, float]:
+    """Enqueue `chunks` upserts (100 per file, each file's snapshot first, vectors from `vectors`,
+    stamped with `model`) through the public API, then commit them. Returns (enqueue s, commit s)."""
+    started = time.perf_counter()
+    memwal.enqueue_items(settings, upserts(chunks, Corpus(seed), pool=0, chunks_per_file=100,
+                                           snapshots=True, model=model, vectors=vectors), producer)
+    enqueue_s = time.perf_counter() - started
+    started = time.perf_counter()
+    stats = memwal.run_worker(settings, once=True)
+    commit_s = time.perf_counter() - started
+    if stats.dead_lettered or memwal.index_status(settings)["chunks"] != chunks:
+        sys.exit(f"the build went wrong: {stats}")
+    return enqueue_s, commit_s

@@ -177,7 +177,7 @@ def main() -> None:
 
     print(f"\ncorpus {corpus}: {files} files, {chunks} chunks; {args.repeat} run(s) each,"
           f" median (min-max); load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"| what | config | peak RSS MB | wall s | chunks/s |\n|---|---|---|---|---|")
+    print("| what | config | peak RSS MB | wall s | chunks/s |\n|---|---|---|---|---|")
     for (kind, config), rows in results.items():
         peaks, walls, rates = zip(*rows)
         what = "embedder alone" if kind == "embed" else "`mm index`"

@@ -8,7 +8,7 @@ times `call_tool("mem_search", …)` in one client session, beside the same sear
 section of docs/benchmarks.md.
 
 The vectors are synthetic (embedding 100k chunks with minilm would dominate the build): unit
-vectors around a few hundred Gaussian cluster centres, stamped with minilm's fingerprint so the
+vectors in Gaussian clusters (benchlib.ClusteredVectors), stamped with minilm's fingerprint so the
 server's default-model search runs its vector leg over them. The queries are embedded for real.
 
     .venv/bin/python benchmarks/mcp_bench.py --home /tmp/memwal-mcp-bench  # 100k; re-runs reuse it
@@ -27,43 +27,19 @@ import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 import memwal
 from benchlib import (
-    MM, Corpus, Timing, add_run_options, clean_env, command, derived_index_state, embedder, header,
-    load_average, machine, make_home, update_section, upserts, work_folder, writes_doc,
+    MM, ClusteredVectors, Corpus, Timing, add_run_options, build_synthetic, clean_env, command,
+    derived_index_state, embedder, header, load_average, machine, make_home, update_section,
+    work_folder, writes_doc,
 )
 
 GOAL_MS = 25.0
 MODEL = "minilm"  # the default model: the home has no embedding.model
-CENTRES, NOISE = 256, 0.8  # cluster centres, and noise norm relative to a centre's (unit) norm
 WARMUP = 5
-
-
-class ClusteredVectors:
-    """Synthetic unit vectors with structure: a random centre of `centres` plus Gaussian noise.
-
-    Structure matters for an HNSW graph: real embeddings crowd into topics, and uniform random
-    vectors (no neighbours to speak of) would make its search slower than on real notes. With
-    noise 0.8, a vector's cosine to its centre is about 0.78 and to another centre about 0.
-    """
-
-    def __init__(self, dim: int, seed: int, centres: int = CENTRES, noise: float = NOISE) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.dim, self.noise = dim, noise
-        self.centres = self._unit(self.rng.standard_normal((centres, dim)))
-
-    @staticmethod
-    def _unit(rows: np.ndarray) -> np.ndarray:
-        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        picks = self.rng.integers(0, len(self.centres), len(texts))
-        noise = self.rng.standard_normal((len(texts), self.dim)) * (self.noise / np.sqrt(self.dim))
-        return self._unit(self.centres[picks] + noise)
 
 
 def build_index(settings: memwal.Settings, chunks: int, seed: int, fingerprint: str) -> str:
@@ -81,17 +57,8 @@ def build_index(settings: memwal.Settings, chunks: int, seed: int, fingerprint: 
         how = json.loads(record.read_text())["how"] if record.exists() else "built by an earlier run"
         return how + "; this run reused that index from the same --home"
     print(f"  building an index of {chunks:,} chunks in {settings.home} ...", flush=True)
-    started = time.perf_counter()
-    vectors = ClusteredVectors(embedder(MODEL).dim, seed)
-    memwal.enqueue_items(settings, upserts(chunks, Corpus(seed), pool=0, chunks_per_file=100,
-                                           snapshots=True, model=MODEL, vectors=vectors),
-                         "benchmarks/mcp_bench.py")
-    enqueue_s = time.perf_counter() - started
-    started = time.perf_counter()
-    stats = memwal.run_worker(settings, once=True)
-    commit_s = time.perf_counter() - started
-    if stats.dead_lettered or memwal.index_status(settings)["chunks"] != chunks:
-        sys.exit(f"the build went wrong: {stats}")
+    enqueue_s, commit_s = build_synthetic(settings, chunks, seed, ClusteredVectors(seed), MODEL,
+                                          "benchmarks/mcp_bench.py")
     how = (f"built in {enqueue_s + commit_s:.0f} s: making the chunks and vectors and enqueueing "
            f"them {enqueue_s:.0f} s, `run_worker` {commit_s:.0f} s")
     record.write_text(json.dumps({"how": how}))
@@ -268,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 {args.seed}), 100 per file, written through the real queue and committer ({how}); index
 file {index_mb:,.0f} MB.
 
-**The vectors are synthetic**: {model.dim}-d unit vectors around {CENTRES} Gaussian cluster centres
-(noise norm {NOISE} against a unit centre, same seed), stamped with minilm's fingerprint
+**The vectors are synthetic**: {ClusteredVectors(args.seed).describe()}, stamped with minilm's fingerprint
 (`{model.fingerprint}`), so the server's default-model search runs its vector leg over them
 (embedding every chunk with minilm would dominate the build, and is not what is timed). **The
 queries are embedded for real** by minilm, inside each timed call. Derived vector index:

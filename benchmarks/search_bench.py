@@ -38,13 +38,12 @@ import numpy as np
 
 import memwal
 from benchlib import (
-    HASH_MODEL, KEYWORD_JOIN_AFTER, PYTHON, Corpus, Timing, add_run_options, command,
-    derived_index_state, embedder, header, load_average, machine, make_home, median, run_timed,
-    search_legs, time_calls, update_section, upserts, work_folder, writes_doc,
+    DIM, HASH_MODEL, KEYWORD_JOIN_AFTER, PYTHON, ClusteredVectors, Corpus, Timing, add_run_options,
+    build_synthetic, command, derived_index_state, embedder, header, load_average, machine,
+    make_home, median, run_timed, search_legs, time_calls, update_section, work_folder, writes_doc,
 )
 from memwal.retrieval import TIER_DEPTHS
 
-DIM = 384
 TOP = 10  # results a search returns by default (search.top_k), and the k of recall@k
 FORMAT = 2  # of the home's build record: a home built by another version is not reused
 MERGE_NEVER = 100_000_000  # vectors.merge_at while building: the rebuild alone makes the graph
@@ -52,49 +51,6 @@ MMAP_SIZE = 1 << 40  # candidate B's PRAGMA mmap_size: the whole file, whatever 
 
 
 # -- the vectors -----------------------------------------------------------------------------
-
-
-class ClusteredVectors:
-    """Unit vectors with the structure of embedded notes: Gaussian clusters around topic centres.
-
-    `centres` centres uniform on the sphere; topic sizes follow weights 1/rank^0.5 (some topics
-    are much larger than others); each topic has its own spread, uniform in `spread` (the norm of
-    its isotropic Gaussian noise against a unit centre: 0.6-1.0 puts a member at cosine 0.86-0.71
-    from its centre). A vector is a centre plus noise, normalised. Called with a list of texts
-    (`benchlib.upserts`'s vector source), it gives the next vectors of one fixed-seed stream.
-    Queries are fresh draws from the same mixture: near the data, as a real query is, not in it.
-    """
-
-    def __init__(self, seed: int, dim: int = DIM, centres: int = 1_000,
-                 spread: tuple[float, float] = (0.6, 1.0)) -> None:
-        self.seed, self.dim, self.spread_range = seed, dim, spread
-        rng = np.random.default_rng([seed, 1])
-        self.centres = self._unit(rng.standard_normal((centres, dim)))
-        weights = 1.0 / np.arange(1, centres + 1) ** 0.5
-        self.p = weights / weights.sum()
-        self.spread = rng.uniform(*spread, size=centres)
-        self.stream = np.random.default_rng([seed, 2])
-
-    @staticmethod
-    def _unit(rows: np.ndarray) -> np.ndarray:
-        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-    def _draw(self, count: int, rng: np.random.Generator) -> np.ndarray:
-        topic = rng.choice(len(self.centres), size=count, p=self.p)
-        noise = rng.standard_normal((count, self.dim)) * (self.spread[topic] / math.sqrt(self.dim))[:, None]
-        return self._unit(self.centres[topic] + noise)
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        return self._draw(len(texts), self.stream)
-
-    def queries(self, count: int) -> np.ndarray:
-        return self._draw(count, np.random.default_rng([self.seed, 3]))
-
-    def describe(self) -> str:
-        low, high = self.spread_range
-        return (f"{self.dim}-d unit vectors in {len(self.centres):,} Gaussian clusters (centres "
-                f"uniform on the sphere, topic sizes ∝ 1/rank^0.5, noise norm {low}-{high} per "
-                f"topic against a unit centre, normalised; seed {self.seed})")
 
 
 def exact_top(legs: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,15 +109,8 @@ def build_index(settings: memwal.Settings, chunks: int, seed: int,
         sys.exit(f"{settings.home} holds an index this script did not build with these parameters "
                  f"({existing:,} chunks): give another --home, or empty this one")
     print(f"  building an index of {chunks:,} chunks in {settings.home} ...", flush=True)
-    started = time.perf_counter()
-    memwal.enqueue_items(settings, upserts(chunks, Corpus(seed), pool=0, chunks_per_file=100,
-                                           snapshots=True, vectors=vectors), "benchmarks/search_bench.py")
-    enqueue_s = time.perf_counter() - started
-    started = time.perf_counter()
-    stats = memwal.run_worker(settings, once=True)
-    commit_s = time.perf_counter() - started
-    if stats.dead_lettered or memwal.index_status(settings)["chunks"] != chunks:
-        sys.exit(f"the build went wrong: {stats}")
+    enqueue_s, commit_s = build_synthetic(settings, chunks, seed, vectors, HASH_MODEL,
+                                          "benchmarks/search_bench.py")
     record = {"spec": spec, "how": (
         f"built in {enqueue_s + commit_s:,.0f} s: making the chunks and vectors and enqueueing them "
         f"{enqueue_s:,.0f} s, `run_worker` {commit_s:,.0f} s ({chunks / commit_s:,.0f} chunks/s "

@@ -95,6 +95,22 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> int:
         raise AssertionError(f"pid {process.pid} ignored SIGTERM for {timeout:.0f} s")
 
 
+def communicate_or_dump(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """`communicate`, but a process that does not end in time is failed with its thread stacks
+    (mm prints them on SIGUSR1), so an intermittent hang names the line it hangs on."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        try:
+            out, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        raise AssertionError(f"pid {process.pid} did not end within {timeout:.0f} s; its "
+                             f"threads:\n{err}") from None
+
+
 def indexed(mm: MM, notes: Path) -> dict[str, Any]:
     """A home holding `notes`, committed by a lone `mm index` (no worker running)."""
     report = index(mm, notes)
@@ -471,12 +487,24 @@ def test_sigint_while_waiting_for_the_committer_exits_130(mm: MM, notes: Path) -
         process = mm.popen("index", str(notes))
         poll(lambda: queue_rows(mm.home) or process.poll() is not None, "the batch to be enqueued")
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
+        out, err = communicate_or_dump(process, timeout=60)
     finally:
         worker.send_signal(signal.SIGCONT)
         stop(worker)
     assert "Traceback" not in err, err
     assert process.returncode == 130, err
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_command_goes_on(mm: MM, notes: Path) -> None:
+    worker = start_worker(mm)
+    try:
+        worker.send_signal(signal.SIGUSR1)
+        index(mm, notes)  # the worker still commits after printing its stacks
+    finally:
+        stop(worker)
+    _, err = worker.communicate()
+    assert "Current thread" in err or "Thread 0x" in err, err
+    assert "memwal" in err, err  # the frames are ours: where it waited
 
 
 # -- doctor on a damaged index -------------------------------------------------------------

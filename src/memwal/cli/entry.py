@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 from typing import Any
 
 
 def run() -> Any:  # pragma: no cover - console script shim
+    # `kill -USR1 <pid>` prints where every thread of a running mm is, without stopping it:
+    # how an operator (or a test that timed out) learns what a stuck command waits for.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     argv = sys.argv[1:]
     if argv[:1] == ["search"]:
         from memwal.cli.fast import search_via_server

@@ -28,7 +28,6 @@ from memwal.lock import CommitterLock
 from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import Batch, ChunkKey, FileSnapshot, Item, Producer, Upsert, encode_batch
 from memwal.reset import check_model, target_model
-from memwal.store import reads
 from memwal.vectors import to_bytes
 from memwal.worker import BackgroundCommitter, await_ledger
 

@@ -168,13 +168,72 @@ def bm25_ranking(conn: Connection, match: str, depth: int, namespace: str | None
         # costs ~40% of the leg. Every FTS row is a chunk's (doctor checks it): rank alone, and
         # let the caller fetch the few rows it returns.
         rows = conn.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? "
-                            "ORDER BY bm25(chunks_fts) LIMIT ?", (match, depth)).fetchall()
+                            "ORDER BY bm25(chunks_fts), rowid LIMIT ?", (match, depth)).fetchall()
         return [r[0] for r in rows]
     rows = conn.execute(
         "SELECT c.id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-        f"WHERE chunks_fts MATCH ?{where} ORDER BY bm25(chunks_fts) LIMIT ?",
+        f"WHERE chunks_fts MATCH ?{where} ORDER BY bm25(chunks_fts), c.id LIMIT ?",
         (match, *params, depth)).fetchall()
     return [r[0] for r in rows]
+
+
+def bm25_scores_from(conn: Connection, match: str, first_id: int) -> list[tuple[int, float]]:
+    """(chunk id, FTS5 bm25) of every row matching `match` whose id is at least `first_id`."""
+    return conn.execute("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
+                        "AND rowid >= ?", (match, first_id)).fetchall()
+
+
+# -- FTS5's own postings, for the derived keyword index ------------------------------------
+#
+# fts5vocab tables (in the connection's temp schema: a read-only connection may create them)
+# read FTS5's postings as FTS5 tokenized them; `chunks_fts_docsize` holds each row's token count
+# per column and the `chunks_fts_data` record 1 the row count and token totals (SQLite varints,
+# FTS5's documented file format). Nothing here is a second tokenizer.
+
+def _vocabulary(conn: Connection) -> None:
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.memwal_fts_instances "
+                 "USING fts5vocab(main, chunks_fts, instance)")
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.memwal_fts_rows "
+                 "USING fts5vocab(main, chunks_fts, row)")
+
+
+def fts_term_counts(conn: Connection, term: str) -> list[tuple[int, int]]:
+    """(chunk id, occurrences in all columns) of every row holding the FTS5 token `term`."""
+    _vocabulary(conn)
+    return conn.execute("SELECT doc, count(*) FROM temp.memwal_fts_instances WHERE term = ? "
+                        "GROUP BY doc", (term,)).fetchall()
+
+
+def fts_term_rows(conn: Connection, term: str) -> int:
+    """How many rows hold the FTS5 token `term` now."""
+    _vocabulary(conn)
+    row = conn.execute("SELECT doc FROM temp.memwal_fts_rows WHERE term = ?", (term,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def fts_row_sizes(conn: Connection) -> list[tuple[int, bytes]]:
+    """(chunk id, token counts per column as SQLite varints) of every FTS row."""
+    return conn.execute("SELECT id, sz FROM chunks_fts_docsize").fetchall()
+
+
+def fts_totals_record(conn: Connection) -> bytes | None:
+    """FTS5's totals record: row count, then the token count of each column (varints)."""
+    row = conn.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+    return bytes(row[0]) if row else None
+
+
+def ids_written_after(conn: Connection, seq: int) -> list[int]:
+    """Chunk ids written (inserted or changed) by a commit after sequence `seq`."""
+    return [r[0] for r in conn.execute(
+        "SELECT id FROM chunks INDEXED BY chunks_by_seq WHERE seq > ?", (seq,))]
+
+
+def existing_ids(conn: Connection, ids: Sequence[int]) -> set[int]:
+    """Those of `ids` that are chunks now."""
+    if not ids:
+        return set()
+    return {r[0] for r in conn.execute(
+        f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(ids))})", list(map(int, ids)))}
 
 
 VEC0_MAX_K = 4096  # sqlite-vec 0.1.9 refuses a larger k

@@ -71,6 +71,7 @@ class KeywordIndex:
         self._lengths: np.ndarray | None = None
         self._totals: tuple[int, int] = (0, 0)
         self._postings: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # at the stamp's totals
         self._held = 0
         self._behind = 0
         self.usable = True
@@ -117,11 +118,11 @@ class KeywordIndex:
             idf = math.log((rows - holding + 0.5) / (holding + 0.5))
             if idf <= 0.0:
                 idf = 1e-6
-            known = ids < len(self._lengths)  # newer rows are in the tail
-            ids, counts = ids[known], counts[known]
-            lengths = self._lengths[ids]
-            # FTS5's expression, in its order of operations (so that equal rows tie exactly)
-            scores[ids] += idf * ((counts * (K1 + 1.0)) / (counts + K1 * (1 - B + B * lengths / average)))
+            ids, part = self._parts.get(term) if current and term in self._parts else \
+                self._part(ids, counts, average)
+            if current:
+                self._parts[term] = (ids, part)
+            scores[ids] += idf * part
         if tail:
             scores[np.asarray([i for i in tail if i < len(scores)], dtype=np.int64)] = 0.0
         chosen = self._best(conn, scores, depth, check_alive=not current)
@@ -154,6 +155,16 @@ class KeywordIndex:
                 return chosen[:depth]
             take *= 2
 
+    def _part(self, ids: np.ndarray, counts: np.ndarray,
+              average: float) -> tuple[np.ndarray, np.ndarray]:
+        """A word's rows known at the stamp (newer ones are the tail's), and its bm25 term
+        without the idf: FTS5's expression in its order of operations, so equal rows tie
+        exactly and every score is FTS5's to the bit."""
+        known = ids < len(self._lengths)  # type: ignore[arg-type]
+        ids, counts = ids[known], counts[known]
+        lengths = self._lengths[ids]  # type: ignore[index]
+        return ids, (counts * (K1 + 1.0)) / (counts + K1 * (1 - B + B * lengths / average))
+
     def _postings_of(self, conn: store.Connection, term: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, counts) of the rows holding `term`, read once and kept."""
         import numpy as np
@@ -168,7 +179,8 @@ class KeywordIndex:
         self._postings[term] = (ids, counts)
         self._held += len(ids)
         while self._held > self.max_postings and len(self._postings) > 1:
-            _, (old, _) = self._postings.popitem(last=False)
+            dropped, (old, _) = self._postings.popitem(last=False)
+            self._parts.pop(dropped, None)
             self._held -= len(old)
         return ids, counts
 
@@ -177,6 +189,7 @@ class KeywordIndex:
         import numpy as np
 
         self._postings.clear()
+        self._parts.clear()
         self._held, self._behind, self._stamp = 0, 0, now
         sizes = reads.fts_row_sizes(conn)
         top = max((row_id for row_id, _ in sizes), default=-1)

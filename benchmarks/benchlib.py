@@ -668,10 +668,12 @@ def derived_index_state(settings: memwal.Settings) -> tuple[int, int, int]:
     return stamp.count, stamp.seq, last
 
 
-def search_legs(settings: memwal.Settings, mmap_size: int = 0) -> Any:
+def search_legs(settings: memwal.Settings) -> Any:
     """The two legs of a long-lived `memwal.Searcher`, one by one, on one read connection.
 
-    `keyword(query, depth)` is its BM25 leg (`retrieval.bm25_ranking`); `vector(vector, depth)`
+    `keyword(query, depth)` is its BM25 leg (`retrieval.bm25_ranking` with the postings it keeps,
+    memwal.keywordindex), `keyword_fts5(query, depth)` the same ranking by FTS5 alone (what a
+    one-off search runs); `vector(vector, depth)`
     its vector leg, a kept `retrieval._VectorLeg` (the derived index memory-mapped once, plus an
     exact scan of what is newer than its stamp); `view_path()` the file that leg has mapped, or
     None if it searched sqlite-vec instead (no current derived index); `matches(query)` how many
@@ -679,19 +681,15 @@ def search_legs(settings: memwal.Settings, mmap_size: int = 0) -> Any:
     holding it (FTS5's own vocabulary); `stored_vectors(block)` every stored vector of the active
     model, as (ids, float32 matrix) blocks of `block` rows; `keyword_statement(query, depth)` the
     SQL the keyword leg runs, as SQLite saw it; `explain(sql, params)` SQLite's query plan; `conn`
-    the connection; `keyword_join_after(query, depth)` a candidate rewrite of the keyword leg's
-    SQL, timed beside it. With `mmap_size`, the connection reads the file through a memory map
-    of up to that many bytes (`PRAGMA mmap_size`; memwal's own connections do not): another
-    candidate.
+    the connection.
     """
     from memwal import retrieval, store, vectorindex
+    from memwal.keywordindex import KeywordIndex
     from memwal.store import reads
     from memwal.vectors import to_bytes
 
     conn = store.open_for_read(settings.index_path)
     assert conn is not None, "nothing committed"
-    if mmap_size:
-        conn.execute(f"PRAGMA mmap_size={int(mmap_size)}")
     active = store.active_model(conn)
     assert active is not None, "no active model"
     leg = retrieval._VectorLeg(settings, verify=False)  # what Searcher keeps (verify_derived=False)
@@ -732,24 +730,14 @@ def search_legs(settings: memwal.Settings, mmap_size: int = 0) -> Any:
     def explain(sql: str, params: Sequence[Any] = ()) -> list[str]:
         return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, tuple(params))]
 
-    def keyword_join_after(query: str, depth: int) -> list[int]:
-        """A candidate for the keyword leg without filters (not in src/): the same BM25 top
-        `depth` taken in a subquery, joined to `chunks` after the LIMIT, so the join runs for
-        `depth` rows instead of for every match."""
-        match = retrieval.fts_query(query)
-        return [] if match is None else [r[0] for r in conn.execute(KEYWORD_JOIN_AFTER, (match, depth))]
+    kept = KeywordIndex()
 
     return SimpleNamespace(
-        keyword=lambda query, depth: retrieval.bm25_ranking(conn, query, depth), vector=vector,
+        keyword=lambda query, depth: retrieval.bm25_ranking(conn, query, depth, keywords=kept),
+        keyword_fts5=lambda query, depth: retrieval.bm25_ranking(conn, query, depth), vector=vector,
         view_path=view_path, matches=matches, vocabulary=vocabulary, stored_vectors=stored_vectors,
-        keyword_statement=keyword_statement, explain=explain, keyword_join_after=keyword_join_after,
+        keyword_statement=keyword_statement, explain=explain,
         conn=conn, active=active, close=conn.close)
-
-
-KEYWORD_JOIN_AFTER = (
-    "SELECT c.id FROM (SELECT rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts "
-    "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) AS top JOIN chunks c ON c.id = top.id "
-    "ORDER BY top.score")
 
 
 DIM = 384

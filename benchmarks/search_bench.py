@@ -4,15 +4,15 @@ For each size, builds an index of N synthetic chunks through the real write path
 (`memwal.enqueue_items`, then `memwal.run_worker(once=True)`), rebuilds the derived vector index
 as `mm doctor --repair` does (timed, in a child process), then, in this one long-lived process:
 
-- the keyword leg (`retrieval.bm25_ranking`, what `Searcher` runs) on queries of common words and
-  on queries of rare words, both drawn from the index's own vocabulary (FTS5's), with the rows
-  each query's FTS expression matches;
+- the keyword leg (`retrieval.bm25_ranking` with the postings a `Searcher` keeps, and by FTS5
+  alone as a one-off search runs it) on queries of common words and on queries of rare words,
+  both drawn from the index's own vocabulary (FTS5's), with the rows each query's FTS
+  expression matches;
 - the vector leg as a long-lived `Searcher` runs it (the derived index memory-mapped and current),
   on 384-d clustered vectors, with recall@10 against an exact numpy search of the same vectors;
 - `memwal.Searcher(settings).search(text)` end to end, the query embedding left out (the
   searcher's embedder hands back the query's precomputed vector); the embedding alone apart;
-- the derived index's size and the memory its view adds, against the raw float32 vectors;
-- two candidate changes to the keyword leg's SQL that keep its results (not in src/), beside it.
+- the derived index's size and the memory its view adds, against the raw float32 vectors.
 
 Prints a table per size and a met/not met line per goal, and writes the "Search latency" section
 of docs/benchmarks.md.
@@ -38,7 +38,7 @@ import numpy as np
 
 import memwal
 from benchlib import (
-    DIM, HASH_MODEL, KEYWORD_JOIN_AFTER, PYTHON, ClusteredVectors, Corpus, Timing, add_run_options,
+    DIM, HASH_MODEL, PYTHON, ClusteredVectors, Corpus, Timing, add_run_options,
     build_synthetic, command, derived_index_state, embedder, header, load_average, machine,
     make_home, median, run_timed, search_legs, time_calls, update_section, work_folder, writes_doc,
 )
@@ -47,7 +47,6 @@ from memwal.retrieval import TIER_DEPTHS
 TOP = 10  # results a search returns by default (search.top_k), and the k of recall@k
 FORMAT = 2  # of the home's build record: a home built by another version is not reused
 MERGE_NEVER = 100_000_000  # vectors.merge_at while building: the rebuild alone makes the graph
-MMAP_SIZE = 1 << 40  # candidate B's PRAGMA mmap_size: the whole file, whatever its size
 
 
 # -- the vectors -----------------------------------------------------------------------------
@@ -213,20 +212,18 @@ class SizeResult:
     searched: int = 0  # vector searches before the memory was read
     view_rss_mb: float = math.nan
     process_rss_mb: float = math.nan
-    candidate_same: tuple[int, int] = (0, 0)  # queries where the candidate SQL's ids = the leg's
+    kept_same: tuple[int, int] = (0, 0)  # queries where the kept postings' ids = FTS5's
     plan: list[str] = field(default_factory=list)
     statement: str = ""
     loads: list[str] = field(default_factory=list)
 
 
 LABELS = {
-    "keyword-common": "keyword leg, common-word queries",
-    "keyword-rare": "keyword leg, rare-word queries",
+    "keyword-common": "keyword leg (kept postings), common-word queries",
+    "keyword-rare": "keyword leg (kept postings), rare-word queries",
+    "fts5-common": "keyword leg by FTS5 alone (a one-off search), common-word queries",
+    "fts5-rare": "keyword leg by FTS5 alone (a one-off search), rare-word queries",
     "match-common": "FTS5 matching alone, common-word queries (count(*): no BM25, no sort)",
-    "candidate-common": "candidate A, common-word queries: join after the LIMIT (not in src/)",
-    "mmap-common": "candidate B, common-word queries: the leg's SQL with mmap_size (not in src/)",
-    "both-common": "candidates A + B, common-word queries (not in src/)",
-    "both-rare": "candidates A + B, rare-word queries (not in src/)",
     "vector": "vector leg (derived index current)",
     "hybrid-common": "hybrid `Searcher.search`, common-word text",
     "hybrid-rare": "hybrid `Searcher.search`, rare-word text",
@@ -242,14 +239,14 @@ def measure(settings: memwal.Settings, chunks: int, args: argparse.Namespace, n_
     how = record["how"] + ("; this run reused that index from the same --home" if reused else "")
     result = SizeResult(chunks, how, settings.index_path.stat().st_size / 1e6, rebuild, n_queries)
     legs = search_legs(settings)
-    mapped = search_legs(settings, mmap_size=MMAP_SIZE)  # for candidate B only
     try:
         texts = keyword_queries(legs, set(Corpus(args.seed).words), n_queries, args.seed)
         for name, queries in texts.items():
             result.matched[name] = median(legs.matches(q) for q in queries)
         every = texts["common"] + texts["rare"]
-        result.candidate_same = (sum(legs.keyword(q, depth) == legs.keyword_join_after(q, depth)
-                                     == mapped.keyword_join_after(q, depth) for q in every), len(every))
+        # (this also reads the kept postings of every query word: they are what later searches use)
+        result.kept_same = (sum(legs.keyword(q, depth) == legs.keyword_fts5(q, depth) for q in every),
+                            len(every))
         result.statement = legs.keyword_statement(texts["common"][0], depth)
         result.plan = legs.explain(result.statement)
         query_vectors = vectors.queries(n_queries)
@@ -283,11 +280,9 @@ def measure(settings: memwal.Settings, chunks: int, args: argparse.Namespace, n_
         methods: list[tuple[str, Sequence[Any], Callable[[Any], object]]] = [
             ("keyword-common", texts["common"], lambda q: legs.keyword(q, depth)),
             ("keyword-rare", texts["rare"], lambda q: legs.keyword(q, depth)),
+            ("fts5-common", texts["common"], lambda q: legs.keyword_fts5(q, depth)),
+            ("fts5-rare", texts["rare"], lambda q: legs.keyword_fts5(q, depth)),
             ("match-common", texts["common"], legs.matches),
-            ("candidate-common", texts["common"], lambda q: legs.keyword_join_after(q, depth)),
-            ("mmap-common", texts["common"], lambda q: mapped.keyword(q, depth)),
-            ("both-common", texts["common"], lambda q: mapped.keyword_join_after(q, depth)),
-            ("both-rare", texts["rare"], lambda q: mapped.keyword_join_after(q, depth)),
             ("vector", positions, lambda i: legs.vector(query_vectors[i], depth)),
             ("hybrid-common", positions, lambda i: hybrid(texts["common"][i], query_vectors[i])),
             ("hybrid-rare", positions, lambda i: hybrid(texts["rare"][i], query_vectors[i])),
@@ -307,7 +302,6 @@ def measure(settings: memwal.Settings, chunks: int, args: argparse.Namespace, n_
         searcher.close()
     finally:
         legs.close()
-        mapped.close()
     return result, texts
 
 
@@ -403,12 +397,10 @@ def notes(result: SizeResult) -> dict[str, str]:
     return {
         "keyword-common": f"{result.matched['common']:,.0f} rows matched (median)",
         "keyword-rare": f"{result.matched['rare']:,.0f} rows matched (median)",
+        "fts5-common": f"same ids, same order as the kept postings on "
+                       f"{result.kept_same[0]}/{result.kept_same[1]} queries",
+        "fts5-rare": "",
         "match-common": "",
-        "candidate-common": "same ids, same order as the leg on "
-                            f"{result.candidate_same[0]}/{result.candidate_same[1]} queries",
-        "mmap-common": "",
-        "both-common": "",
-        "both-rare": "",
         "vector": f"recall@10 {result.recall:.3f}",
         "hybrid-common": "embedding left out",
         "hybrid-rare": "embedding left out",
@@ -423,16 +415,19 @@ def spread(timing: Timing) -> str:
 
 def keyword_cost(result: SizeResult) -> str:
     """Where the keyword leg's time goes on common words, from the measured rows."""
-    leg, alone = result.timings["keyword-common"].p50, result.timings["match-common"].p50
+    fts5, alone = result.timings["fts5-common"].p50, result.timings["match-common"].p50
+    kept = result.timings["keyword-common"].p50
     return (f"at {result.chunks:,} chunks FTS5 finds the common-word matches (median "
             f"{result.matched['common']:,.0f} rows) in {alone:.2f} ms p50; scoring every one of "
-            f"them with bm25(), joining it to `chunks` and sorting is the rest of the leg's "
-            f"{leg:.2f} ms: the cost follows the rows matched, not the {TIER_DEPTHS[0]} returned")
+            f"them with bm25() and sorting is the rest of its {fts5:.2f} ms (about "
+            f"{bm25_us_per_row(result):.2f} µs per matched row): the cost follows the rows "
+            f"matched, not the {TIER_DEPTHS[0]} returned. The kept postings take {kept:.2f} ms "
+            f"({fts5 / kept:.0f}× less) for the same ids")
 
 
 def bm25_us_per_row(result: SizeResult) -> float:
-    """µs per matched row of what candidates A + B leave beyond FTS5's matching (bm25() itself)."""
-    rest = result.timings["both-common"].p50 - result.timings["match-common"].p50
+    """µs per matched row of what FTS5's leg spends beyond its matching (bm25() and the sort)."""
+    rest = result.timings["fts5-common"].p50 - result.timings["match-common"].p50
     return rest * 1000 / max(1.0, result.matched["common"])
 
 
@@ -469,7 +464,7 @@ def print_size(result: SizeResult) -> None:
     for line in memory_lines(result):
         print(f"  {line}")
     print(f"  {keyword_cost(result)}")
-    print(f"  keyword leg's SQL: {result.statement}")
+    print(f"  FTS5's keyword SQL: {result.statement}")
     print("  its plan: " + "; ".join(result.plan))
 
 
@@ -569,8 +564,13 @@ first 10 with an exact numpy search (cosine, float32) over the same stored vecto
 5 warm-up queries, each query through every row in turn (passing load hits them alike), warm
 page cache:
 
-- *keyword leg*: `retrieval.bm25_ranking` on one kept read connection, depth {TIER_DEPTHS[0]} (what a
-  `Searcher` asks of each leg first).
+- *keyword leg (kept postings)*: `retrieval.bm25_ranking` on one kept read connection with the
+  `KeywordIndex` a `Searcher` keeps (memwal.keywordindex: each query word's rows and counts,
+  read once from FTS5's own postings), depth {TIER_DEPTHS[0]} (what a `Searcher` asks of each leg
+  first); before timing, every query was run once both ways and the ids compared (that also
+  read the postings of every query word: the timed searches are warm, as in a server).
+- *keyword leg by FTS5 alone*: the same ranking as a one-off `memwal.search` runs it
+  (`ORDER BY bm25(chunks_fts), rowid LIMIT {TIER_DEPTHS[0]}` on FTS5, no join before the LIMIT).
 - *vector leg*: the `Searcher`'s own vector leg object (`retrieval._VectorLeg`), kept across
   queries: the memory-mapped usearch view, the (empty) tail check, the live-chunk filter; the
   query vector given, depth {TIER_DEPTHS[0]}.
@@ -586,25 +586,10 @@ page cache:
 
 {chr(10).join(f"- {line}" for line in goals)}
 
-**Where the keyword leg's time goes**: {"; ".join(keyword_cost(r) for r in results)}. The leg's
-SQL at {first.chunks:,} chunks (a common-word query, as SQLite ran it):
-`{first.statement}`; its plan: {'; '.join(f'`{step}`' for step in first.plan)}. Every match is
-joined to `chunks` (a B-tree lookup in the index file through SQLite's 32 MB page cache) and
-scored by bm25() before the sorter keeps the top {TIER_DEPTHS[0]}. The candidate rows time two
-changes that keep the results, written in this script only (`src/` is unchanged), for searches
-without filters (a filter must apply before the LIMIT, so a filtered search keeps its SQL):
-
-- A: BM25's top {TIER_DEPTHS[0]} in a subquery, the join after its LIMIT: `{KEYWORD_JOIN_AFTER}`.
-- B: the leg's own SQL on a read connection with `PRAGMA mmap_size={MMAP_SIZE}` (pages read
-  through a map of the file instead of copied into SQLite's page cache; memwal sets no mmap_size).
-
-""" + "\n".join(
-        f"- {r.chunks:,} chunks: A and A + B returned the leg's ids in the leg's order on "
-        f"{r.candidate_same[0]}/{r.candidate_same[1]} queries; common-word p50: leg "
-        f"{r.timings['keyword-common'].p50:.1f} ms, A {r.timings['candidate-common'].p50:.1f} ms, "
-        f"B {r.timings['mmap-common'].p50:.1f} ms, A + B {r.timings['both-common'].p50:.1f} ms; what "
-        f"A + B leaves beyond FTS5's matching is bm25() itself, about "
-        f"{bm25_us_per_row(r):.2f} µs per matched row" for r in results) + "\n"
+**Where the keyword leg's time goes**: {"; ".join(keyword_cost(r) for r in results)}. FTS5's
+SQL at {first.chunks:,} chunks (a common-word query, as SQLite ran it): `{first.statement}`; its
+plan: {'; '.join(f'`{step}`' for step in first.plan)}.
+"""
     update_section("search-latency", "Search latency", body, args.doc)
 
 

@@ -251,7 +251,9 @@ one session: {WARMUP} warm-up queries (the server loads the model on its first s
 `memwal.Searcher(settings).search(query)`: the search the tool runs, without MCP and HTTP; the
 server's hits were the in-process ones on {same}/{n_queries} queries. {n_queries} queries of 2-5
 words drawn from the indexed text's vocabulary (so the keyword leg matches rows), {rounds}
-round(s) ({len(mcp.ms)} samples per row). Within a round each method runs over all queries before
+round(s) ({len(mcp.ms)} samples per row). Both searchers keep the postings of each word after
+its first search (memwal.keywordindex: 0.1-0.3 s per common word, once), so the first round
+pays those reads and the later rounds show a warm server. Within a round each method runs over all queries before
 the next (the order reversed each round), not interleaved: onnxruntime's threads spin after each
 embedding and, in the client's process, would take a core from the server. 1-minute load average
 before and after each round: {' → '.join(loads)}.

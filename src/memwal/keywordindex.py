@@ -138,14 +138,17 @@ class KeywordIndex:
         """The `depth` best (score, id) among positive scores, ties by id; deleted ids skipped."""
         import numpy as np
 
-        matched = int(np.count_nonzero(scores))
+        rows = np.flatnonzero(scores)
+        values = scores[rows]
+        matched = len(rows)
         take = depth
         while True:
             if take < matched:
-                threshold = np.partition(scores, len(scores) - take)[len(scores) - take]
-                candidates = np.flatnonzero(scores >= threshold)
+                # (among the matched rows only: a selection over many equal zeros is slow)
+                threshold = np.partition(values, matched - take)[matched - take]
+                candidates = rows[values >= threshold]
             else:
-                candidates = np.flatnonzero(scores)
+                candidates = rows
             order = candidates[np.lexsort((candidates, -scores[candidates]))]
             chosen = [(float(scores[i]), int(i)) for i in order]
             if check_alive:

@@ -36,7 +36,9 @@ K1, B = 1.2, 0.75  # FTS5's bm25 constants
 PLAIN_TOKEN = re.compile(r"[A-Za-z0-9]+")  # unicode61 keeps these whole and only lowercases them
 BEHIND_ROWS = 2_000  # rows written since the stamp, beyond which the postings are read again...
 BEHIND_SEARCHES = 200  # ...or searches answered behind the same stamp
-MAX_POSTINGS = 50_000_000  # (row, count) pairs kept across words, least recently used dropped
+# Rows kept across words (20 bytes each: id, count, and the word's bm25 term at the stamp), the
+# least recently used word dropped beyond it: at most about 400 MB.
+MAX_POSTINGS = 20_000_000
 
 
 def _varints(data: bytes) -> list[int]:
@@ -163,9 +165,13 @@ class KeywordIndex:
         """A word's rows known at the stamp (newer ones are the tail's), and its bm25 term
         without the idf: FTS5's expression in its order of operations, so equal rows tie
         exactly and every score is FTS5's to the bit."""
+        import numpy as np
+
         known = ids < len(self._lengths)  # type: ignore[arg-type]
-        ids, counts = ids[known], counts[known]
+        if not known.all():
+            ids, counts = ids[known], counts[known]
         lengths = self._lengths[ids]  # type: ignore[index]
+        counts = counts.astype(np.float64)
         return ids, (counts * (K1 + 1.0)) / (counts + K1 * (1 - B + B * lengths / average))
 
     def _postings_of(self, conn: store.Connection, term: str) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +184,7 @@ class KeywordIndex:
             return kept
         pairs = reads.fts_term_counts(conn, term)
         ids = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
-        counts = np.fromiter((p[1] for p in pairs), dtype=np.float64, count=len(pairs))
+        counts = np.fromiter((p[1] for p in pairs), dtype=np.float32, count=len(pairs))  # exact
         self._postings[term] = (ids, counts)
         self._held += len(ids)
         while self._held > self.max_postings and len(self._postings) > 1:

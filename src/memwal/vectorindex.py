@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 MERGE_AT = 20_000  # tail vectors that trigger a merge into the graph
-CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 160
+# EXPANSION_SEARCH: recall@10 on 1M clustered vectors 0.908 at 64 (usearch's default, which a
+# restored view has unless told), 0.964 at 160, 0.970 at 256 (2.0 ms), 0.980 at 384.
+CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
 
 
 def folder(settings: Settings) -> Path:
@@ -128,7 +130,9 @@ def open_view(settings: Settings, active: ModelInfo, verify: bool = False) -> De
         meta = Index.metadata(str(path))
         if meta is None or meta.get("dimensions") != active.dim:
             return None
-        return Derived(stamp, Index.restore(str(path), view=True))
+        view = Index.restore(str(path), view=True)
+        view.expansion_search = EXPANSION_SEARCH  # a restored index has usearch's default
+        return Derived(stamp, view)
     except (OSError, ValueError, RuntimeError):
         return None
 

@@ -138,3 +138,20 @@ def test_words_fts5_would_split_or_fold_are_left_to_fts5(configured: MM, tmp_pat
         keeping.close()
         one_off.close()
 
+
+
+def test_a_reader_that_started_on_an_empty_index_keeps_postings_once_it_fills(
+        configured: MM, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "blank.md").write_text("")
+    configured("index", str(empty))  # an index file, and no row in it
+    conn = reader(configured)
+    try:
+        kept = KeywordIndex()
+        assert kept.ranking(conn, ["alpha"], '"alpha"', 10) is None  # FTS5 answers
+        configured("index", str(write_notes(tmp_path / "notes", 10, seed=15)))
+        assert_same_as_fts5(conn, kept, queries(16, 10))
+        assert kept.usable and kept._postings
+    finally:
+        conn.close()

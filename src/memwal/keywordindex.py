@@ -91,10 +91,9 @@ class KeywordIndex:
         ties by id: what `reads.bm25_ranking` returns, or None when only FTS5 can answer."""
         import numpy as np
 
-        if not self.usable:
-            return None
         now = reads.commit_seq(conn)
-        if self._stamp is None or now < self._stamp or self._behind >= BEHIND_SEARCHES:
+        if self._stamp is None or now < self._stamp or self._behind >= BEHIND_SEARCHES or \
+                (not self.usable and now != self._stamp):  # (an empty index has no totals yet)
             self._restamp(conn, now)
         tail: list[int] = []
         if now != self._stamp:

@@ -4,9 +4,11 @@ The same upserts (clustered 384-d vectors, distinct per chunk: an HNSW graph of 
 thousand vectors would be unlike a real one), in batches of 256, drained from a pre-filled queue
 by the real committer (`memwal.worker.committer_session` + `drain()`) into a fresh home twice:
 with the derived index kept current (`vectors.merge_at` 20,000, the default: a background thread
-of the committer folds each 20,000 new vectors into the graph and saves it) and without
-(`merge_at` beyond the run: the graph is never touched). The clock stops when the session has
-closed, which waits for a merge still running. Rounds alternate which goes first.
+of the committer folds the new vectors into the graph and saves it, again and again while they
+keep coming) and without (`merge_at` beyond the run: the graph is never touched). Two clocks:
+until the last record is committed (what readers see: the committer's throughput, the goal), and
+until the session has closed (it waits for the merge under way). Rounds alternate which goes
+first.
 
     .venv/bin/python benchmarks/maintainer_cost.py --write-doc      # 100,000 records, 2 rounds
 """
@@ -29,17 +31,19 @@ from memwal import vectorindex
 NEVER = 100_000_000  # the largest merge_at allowed: beyond any run here
 
 
-def drain_once(work: Path, name: str, items: list[Any], merge_at: int) -> tuple[float, int]:
+def drain_once(work: Path, name: str, items: list[Any], merge_at: int) -> tuple[float, float, int]:
+    """(seconds to the last commit, seconds to the session's close, vectors in the graph)."""
     settings = make_home(work / name, vectors={"merge_at": merge_at})
     memwal.enqueue_items(settings, items, "benchmarks/maintainer_cost.py")
     started = time.perf_counter()
     with committer(settings) as session:
         committed = session.drain().committed
+        drained = time.perf_counter() - started
     if committed != len(items):
         raise RuntimeError(f"{name}: committed {committed} of {len(items)}")
-    seconds = time.perf_counter() - started
+    closed = time.perf_counter() - started
     stamp = vectorindex.Stamp.read(settings)
-    return seconds, (stamp.count if stamp else 0)
+    return drained, closed, (stamp.count if stamp else 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = -(-records // 256)
     kept: list[float] = []
     bare: list[float] = []
+    kept_closed: list[float] = []
     graph: list[int] = []
     with work_folder(args.workdir, args.keep) as work:
         _, where = machine(work)
@@ -60,33 +65,41 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(args.rounds):
             order = [("kept", vectorindex.MERGE_AT), ("bare", NEVER)]
             for name, merge_at in order if number % 2 == 0 else order[::-1]:
-                seconds, in_graph = drain_once(work, f"{name}-{number}", items, merge_at)
+                seconds, closed, in_graph = drain_once(work, f"{name}-{number}", items, merge_at)
                 (kept if name == "kept" else bare).append(seconds)
                 if name == "kept":
                     graph.append(in_graph)
-                print(f"  round {number + 1}, {name}: {seconds:.1f} s "
-                      f"({records / seconds:,.0f} records/s; graph holds {in_graph:,})", flush=True)
+                    kept_closed.append(closed)
+                print(f"  round {number + 1}, {name}: committed in {seconds:.1f} s "
+                      f"({records / seconds:,.0f} records/s), closed at {closed:.1f} s; "
+                      f"graph holds {in_graph:,}", flush=True)
     rate_kept, rate_bare = records / (sum(kept) / len(kept)), records / (sum(bare) / len(bare))
     drop = 1 - rate_kept / rate_bare
     per_batch = (sum(kept) - sum(bare)) / len(kept) / batches * 1000
-    rows = "\n".join(f"| {n + 1} | {k:.1f} | {b:.1f} | {records / k:,.0f} | {records / b:,.0f} | {g:,} |"
-                     for n, (k, b, g) in enumerate(zip(kept, bare, graph)))
+    rows = "\n".join(f"| {n + 1} | {k:.1f} | {b:.1f} | {records / k:,.0f} | {records / b:,.0f} | "
+                     f"{c:.1f} | {g:,} |"
+                     for n, (k, b, c, g) in enumerate(zip(kept, bare, kept_closed, graph)))
     body = f"""
 {records:,} upserts with distinct clustered 384-d vectors ({batches:,} batches of 256) drained
 by the real committer from a pre-filled queue into a fresh home, with the derived vector index
-kept current (`vectors.merge_at` {vectorindex.MERGE_AT:,}: a background thread folds each
-{vectorindex.MERGE_AT:,} new vectors into the graph and saves it) and without it; the clock
-stops once the session has closed (it waits for a merge still running). Rounds alternate which
-goes first.
+kept current (`vectors.merge_at` {vectorindex.MERGE_AT:,}: a background thread folds the new
+vectors into the graph and saves it, again while more keep coming) and without it. "Committed"
+stops the clock at the last commit (readers see every record from then: the graph's lag is
+scanned exactly); the kept run's "closed" adds the wait for the merge under way when the session
+closes. Rounds alternate which goes first.
 
-| round | kept current s | without s | kept records/s | without records/s | vectors in the graph at the end |
-|---|---:|---:|---:|---:|---:|
+| round | kept: committed s | without s | kept records/s | without records/s | kept: closed s | vectors in the graph at the end |
+|---|---:|---:|---:|---:|---:|---:|
 {rows}
 
-Throughput with the index kept current: **{drop:.1%} lower** (goal: at most 10%:
-{"met" if drop <= 0.10 else "**not met**"}); {per_batch:.1f} ms more per batch of 256 on average
-(most of it the merge thread's work on the machine's other core, and the last merge the session
-waits for at its close).
+The committer's throughput with the index kept current: **{f"{drop:.1%} lower" if drop > 0 else
+f"not lower ({-drop:.1%} higher, noise)"}** (goal: at most 10% lower:
+{"met" if drop <= 0.10 else "**not met**"}); {per_batch:+.1f} ms per batch of 256 on average (the merge thread takes the machine's other core, and the GIL between usearch's calls).
+The graph is built on one thread at roughly 1,000 vectors/s (docs/benchmarks.md, "ANN
+choice"), slower than this committer drains a pre-filled queue (about 5,000 records/s) but far
+faster than records arrive when they are embedded (minilm: about 24 chunks/s on this machine, "Embedding memory"),
+so in use the graph keeps up; a backlog like this one is folded over the following merges,
+and searches meanwhile scan its tail exactly.
 """
     print(body)
     if writes_doc(args):

@@ -266,8 +266,11 @@ class Maintainer:
     After each committed batch, if the tail (vectors newer than the stamp) holds `merge_at`
     vectors or more, a background thread folds it into the graph and saves it; the committer
     goes on committing meanwhile (the graph is built on one thread: on two cores, the committer
-    keeps the other). With `keep`, the graph stays in memory between merges (a long-lived
-    worker); otherwise it is loaded for each merge and dropped after.
+    keeps the other). Vectors committed while a merge runs are folded by the same thread right
+    after, once they reach `merge_at`: a burst ends with its tail under `merge_at`, not waiting
+    for the next commit. With `keep`, the graph stays in memory between merges (a long-lived
+    worker); otherwise it is loaded for each merge and dropped after. Closing waits for the
+    merge under way and starts no other.
     """
 
     def __init__(self, settings: Settings, keep: bool = False, merge_at: int = MERGE_AT) -> None:
@@ -275,6 +278,8 @@ class Maintainer:
         self.graph: Graph | None = None
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.guard = threading.Lock()  # `since`, `running` and `closing`, shared with the thread
+        self.running = self.closing = False
         self.since = self._tail_size()
 
     def _tail_size(self) -> int:
@@ -287,11 +292,22 @@ class Maintainer:
             return len(reads.ids_with_vectors(conn, active.fingerprint, after_seq=after))
 
     def committed(self, vectors: int) -> None:
-        self.since += vectors
-        if self.since >= self.merge_at and (self.thread is None or not self.thread.is_alive()):
-            self.since = 0
-            self.thread = threading.Thread(target=self._merge, name="memwal-vectors", daemon=True)
-            self.thread.start()
+        with self.guard:
+            self.since += vectors
+            if self.since < self.merge_at or self.running or self.closing:
+                return
+            self.since, self.running = 0, True
+        self.thread = threading.Thread(target=self._merges, name="memwal-vectors", daemon=True)
+        self.thread.start()
+
+    def _merges(self) -> None:
+        while True:
+            self._merge()
+            with self.guard:
+                if self.error is not None or self.closing or self.since < self.merge_at:
+                    self.running = False
+                    return
+                self.since = 0
 
     def _merge(self) -> None:
         try:
@@ -310,6 +326,12 @@ class Maintainer:
             self.error = exc
             self.graph = None
 
+    def settle(self) -> None:
+        """Wait until no merge runs: the tail is then under `merge_at` (or a merge failed)."""
+        while (thread := self.thread) is not None and thread.is_alive():
+            thread.join()
+
     def close(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
+        with self.guard:
+            self.closing = True
+        self.settle()

@@ -503,22 +503,27 @@ class CommitterWriter(Writer):
 
 
 class RawWriter(Writer):
-    """The committer's rows with none of its other work: the raw-SQL baseline of figure 1.
+    """The committer's rows with none of its other work: the raw-SQL baselines of figure 1.
 
-    A fresh index of the same schema (`store.open_for_write`), one transaction per batch holding
-    the committer's own bulk insert (`store.writes.insert_chunks`: chunks and vectors by one
-    executemany each, the batch's FTS rows by one INSERT … SELECT) and the ledger row; COMMIT with
-    synchronous=FULL. No queue, no decoding, no checks. `fts=False` skips the FTS statement (for
-    scale only: that index is incomplete).
+    A fresh index of the same schema (`store.open_for_write`), one transaction per
+    `per_transaction` batches holding the committer's own bulk insert (`store.writes.insert_chunks`:
+    chunks and vectors by one executemany each, each batch's FTS rows by one INSERT … SELECT) and
+    each batch's ledger row; COMMIT with synchronous=FULL. No queue, no decoding, no checks. With
+    1 it has the committer's shape (a transaction per batch); with many, the bulk shape: the
+    physical write limit of these rows. `fts=False` skips the FTS statement (for scale only: that
+    index is incomplete).
     """
 
-    def __init__(self, path: Path, batches: Iterable[tuple[Any, ...]], fts: bool = True) -> None:
+    def __init__(self, path: Path, batches: Iterable[tuple[Any, ...]], fts: bool = True,
+                 per_transaction: int = 1) -> None:
         from memwal import store
 
         self.conn = store.open_for_write(path)
         self.target = self.conn if fts else _SkipFts(self.conn)
         self.batches = iter(batches)
         self.position = 0
+        self.per_transaction = per_transaction
+        self.open = False
 
     def step(self, n: int) -> None:
         from memwal.fingerprint import ModelInfo, name_of
@@ -527,18 +532,30 @@ class RawWriter(Writer):
         for items in (b for _, b in zip(range(n), self.batches)):
             started = time.perf_counter()
             self.position += 1
-            with writes.transaction(self.conn):
-                if self.position == 1:  # as the committer's first batch does
-                    fingerprint, dim = items[0].fingerprint, items[0].dim
-                    writes.adopt_model(self.conn, ModelInfo(name_of(fingerprint), dim, fingerprint))
-                writes.insert_chunks(self.target, items, f"raw-{self.position}", self.position)
-                writes.add_ledger_entry(self.conn, writes.LedgerEntry(
-                    f"raw-{self.position}", self.position, {"host": "bench"}, time.time(),
-                    len(items), len(items), 0, 0))
+            if not self.open:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.open = True
+            if self.position == 1:  # as the committer's first batch does
+                fingerprint, dim = items[0].fingerprint, items[0].dim
+                writes.adopt_model(self.conn, ModelInfo(name_of(fingerprint), dim, fingerprint))
+            writes.insert_chunks(self.target, items, f"raw-{self.position}", self.position)
+            writes.add_ledger_entry(self.conn, writes.LedgerEntry(
+                f"raw-{self.position}", self.position, {"host": "bench"}, time.time(),
+                len(items), len(items), 0, 0))
+            if self.position % self.per_transaction == 0:
+                self._commit()
             self.seconds += time.perf_counter() - started
             self.records += len(items)
 
+    def _commit(self) -> None:
+        self.conn.execute("COMMIT")
+        self.open = False
+
     def close(self) -> None:
+        if self.open:
+            started = time.perf_counter()
+            self._commit()
+            self.seconds += time.perf_counter() - started
         self.conn.close()
 
 

@@ -139,7 +139,6 @@ def test_words_fts5_would_split_or_fold_are_left_to_fts5(configured: MM, tmp_pat
         one_off.close()
 
 
-
 def test_a_reader_that_started_on_an_empty_index_keeps_postings_once_it_fills(
         configured: MM, tmp_path: Path) -> None:
     empty = tmp_path / "empty"

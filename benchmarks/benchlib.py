@@ -617,9 +617,11 @@ def timed_drain(settings: memwal.Settings) -> tuple[float, int, dict[str, list[f
     with committer(settings) as session:
         conn = _Timed(session.conn, calls, {"execute": None, "executemany": None})
         queue = _Timed(session.queue, calls, {
-            "take": "queue.take() (lease)", "acknowledge": "queue.acknowledge() (delete)"})
+            "take_many": "queue.take_many() (lease)",
+            "acknowledge_many": "queue.acknowledge_many() (delete)"})
         started = time.perf_counter()
-        stats = Committer(conn, queue).drain()  # type: ignore[arg-type]
+        stats = Committer(conn, queue, group=session.group,  # type: ignore[arg-type]
+                          group_bytes=session.group_bytes).drain()
         return time.perf_counter() - started, stats.committed, dict(calls)
 
 

@@ -111,7 +111,7 @@ def figure_commit(run: Run, race: bool) -> None:
                    RawWriter(work / "bulk.sqlite3", batched(items, 256), per_transaction=BULK_BATCHES)]
         names = ("committer (real)", "raw SQLite, a transaction per batch",
                  f"bulk SQLite, a transaction per {BULK_BATCHES} batches")
-        shuffle, slice_batches = random.Random(7), 8
+        shuffle, slice_batches = random.Random(7), BULK_BATCHES
         print(f"  racing the committer and the raw writers over {len(batch_ids)} batches ...", flush=True)
         try:
             for _ in range(0, len(batch_ids), slice_batches):

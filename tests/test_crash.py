@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from helpers import assert_doctor_ok, mm_command, mm_env, poll, queue_rows, write_config
+from helpers import (assert_doctor_ok, mm_command, mm_env, poll, queue_inflight, queue_rows,
+                     write_config)
 from memwal import store
 from memwal.config import load_settings
 from memwal.queue import open_queue
@@ -271,6 +272,37 @@ def test_storm_with_producer_kills_and_a_reset_midway(tmp_path: Path) -> None:
 def test_torture_committer_and_producer_kills_with_a_reset(tmp_path: Path) -> None:
     kills = int(os.environ.get("MM_TORTURE_KILLS", "30"))
     run_storm(tmp_path, _seed(), kills=kills, batches=150, producer_kills=4, reset=True)
+
+
+@pytest.mark.parametrize("point, in_ledger", [("group-before-commit", 0), ("group-committed", 4)])
+def test_a_committer_killed_inside_a_commit_group_leaves_every_batch_applied_once(
+        tmp_path: Path, point: str, in_ledger: int) -> None:
+    """A backlog is committed 4 batches to a transaction: killed before that COMMIT, none of the
+    4 is in the ledger; killed after it but before the one acknowledge, all 4 are, and all 4 are
+    still in flight. Either way the next committer applies each batch exactly once."""
+    home = tmp_path / "home"
+    write_config(home, {"queue": {"commit_group": 4}})
+    subprocess.run(mm_command("embedding-reset", "--mode", "apply-current", "--yes", "--no-wait",
+                              "--home", str(home)), env=mm_env({"MM_EMBEDDING_MODEL": "hash-384"}),
+                   check=True, capture_output=True, timeout=60)
+    log = tmp_path / "producer.log"
+    assert start_producer(home, log, 7, batches=10, pause=0.0).wait(timeout=120) == 0
+    marker = tmp_path / "at-the-fault"
+    worker = subprocess.Popen(mm_command("queue", "worker", "--home", str(home)),
+                              env=mm_env({"MM_FAULT": point, "MM_FAULT_MARKER": str(marker)}),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll(marker.exists, f"the committer to reach {point}", timeout=120)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert ledger_batches(home) == in_ledger
+    assert queue_inflight(home) == 4 and len(queue_rows(home)) == 11  # the reset + 10 batches
+    final_drain(home)
+    assert ledger_batches(home) == 11 and queue_rows(home) == []
+    check_committed_exactly_once(home, [log], 7)
 
 
 def test_sigkilled_producer_leaves_whole_batches_or_none(tmp_path: Path) -> None:

@@ -159,6 +159,38 @@ def test_recover_of_a_later_lease_alone_keeps_the_order(backend: Backend) -> Non
     assert drain(queue) == [b"m1", b"m2"]
 
 
+def test_take_many_leases_the_first_messages_in_order_within_its_count_and_byte_budget(
+        backend: Backend) -> None:
+    queue = backend.open()
+    sizes = [300, 300, 300, 5000, 10, 10]
+    positions = [queue.put(bytes([65 + i]) * size) for i, size in enumerate(sizes)]
+    first = queue.take_many(2, 10_000)  # the count stops it
+    assert [d.position for d in first] == positions[:2]
+    assert [d.data for d in first] == [b"A" * 300, b"B" * 300]
+    assert queue.counts() == QueueCounts(4, 2)
+    second = queue.take_many(10, 1_000)  # the byte budget stops it before the 5000-byte message
+    assert [d.position for d in second] == positions[2:3]
+    third = queue.take_many(10, 100)  # the first message is always taken, whatever its size
+    assert [d.data for d in third] == [b"D" * 5000]
+    assert [d.position for d in queue.take_many(10, 10_000)] == positions[4:]
+    assert queue.take_many(10, 10_000) == []
+    assert queue.counts() == QueueCounts(0, 6)
+
+
+def test_acknowledge_many_removes_exactly_those_and_recover_returns_the_rest_in_place(
+        backend: Backend) -> None:
+    queue = backend.open()
+    positions = [queue.put(f"m{i}".encode()) for i in range(5)]
+    taken = queue.take_many(4, 1 << 20)
+    assert [d.position for d in taken] == positions[:4]
+    queue.acknowledge_many([positions[0], positions[2], positions[3] + 1000])
+    assert queue.counts() == QueueCounts(1, 2)
+    assert [d.data for d in queue.messages()] == [b"m1", b"m3", b"m4"]
+    queue.acknowledge_many([])
+    assert queue.recover() == 2
+    assert drain(queue) == [b"m1", b"m3", b"m4"]
+
+
 def test_messages_can_skip_large_ones(backend: Backend) -> None:
     queue = backend.open()
     queue.put(b"s" * 10)

@@ -1,10 +1,12 @@
 """The one serialized committer: applies queued batches to the index, in order, exactly once.
 
-Per batch (docs/architecture.md): skip if its id is in the ledger; else one index transaction that applies
-the items in order — each upsert checked against the active model *as of that item*, failures
-dead-lettered with the whole item — then the ledger row in the same transaction, commit, and only
-then acknowledge the queue message. A crash anywhere leaves the message in flight; the next
-committer puts it back at its position and the ledger makes the redelivery harmless.
+Per batch (docs/architecture.md): skip if its id is in the ledger; else apply the items in order —
+each upsert checked against the active model *as of that item*, failures dead-lettered with the
+whole item — then the batch's ledger row, in the same transaction; commit, and only then
+acknowledge the queue message. The batches already waiting when the committer takes its next
+work (a group, up to `queue.commit_group`) share one transaction and one acknowledgement. A crash
+anywhere leaves the messages in flight; the next committer puts them back at their positions and
+the ledger makes the redelivery harmless.
 
 This module decides what happens to each item; `store.writes` runs the statements. Taking the
 committer role (the lock, the session, the loops a process runs) is `memwal.worker`.
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
-from memwal import store
+from memwal import faults, store
 from memwal.errors import QueueUnavailable
 from memwal.fingerprint import ModelInfo, name_of
 from memwal.queue import Delivery, WriteAheadQueue
@@ -80,82 +82,112 @@ class Committer:
     """Applies deliveries to an index connection it alone writes. Hold the lock before using it.
 
     `current` is the delivery being applied (None between batches), for whoever must report
-    where a committer stopped; `on_commit` is called after every acknowledged batch.
+    where a committer stopped; `on_commit` is called after every acknowledged batch. A drain
+    takes up to `group` waiting batches (at most `group_bytes` of them) and commits them in one
+    index transaction: each keeps its own ledger row, so the group is redelivered and skipped
+    as a whole after a crash, and a backlog pays one COMMIT and one acknowledge per group
+    instead of one per batch.
     """
 
     def __init__(self, conn: store.Connection, queue: WriteAheadQueue,
-                 on_commit: Callable[[BatchOutcome], None] | None = None) -> None:
+                 on_commit: Callable[[BatchOutcome], None] | None = None,
+                 group: int = 1, group_bytes: int = 0) -> None:
         self.conn = conn
         self.queue = queue
         self.current: Delivery | None = None
         self.on_commit = on_commit
+        self.group = max(1, group)
+        self.group_bytes = group_bytes
 
-    # -- one batch ---------------------------------------------------------------------------
+    # -- one group of batches ----------------------------------------------------------------
 
     def apply(self, delivery: Delivery) -> BatchOutcome:
         """Apply one delivery in one transaction, then acknowledge it."""
-        self.current = delivery
-        try:
-            batch = decode_batch(delivery.data)
-        except UndecodableBatch as exc:
-            outcome = self._apply_undecodable(delivery, exc)
-        else:
-            outcome = self._apply_batch(delivery, batch)
-        self.queue.acknowledge(delivery.position)
+        return self.apply_group([delivery])[0]
+
+    def apply_group(self, deliveries: Sequence[Delivery]) -> list[BatchOutcome]:
+        """Apply deliveries in queue order in one transaction, then acknowledge them together."""
+        outcomes = self._commit_group(deliveries)
+        faults.point("group-committed")
+        self.queue.acknowledge_many([delivery.position for delivery in deliveries])
         self.current = None
         if self.on_commit:
-            self.on_commit(outcome)
-        return outcome
+            for outcome in outcomes:
+                self.on_commit(outcome)
+        return outcomes
 
-    def _apply_undecodable(self, delivery: Delivery, exc: UndecodableBatch) -> BatchOutcome:
-        # Without a readable id, the queue position is the only identity such a batch has.
-        ledger_id = f"undecodable@{delivery.position}"
-        with writes.transaction(self.conn):
-            if writes.in_ledger(self.conn, ledger_id):
-                return BatchOutcome(ledger_id, delivery.position, 1, 0, 1, 0, duplicate=True)
-            writes.add_dead_letter(self.conn, DeadLetter(
-                reason=exc.reason, detail=exc.detail, position=delivery.position, raw=delivery.data))
-            writes.add_ledger_entry(self.conn, LedgerEntry(ledger_id, delivery.position, {}, None,
-                                                           1, 0, 1, 0))
-        return BatchOutcome(ledger_id, delivery.position, 1, 0, 1, 0)
-
-    def _apply_batch(self, delivery: Delivery, batch: DecodedBatch) -> BatchOutcome:
+    def _commit_group(self, deliveries: Sequence[Delivery]) -> list[BatchOutcome]:
+        if len(deliveries) == 1:
+            return [self._commit_one(deliveries[0])]
         try:
-            return self._apply_items(delivery, batch, careful=False)
+            with writes.transaction(self.conn):
+                outcomes = [self._apply_delivery(delivery, careful=False) for delivery in deliveries]
+                faults.point("group-before-commit")
+                return outcomes
+        except Exception:
+            # Rolled back whole. A batch failed in a way its checks did not foresee, or the
+            # environment did: commit the group one batch at a time, so a poison batch is
+            # applied item by item and a lasting error is recorded against the batch it hit.
+            return [self._commit_one(delivery) for delivery in deliveries]
+
+    def _commit_one(self, delivery: Delivery) -> BatchOutcome:
+        try:
+            with writes.transaction(self.conn):
+                return self._apply_delivery(delivery, careful=False)
         except DATA_ERRORS:
             # An item failed in a way the checks did not foresee; the transaction was rolled
             # back. Apply the batch again item by item, each in a savepoint, so that only the
             # failing items become dead letters and the queue never stalls on a poison batch.
             # (Not the fast path: a savepoint per item makes FTS5 flush per item.)
-            return self._apply_items(delivery, batch, careful=True)
+            with writes.transaction(self.conn):
+                return self._apply_delivery(delivery, careful=True)
+
+    def _apply_delivery(self, delivery: Delivery, careful: bool) -> BatchOutcome:
+        """One batch's items and ledger row, inside the caller's transaction."""
+        self.current = delivery
+        try:
+            batch = decode_batch(delivery.data)
+        except UndecodableBatch as exc:
+            return self._apply_undecodable(delivery, exc)
+        return self._apply_items(delivery, batch, careful)
+
+    def _apply_undecodable(self, delivery: Delivery, exc: UndecodableBatch) -> BatchOutcome:
+        # Without a readable id, the queue position is the only identity such a batch has.
+        ledger_id = f"undecodable@{delivery.position}"
+        if writes.in_ledger(self.conn, ledger_id):
+            return BatchOutcome(ledger_id, delivery.position, 1, 0, 1, 0, duplicate=True)
+        writes.add_dead_letter(self.conn, DeadLetter(
+            reason=exc.reason, detail=exc.detail, position=delivery.position, raw=delivery.data))
+        writes.add_ledger_entry(self.conn, LedgerEntry(ledger_id, delivery.position, {}, None,
+                                                       1, 0, 1, 0))
+        return BatchOutcome(ledger_id, delivery.position, 1, 0, 1, 0)
 
     def _apply_items(self, delivery: Delivery, batch: DecodedBatch, careful: bool) -> BatchOutcome:
-        with writes.transaction(self.conn):
-            if writes.in_ledger(self.conn, batch.id):
-                return BatchOutcome(batch.id, delivery.position, len(batch.raw_items), 0, 0, 0,
-                                    duplicate=True)
-            counts = _Counts()
-            seq = writes.next_seq(self.conn)
-            applier = _ItemApplier(self.conn, batch, delivery.position, counts, seq)
-            # A dead letter is replayed once: when two replays race, the first one the committer
-            # applies claims it, and the other's copy of the item is skipped (unless --again).
-            claimed = set() if batch.replay_again else writes.replayed_letters(self.conn, batch.replays)
-            for index, raw in enumerate(batch.raw_items):
-                if batch.replays and batch.replays[index] in claimed:
-                    counts.skipped += 1
-                elif careful:
-                    applier.apply_guarded(index, raw)
-                else:
-                    applier.apply(index, raw)
-            applier.flush()
-            if batch.replays:
-                # The audit trail of a replay is written by the committer, in the same
-                # transaction as the replayed items: never by the replaying process.
-                writes.mark_replayed(self.conn, batch.id,
-                                     [letter for letter in batch.replays if letter not in claimed])
-            writes.add_ledger_entry(self.conn, LedgerEntry(
-                batch.id, delivery.position, batch.producer, batch.enqueued_at,
-                len(batch.raw_items), counts.committed, counts.dead_lettered, counts.skipped, seq))
+        if writes.in_ledger(self.conn, batch.id):
+            return BatchOutcome(batch.id, delivery.position, len(batch.raw_items), 0, 0, 0,
+                                duplicate=True)
+        counts = _Counts()
+        seq = writes.next_seq(self.conn)
+        applier = _ItemApplier(self.conn, batch, delivery.position, counts, seq)
+        # A dead letter is replayed once: when two replays race, the first one the committer
+        # applies claims it, and the other's copy of the item is skipped (unless --again).
+        claimed = set() if batch.replay_again else writes.replayed_letters(self.conn, batch.replays)
+        for index, raw in enumerate(batch.raw_items):
+            if batch.replays and batch.replays[index] in claimed:
+                counts.skipped += 1
+            elif careful:
+                applier.apply_guarded(index, raw)
+            else:
+                applier.apply(index, raw)
+        applier.flush()
+        if batch.replays:
+            # The audit trail of a replay is written by the committer, in the same
+            # transaction as the replayed items: never by the replaying process.
+            writes.mark_replayed(self.conn, batch.id,
+                                 [letter for letter in batch.replays if letter not in claimed])
+        writes.add_ledger_entry(self.conn, LedgerEntry(
+            batch.id, delivery.position, batch.producer, batch.enqueued_at,
+            len(batch.raw_items), counts.committed, counts.dead_lettered, counts.skipped, seq))
         return BatchOutcome(batch.id, delivery.position, len(batch.raw_items), counts.committed,
                             counts.dead_lettered, counts.skipped,
                             touched=frozenset(applier.touched))
@@ -165,19 +197,19 @@ class Committer:
     def drain(self, should_stop: Callable[[], bool] = lambda: False,
               on_batch: Callable[[BatchOutcome], None] | None = None,
               stats: DrainStats | None = None) -> DrainStats:
-        """Apply batches until the queue is empty or `should_stop()` says so (checked per batch).
+        """Apply batches until the queue is empty or `should_stop()` says so (checked per group).
 
         Totals are added to `stats` if given, else to a new DrainStats.
         """
         stats = DrainStats() if stats is None else stats
         while not should_stop():
-            delivery = self.queue.take()
-            if delivery is None:
+            deliveries = self.queue.take_many(self.group, self.group_bytes)
+            if not deliveries:
                 break
-            outcome = self.apply(delivery)
-            stats.add(outcome)
-            if on_batch:
-                on_batch(outcome)
+            for outcome in self.apply_group(deliveries):
+                stats.add(outcome)
+                if on_batch:
+                    on_batch(outcome)
         return stats
 
     def run(self, stop: threading.Event, poll_interval: float,

@@ -148,6 +148,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("queue.name", _queue_name, None,
            "the queue's name (key prefix on a shared backend); default: derived from the home path"),
     Option("queue.batch_records", _whole(100_000), 256, "records per queued batch"),
+    Option("queue.commit_group", _whole(4096), 64,
+           "queued batches the committer commits in one index transaction when they are "
+           "already waiting (1: a transaction per batch)"),
     Option("queue.poll_interval", _finite(0.001, 3600), 0.2,
            "seconds an idle committer waits between polls"),
     Option("vectors.merge_at", _whole(100_000_000), 20_000,

@@ -27,6 +27,10 @@ from memwal.store import reads
 from memwal.vectorindex import Maintainer
 
 
+# The most queued data one commit group holds in memory (a batch of 256 records is ~0.5 MB).
+GROUP_BYTES = 64 << 20
+
+
 @contextmanager
 def committer_session(settings: Settings, lock: CommitterLock | None = None,
                       patience: float = 1.0, keep_graph: bool = False) -> Iterator[Committer]:
@@ -62,7 +66,8 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             maintainer.committed(outcome.committed)
             publisher.committed(outcome)
 
-        committer = Committer(conn, queue, on_commit=on_commit)
+        committer = Committer(conn, queue, on_commit=on_commit, group=settings["queue.commit_group"],
+                              group_bytes=GROUP_BYTES)
         try:
             yield committer
         except Exception as exc:
@@ -113,8 +118,9 @@ def run_worker(settings: Settings, *, once: bool = False,
     """Be the home's committer: apply queued batches in order until SIGTERM/SIGINT or `stop`
     is set, or, with `once`, until the queue is empty. What `mm queue worker` runs.
 
-    A signal lets the batch in hand finish and be acknowledged, then the loop ends: nothing is
-    half-applied. Signal handlers are installed only when called from the main thread.
+    A signal lets the batches in hand (one commit group) finish and be acknowledged, then the
+    loop ends: nothing is half-applied. Signal handlers are installed only when called from the
+    main thread.
     `on_start(pid)` is called once the role is taken, `on_batch(outcome)` after each batch.
     Returns the totals (a DrainStats). Raises CommitterBusy (exit 3) if another committer holds
     the role.

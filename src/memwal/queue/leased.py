@@ -75,8 +75,14 @@ class LeasedQueue:
     def take(self) -> Delivery | None:
         return self._call(self.storage.take)
 
+    def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
+        return self._call(lambda: self.storage.take_many(limit, max_bytes))
+
     def acknowledge(self, position: int) -> None:
         self._call(lambda: self.storage.acknowledge(position))
+
+    def acknowledge_many(self, positions: list[int]) -> None:
+        self._call(lambda: self.storage.acknowledge_many(positions))
 
     def recover(self) -> int:
         return self._call(lambda: int(self.storage.recover()))

@@ -36,21 +36,35 @@ class LeasedMemoryStorage(MemoryStorage):
             return position
 
     def take(self) -> Delivery | None:
+        taken = self.take_many(1, 0)
+        return taken[0] if taken else None
+
+    def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
+        taken: list[Delivery] = []
+        total = 0
         with self._lock:
             for position, data in self._messages.items():
-                if position not in self._leased:
-                    self._leased.add(position)
-                    return Delivery(position, data)
-            return None
+                if position in self._leased:
+                    continue
+                if len(taken) >= max(1, limit) or (taken and total + len(data) > max_bytes):
+                    break
+                self._leased.add(position)
+                taken.append(Delivery(position, data))
+                total += len(data)
+        return taken
 
     def dequeue(self) -> bytes | None:
         delivery = self.take()
         return None if delivery is None else delivery.data
 
     def acknowledge(self, position: int) -> None:
+        self.acknowledge_many([position])
+
+    def acknowledge_many(self, positions: list[int]) -> None:
         with self._lock:
-            self._messages.pop(position, None)
-            self._leased.discard(position)
+            for position in positions:
+                self._messages.pop(position, None)
+                self._leased.discard(position)
 
     def recover(self) -> int:
         with self._lock:

@@ -59,11 +59,22 @@ class WriteAheadQueue(Protocol):
         """
         ...
 
+    def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
+        """Lease the first pending messages, in queue order: at most `limit` of them, and no more
+        than `max_bytes` of data in all, except that the first is always taken. Empty if nothing
+        is pending. What a committer that commits several batches in one transaction takes.
+        """
+        ...
+
     def acknowledge(self, position: int) -> None:
         """Remove a leased message for good. Call only after its effect is committed.
 
         Acknowledging a position that is not in the queue is a no-op.
         """
+        ...
+
+    def acknowledge_many(self, positions: list[int]) -> None:
+        """`acknowledge` every one of `positions`, as one write (all or none of them)."""
         ...
 
     def recover(self) -> int:

@@ -6,9 +6,10 @@ Lua script (atomic on the server):
 
 - the queue is a sorted set whose member and score are the message's position (from INCR), so
   FIFO is the score and a recovered message goes back exactly where it was;
-- `take` moves the first position into an in-flight sorted set (score: a lease deadline on the
-  server's clock) and returns it with its bytes; nothing is ever popped and lost;
-- `acknowledge` removes position, bytes and lease together, after the index commit;
+- `take` (`take_many`) moves the first position(s) into an in-flight sorted set (score: a lease
+  deadline on the server's clock) and returns them with their bytes; nothing is ever popped and lost;
+- `acknowledge` (`acknowledge_many`) removes positions, bytes and leases together, after the index
+  commit;
 - `recover` puts every leased position back (a starting committer's first step).
 
 Messages of at most `SMALL` bytes are also listed in a third set, so the model gate finds the
@@ -48,18 +49,29 @@ if string.len(ARGV[1]) <= tonumber(ARGV[2]) then redis.call('ZADD', KEYS[4], pos
 return pos
 """
 _TAKE = """
-local first = redis.call('ZPOPMIN', KEYS[1], 1)
-if #first == 0 then return false end
+local firsts = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), first[1])
-return {first[1], redis.call('HGET', KEYS[2], first[1])}
+local taken, total = {}, 0
+for i, id in ipairs(firsts) do
+  local size = redis.call('HSTRLEN', KEYS[2], id)
+  if i > 1 and total + size > tonumber(ARGV[3]) then break end
+  total = total + size
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), id)
+  taken[#taken + 1] = id
+  taken[#taken + 1] = redis.call('HGET', KEYS[2], id)
+end
+return taken
 """
 _ACK = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-return redis.call('HDEL', KEYS[2], ARGV[1])
+for _, id in ipairs(ARGV) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('HDEL', KEYS[2], id)
+end
+return #ARGV
 """
 _RECOVER = """
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
@@ -121,20 +133,28 @@ class LeasedRedisStorage(RedisStorage):
             args=[data, SMALL]))
 
     def take(self) -> Delivery | None:
+        taken = self.take_many(1, 0)
+        return taken[0] if taken else None
+
+    def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
         if self.claim_lost.is_set():
             raise QueueError("this committer lost its claim on the Redis queue (the server was "
                              "unreachable for longer than the claim lasts).",
                              "Restart the worker; it takes the claim again if it is free.")
         found = self._scripts["take"](keys=[self.pending_key, self.data_key, self.inflight_key],
-                                      args=[LEASE_MS])
-        return None if not found else Delivery(int(found[0]), as_bytes(found[1]))
+                                      args=[LEASE_MS, max(1, limit), max_bytes])
+        return [Delivery(int(found[i]), as_bytes(found[i + 1])) for i in range(0, len(found), 2)]
 
     def dequeue(self) -> bytes | None:
         delivery = self.take()
         return None if delivery is None else delivery.data
 
     def acknowledge(self, position: int) -> None:
-        self._scripts["ack"](keys=self._keys(), args=[position])
+        self.acknowledge_many([position])
+
+    def acknowledge_many(self, positions: list[int]) -> None:
+        if positions:
+            self._scripts["ack"](keys=self._keys(), args=positions)
 
     def recover(self) -> int:
         return int(self._scripts["recover"](keys=[self.pending_key, self.inflight_key]))

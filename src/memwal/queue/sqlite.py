@@ -62,6 +62,12 @@ class LeasedSqliteStorage(SqliteStorage):
         if not self._readonly:
             conn = super()._create_connection()
             conn.execute(f"pragma synchronous={self._synchronous}")
+            # Debian's SQLite is built with SECURE_DELETE: an acknowledge would overwrite every
+            # freed page of a batch with zeros, which was 9 in 10 of its time (a group of 64
+            # batches: 228 ms, 28 ms with "fast"). "fast" still clears what is deleted from
+            # b-tree pages; freed overflow pages keep their bytes until the next puts reuse them
+            # (the same text lives in the index).
+            conn.execute("pragma secure_delete=fast")
             return conn
         conn = sqlite3.connect(readonly_uri(Path(self.filename)), uri=True, timeout=self._timeout,
                                check_same_thread=False)
@@ -94,30 +100,50 @@ class LeasedSqliteStorage(SqliteStorage):
 
     def take(self) -> Delivery | None:
         """Lease the first pending message and return it."""
+        taken = self.take_many(1, 0)
+        return taken[0] if taken else None
+
+    def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
+        """Lease the first pending messages (at most `limit`, at most `max_bytes` after the first)."""
         if not self.sql(f"select 1 from task where {self._unleased} limit 1", (self.name,),
                         results=True):
-            return None
+            return []
         with self.db(commit=True) as cursor:
-            cursor.execute(f"select id, data from task where {self._unleased} "
-                           "order by priority desc, id limit 1", (self.name,))
-            row = cursor.fetchone()
-            if row is None:
-                return None
-            position, data = row
-            cursor.execute("insert into inflight (id, queue, taken_at) values (?, ?, ?)",
-                           (position, self.name, time.time()))
+            # Sizes first (length() of a blob does not read it), so a message past the byte
+            # budget is never loaded.
+            cursor.execute(f"select id, length(data) from task where {self._unleased} "
+                           "order by priority desc, id limit ?", (self.name, max(1, limit)))
+            chosen: list[int] = []
+            total = 0
+            for position, size in cursor.fetchall():
+                if chosen and total + (size or 0) > max_bytes:
+                    break
+                chosen.append(int(position))
+                total += size or 0
+            if not chosen:
+                return []
+            marks = ",".join("?" * len(chosen))
+            cursor.execute(f"select id, data from task where id in ({marks})", chosen)
+            found = dict(cursor.fetchall())
+            now = time.time()
+            cursor.executemany("insert into inflight (id, queue, taken_at) values (?, ?, ?)",
+                               [(position, self.name, now) for position in chosen])
             # A row a damaged or hostile writer filled with text or a number is still delivered
             # (as the bytes that could be read): the committer dead-letters it, never dies on it.
-            return Delivery(int(position), as_bytes(data))
+            return [Delivery(position, as_bytes(found[position])) for position in chosen]
 
     def dequeue(self) -> bytes | None:
         delivery = self.take()
         return None if delivery is None else delivery.data
 
     def acknowledge(self, position: int) -> None:
+        self.acknowledge_many([position])
+
+    def acknowledge_many(self, positions: list[int]) -> None:
+        rows = [(position, self.name) for position in positions]
         with self.db(commit=True) as cursor:
-            cursor.execute("delete from task where id = ? and queue = ?", (position, self.name))
-            cursor.execute("delete from inflight where id = ? and queue = ?", (position, self.name))
+            cursor.executemany("delete from task where id = ? and queue = ?", rows)
+            cursor.executemany("delete from inflight where id = ? and queue = ?", rows)
 
     def recover(self) -> int:
         """Release every lease: those messages are pending again, at their place. Return how many."""

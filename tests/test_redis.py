@@ -3,6 +3,7 @@ per queue, faults, a kill storm with the server itself killed, and the seed scen
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -91,6 +92,32 @@ def test_waiting_for_a_shared_queue_without_a_committer_says_so_and_keeps_the_ba
     run = writer("index", str(notes(tmp_path / "notes", 2)), check=1)
     assert "no committer is running" in run.stderr and "--no-wait" in run.stderr
     assert writer("queue", "status", "--json").json()["pending"] == 1
+
+
+def test_a_batch_redelivered_after_a_kill_between_commit_and_acknowledge_reports_its_counts(
+        tmp_path: Path, redis: RedisServer) -> None:
+    """The writer waits on counts the committer publishes. Killed after the commit, before the
+    acknowledge and the publication, the committer's successor meets the batch again as a
+    duplicate: it publishes the ledger's counts, not the nothing the redelivery did."""
+    committer, writer = machine(tmp_path, "server", redis), machine(tmp_path, "laptop", redis)
+    marker = tmp_path / "at-the-fault"
+    worker = committer.popen("queue", "worker", env={"MM_FAULT": "group-committed",
+                                                     "MM_FAULT_MARKER": str(marker)})
+    waiting = writer.popen("index", "--json", str(notes(tmp_path / "notes", 12)))
+    try:
+        poll(marker.exists, "the committer to commit the batch", timeout=120)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=60)
+        worker = committer.popen("queue", "worker")
+        out, err = waiting.communicate(timeout=120)
+        assert waiting.returncode == 0, err
+        report = json.loads(out)
+        assert (report["new"], report["committed"], report["dead_lettered"]) == (12, 24, 0)
+    finally:
+        stop(worker)
+        if waiting.poll() is None:
+            waiting.kill()
+    assert_doctor_ok(committer.home)
 
 
 def test_exactly_one_committer_per_queue_across_machines(tmp_path: Path, redis: RedisServer) -> None:

@@ -12,7 +12,7 @@ the file snapshot in every batch makes a stale diff harmless.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from memwal import store
 from memwal.discover import FoundFile
@@ -129,11 +129,18 @@ class Publisher:
         return [tuple(row) for row in self.conn.execute(  # type: ignore[misc]
             "SELECT namespace, source_file FROM files")]
 
-    def committed(self, outcome: Any) -> None:
-        """After a batch (a committer's BatchOutcome) is committed and acknowledged."""
+    def committed(self, outcomes: Sequence[Any]) -> None:
+        """After a group of batches (a committer's BatchOutcomes) is committed and acknowledged:
+        one publication, so the published commit sequence never runs ahead of published files."""
         if self.queue.shared:
-            self._publish(list(outcome.touched), complete=True, batches={
-                outcome.batch_id: [outcome.committed, outcome.dead_lettered, outcome.skipped]})
+            touched = sorted({file for outcome in outcomes for file in outcome.touched})
+            # A redelivered batch did nothing this time: what it did is in the ledger (its
+            # first publication may have been lost with the committer that committed it).
+            counts = reads.ledger_counts(self.conn, [o.batch_id for o in outcomes if o.duplicate])
+            counts.update({o.batch_id: (o.committed, o.dead_lettered, o.skipped)
+                           for o in outcomes if not o.duplicate})
+            self._publish(touched, complete=True,
+                          batches={batch_id: list(n) for batch_id, n in counts.items()})
 
     def _publish(self, touched: list[tuple[str, str]], complete: bool,
                  batches: dict[str, list[int]] | None = None) -> None:

@@ -82,7 +82,9 @@ class Committer:
     """Applies deliveries to an index connection it alone writes. Hold the lock before using it.
 
     `current` is the delivery being applied (None between batches), for whoever must report
-    where a committer stopped; `on_commit` is called after every acknowledged batch. A drain
+    where a committer stopped; `on_commit` is called with the outcomes of every acknowledged
+    group (the index then reflects all of them: anything published from it is published once per
+    group, so a crash between two batches of a group cannot leave half of it unpublished). A drain
     takes up to `group` waiting batches (at most `group_bytes` of them) and commits them in one
     index transaction: each keeps its own ledger row, so the group is redelivered and skipped
     as a whole after a crash, and a backlog pays one COMMIT and one acknowledge per group
@@ -90,7 +92,7 @@ class Committer:
     """
 
     def __init__(self, conn: store.Connection, queue: WriteAheadQueue,
-                 on_commit: Callable[[BatchOutcome], None] | None = None,
+                 on_commit: Callable[[list[BatchOutcome]], None] | None = None,
                  group: int = 1, group_bytes: int = 0) -> None:
         self.conn = conn
         self.queue = queue
@@ -112,8 +114,7 @@ class Committer:
         self.queue.acknowledge_many([delivery.position for delivery in deliveries])
         self.current = None
         if self.on_commit:
-            for outcome in outcomes:
-                self.on_commit(outcome)
+            self.on_commit(outcomes)
         return outcomes
 
     def _commit_group(self, deliveries: Sequence[Delivery]) -> list[BatchOutcome]:

@@ -61,10 +61,10 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         maintainer = Maintainer(settings, keep=keep_graph, merge_at=settings["vectors.merge_at"])
         stack.callback(maintainer.close)
 
-        def on_commit(outcome: BatchOutcome) -> None:
-            failures.cleared_by(outcome)
-            maintainer.committed(outcome.committed)
-            publisher.committed(outcome)
+        def on_commit(outcomes: list[BatchOutcome]) -> None:
+            failures.cleared()
+            maintainer.committed(sum(outcome.committed for outcome in outcomes))
+            publisher.committed(outcomes)
 
         committer = Committer(conn, queue, on_commit=on_commit, group=settings["queue.commit_group"],
                               group_bytes=GROUP_BYTES)
@@ -95,7 +95,8 @@ class FailureRecord:
         except OSError:
             pass  # a full or read-only disk may be the very failure; the error is raised anyway
 
-    def cleared_by(self, outcome: BatchOutcome) -> None:
+    def cleared(self) -> None:
+        """A batch committed: the committer is past where it stopped."""
         if self.present:
             self.path.unlink(missing_ok=True)
             self.present = False

@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -547,6 +548,24 @@ def test_doctor_exits_1_on_a_damaged_index_naming_the_failed_check(
 
 
 # -- search input --------------------------------------------------------------------------
+
+
+@pytest.mark.no_doctor  # the index is damaged on purpose at the end
+def test_a_plain_search_runs_in_process_without_the_full_command_line(mm: MM, notes: Path) -> None:
+    indexed(mm, notes)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "memwal", "search", "Ganymede",
+                           "--json", "--home", str(mm.home)],
+                          capture_output=True, text=True, env=mm_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert hit_files(json.loads(proc.stdout))[0] == "astronomy.md"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "memwal.cli.fast" in imported and "typer" not in imported
+    # An error of the search itself is handed to the full command line, which reports it.
+    (mm.home / "index.sqlite3").write_bytes(b"not a database" * 100)
+    failed = mm("search", "Ganymede", check=None)
+    assert failed.code != 0 and "Traceback" not in failed.stderr
+    assert "index.sqlite3" in failed.stderr
 
 
 def test_punctuation_only_query_returns_an_empty_list(mm: MM, notes: Path) -> None:

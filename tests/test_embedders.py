@@ -72,3 +72,18 @@ def test_real_model_embeds_meaning_deterministically(name: str) -> None:
     single = np.vstack([embedder.embed([t]) for t in texts])
     assert np.allclose(vectors, single, atol=1e-5)
     assert np.array_equal(vectors, embedder.embed(texts))
+
+
+@pytest.mark.integration
+def test_a_first_call_of_one_text_starts_unoptimised_and_agrees_with_the_optimised_session() -> None:
+    from memwal.embedders.onnx_minilm import minilm
+
+    embedder = minilm()  # a new one: get_embedder's may have embedded already
+    query = "Which moon of Jupiter is the largest?"
+    quick = embedder.embed([query])
+    assert "_session" not in embedder.__dict__  # a cold `mm search` never optimises the graph
+    optimised = embedder.embed([query])
+    assert "_session" in embedder.__dict__  # every later call does
+    assert np.allclose(quick, optimised, atol=1e-6)
+    assert float(quick[0] @ optimised[0]) > 0.999999
+    assert np.array_equal(optimised, embedder.embed([query]))

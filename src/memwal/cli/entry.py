@@ -14,9 +14,9 @@ def run() -> Any:  # pragma: no cover - console script shim
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     argv = sys.argv[1:]
     if argv[:1] == ["search"]:
-        from memwal.cli.fast import search_via_server
+        from memwal.cli.fast import search_fast
 
-        code = search_via_server(argv[1:])
+        code = search_fast(argv[1:])
         if code is not None:
             sys.exit(code)
     from memwal.cli.app import run as full

@@ -1,10 +1,13 @@
-"""`mm search` answered by a running `mm serve` over its local socket, without the full CLI.
+"""A plain `mm search` without the full CLI: answered by a running `mm serve` over its local
+socket, else run in this process (the public `memwal.search`).
 
-Everything here stays cheap to import: no typer, no model, no numpy. It accepts the plain forms
-of `mm search` (the query and the options below); anything else (`--help`, an unknown option, a
-bad value) returns None and the full command line handles it, with its usual messages. So does
-a home with no server, or a server whose settings are not the caller's. The output is the same
-function's as the full command's (`output.search_hits`), so the two cannot drift.
+Everything here stays cheap to import: no typer, and no model or numpy until a search needs
+them. It accepts the plain forms of `mm search` (the query and the options below); anything else
+(`--help`, an unknown option, a bad value) returns None and the full command line handles it,
+with its usual messages. So does any error of the search itself (no index, a damaged file): the
+full command line runs it again and reports it. A server whose settings are not the caller's is
+not asked. The output is the same function's as the full command's (`output.search_hits`), so
+the two cannot drift.
 """
 
 from __future__ import annotations
@@ -51,8 +54,13 @@ def _parse(argv: list[str]) -> dict[str, Any] | None:
     return options
 
 
-def search_via_server(argv: list[str]) -> int | None:
-    """Exit code of a search a running server answered; None to run the command normally."""
+def search_fast(argv: list[str]) -> int | None:
+    """Exit code of a plain `mm search`; None to run the command normally.
+
+    A running server answers first; without one, the search runs in this process, still
+    without typer (a third of a cold call's imports). Any error returns None, so the full
+    command line runs the search again and reports it with its usual message and exit code.
+    """
     options = _parse(argv)
     if options is None:
         return None
@@ -67,11 +75,30 @@ def search_via_server(argv: list[str]) -> int | None:
                **{k: options.get(k) for k in ("query", "top_k", "namespace", "source_glob",
                                                 "max_per_doc")}}
     answer = _ask(str(settings.home), SOCKET, request)
-    if answer is None or "hits" not in answer:
-        return None
     from memwal.cli import output
 
-    output.search_hits(answer["hits"], answer["warnings"], options["json"])
+    if answer is not None and "hits" in answer:
+        output.search_hits(answer["hits"], answer["warnings"], options["json"])
+        return 0
+    return _search_here(settings, options)
+
+
+def _search_here(settings: Any, options: dict[str, Any]) -> int | None:
+    import memwal
+    from memwal.cli import output
+
+    try:
+        result = memwal.search(settings, options["query"], namespace=options.get("namespace"),
+                               source_glob=options.get("source_glob"), top_k=options.get("top_k"),
+                               max_per_doc=options.get("max_per_doc"))
+    except KeyboardInterrupt:
+        output.info("interrupted")
+        return output.EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - what is not a user error is re-raised
+        if memwal.as_memwal_error(exc) is None:
+            raise
+        return None
+    output.search_hits(result.as_json(), result.warnings, options["json"])
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ from typing import Callable
 import numpy as np
 
 from benchlib import (
-    DIM, ClusteredVectors, add_run_options, command, header, load_average, machine, percentile,
-    update_section, work_folder, writes_doc,
+    DIM, add_run_options, ClusteredVectors, load_average, machine, percentile, print_and_record,
+    work_folder,
 )
 from memwal import vectorindex
 
@@ -218,12 +217,8 @@ removes by key, hnswlib only marks (the node stays, and the graph grows with eve
 HNSW cannot remove. usearch stores float16 (file at 0.6× the raw float32 vectors) at the recall
 of the float32 libraries on these vectors.
 """
-    print(body)
-    if writes_doc(args):
-        cmd = command("ann_choice.py", *(sys.argv[1:] if argv is None else argv))
-        update_section("ann-choice", "Choosing the vector index library",
-                       header(where, cmd, load_before) + body, args.doc)
-        print(f"updated the 'ann-choice' section of {args.doc}")
+    print_and_record(args, argv, "ann_choice.py", "ann-choice",
+                     "Choosing the vector index library", where, load_before, body)
     return 0
 
 

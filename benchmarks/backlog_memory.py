@@ -16,13 +16,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 
 import memwal
 from benchlib import (
-    MM, Corpus, add_run_options, clean_env, command, header, load_average, machine, make_home,
-    update_section, upserts, work_folder, writes_doc,
+    MM, add_run_options, clean_env, Corpus, load_average, machine, make_home, print_and_record,
+    upserts, work_folder,
 )
 
 NO_MERGE = 100_000_000
@@ -82,12 +81,8 @@ its links) while it folds new vectors in and saves it, so its memory grows with 
 with the backlog. Figure 5 (peak RSS ≤ 300 MB on a 1,000,000-record backlog) was met before the
 derived index existed (103 MB, 2026-11-25) and is not since.
 """
-    print(body)
-    if writes_doc(args):
-        cmd = command("backlog_memory.py", *(sys.argv[1:] if argv is None else argv))
-        update_section("backlog-memory", "Where a draining committer's memory goes",
-                       header(where, cmd, load_before) + body, args.doc)
-        print(f"updated the 'backlog-memory' section of {args.doc}")
+    print_and_record(args, argv, "backlog_memory.py", "backlog-memory",
+                     "Where a draining committer's memory goes", where, load_before, body)
     return 0
 
 

@@ -198,6 +198,16 @@ def add_run_options(parser: argparse.ArgumentParser, doc_by_default: bool = True
     parser.add_argument("--write-doc", action="store_true", help="write the doc (even with --quick)")
 
 
+def print_and_record(args: argparse.Namespace, argv: list[str] | None, script: str, section: str,
+                     title: str, where: str, load_before: str, body: str) -> None:
+    """Print a script's section, and write it into the doc when the run asks for that."""
+    print(body)
+    if writes_doc(args):
+        cmd = command(script, *(sys.argv[1:] if argv is None else argv))
+        update_section(section, title, header(where, cmd, load_before) + body, args.doc)
+        print(f"updated the '{section}' section of {args.doc}")
+
+
 def writes_doc(args: argparse.Namespace) -> bool:
     """A full-size run writes the doc unless --no-doc; a --quick one only with --write-doc."""
     return args.write_doc or not (args.quick or getattr(args, "no_doc", True))

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import memwal
 from benchlib import (
-    MM, PYTHON, REPO, add_run_options, clean_env, command, header, load_average, machine,
-    make_home, median, shown, update_section, work_folder, writes_doc,
+    MM, PYTHON, REPO, add_run_options, clean_env, load_average, machine, make_home, median,
+    print_and_record, work_folder,
 )
 
 QUERY = "committer lock held by another process"
@@ -76,12 +75,8 @@ packages. Both trees compiled to bytecode first.
 
 Now / earlier = **{now / earlier:.2f}**.
 """
-    print(body)
-    if writes_doc(args):
-        cmd = command("cold_search_ab.py", *(sys.argv[1:] if argv is None else argv))
-        update_section("cold-search-ab", "A cold `mm search`, before and after the in-process fast path",
-                       header(where, cmd, load_before) + body, args.doc)
-        print(f"updated the 'cold-search-ab' section of {shown(args.doc)}")
+    print_and_record(args, argv, "cold_search_ab.py", "cold-search-ab",
+                     "A cold `mm search`, before and after the in-process fast path", where, load_before, body)
     return 0
 
 

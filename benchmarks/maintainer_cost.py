@@ -16,14 +16,13 @@ first.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchlib import (
-    ClusteredVectors, Corpus, add_run_options, command, committer, header, load_average, machine,
-    make_home, update_section, upserts, work_folder, writes_doc,
+    add_run_options, ClusteredVectors, committer, Corpus, load_average, machine, make_home,
+    print_and_record, upserts, work_folder,
 )
 import memwal
 from memwal import vectorindex
@@ -101,12 +100,8 @@ faster than records arrive when they are embedded (minilm: about 24 chunks/s on 
 so in use the graph keeps up; a backlog like this one is folded over the following merges,
 and searches meanwhile scan its tail exactly.
 """
-    print(body)
-    if writes_doc(args):
-        cmd = command("maintainer_cost.py", *(sys.argv[1:] if argv is None else argv))
-        update_section("maintainer-cost", "What keeping the derived vector index current costs the committer",
-                       header(where, cmd, load_before) + body, args.doc)
-        print(f"updated the 'maintainer-cost' section of {args.doc}")
+    print_and_record(args, argv, "maintainer_cost.py", "maintainer-cost",
+                     "What keeping the derived vector index current costs the committer", where, load_before, body)
     return 0
 
 

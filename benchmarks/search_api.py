@@ -22,7 +22,6 @@ import json
 import re
 import shlex
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +29,8 @@ from typing import Iterator
 
 import memwal
 from benchlib import (
-    MM, PYTHON, REPO, add_run_options, command, header, load_average, machine, make_home,
-    median, run_timed, shown, time_calls, update_section, work_folder, writes_doc,
+    MM, PYTHON, REPO, add_run_options, load_average, machine, make_home, median,
+    print_and_record, run_timed, shown, time_calls, work_folder,
 )
 
 QUERIES = ("committer lock held by another process", "replay dead letters", "embedding model reset",
@@ -197,12 +196,8 @@ Goals (issue 13): a cold in-process `mm search` at most 400 ms wall: {verdict(me
 served by a running `mm serve` at most 150 ms: {verdict(median(served_s), 0.15)}. Issue 10: warm
 calls p50 under 30 ms: {verdict(warm.p50 / 1000, 0.03)}.
 """
-    print(summary)
-    if writes_doc(args):
-        cmd = command("search_api.py", *(sys.argv[1:] if argv is None else argv))
-        update_section("search-api", "Search through the public API (default model)",
-                       header(where, cmd, load_before) + summary, args.doc)
-        print(f"updated the 'search-api' section of {args.doc}")
+    print_and_record(args, argv, "search_api.py", "search-api",
+                     "Search through the public API (default model)", where, load_before, summary)
     return 0
 
 

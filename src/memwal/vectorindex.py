@@ -196,7 +196,9 @@ class Graph:
 
         fingerprint = self.model.fingerprint
         live = np.array(reads.ids_with_vectors(conn, fingerprint), dtype=np.uint64)
-        keys = np.array(self.index.keys, dtype=np.uint64) if len(self.index) else \
+        # asarray: usearch's keys have an __array__ without numpy 2's `copy` argument, which
+        # np.array passes (a DeprecationWarning); the keys are only read, before any change.
+        keys = np.asarray(self.index.keys, dtype=np.uint64) if len(self.index) else \
             np.empty(0, dtype=np.uint64)
         gone = np.setdiff1d(keys, live, assume_unique=True)
         tail = np.array(reads.ids_with_vectors(conn, fingerprint, after_seq=self.seq), dtype=np.uint64)

@@ -9,7 +9,7 @@ serializer is msgpack, never pickle.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Iterator, TypeVar
+from typing import Any, Callable, ContextManager, Iterable, Iterator, TypeVar
 
 import msgpack
 from huey import Huey
@@ -45,6 +45,18 @@ def as_bytes(value: object) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass")
     return b"" if value is None else repr(value).encode()
+
+
+def within_budget(sizes: Iterable[int], max_bytes: int) -> int:
+    """How many of the first messages, of these sizes in queue order, `take_many` leases: the
+    first always, then each that keeps the total at most `max_bytes` (the Redis script keeps the
+    same rule in Lua)."""
+    count = total = 0
+    for size in sizes:
+        if count and total + size > max_bytes:
+            break
+        count, total = count + 1, total + size
+    return count
 
 
 class LeasedQueue:

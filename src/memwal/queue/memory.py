@@ -7,13 +7,14 @@ and a committer in one test see one queue.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Iterator
 
 from huey import Huey
 from huey.storage import MemoryStorage
 
-from memwal.queue.leased import LeasedQueue, leased_huey
+from memwal.queue.leased import LeasedQueue, leased_huey, within_budget
 from memwal.queue.protocol import Delivery, QueueCounts
 
 
@@ -40,18 +41,13 @@ class LeasedMemoryStorage(MemoryStorage):
         return taken[0] if taken else None
 
     def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
-        taken: list[Delivery] = []
-        total = 0
         with self._lock:
-            for position, data in self._messages.items():
-                if position in self._leased:
-                    continue
-                if len(taken) >= max(1, limit) or (taken and total + len(data) > max_bytes):
-                    break
-                self._leased.add(position)
-                taken.append(Delivery(position, data))
-                total += len(data)
-        return taken
+            pending = list(itertools.islice(
+                ((position, data) for position, data in self._messages.items()
+                 if position not in self._leased), max(1, limit)))
+            taken = pending[:within_budget((len(data) for _, data in pending), max_bytes)]
+            self._leased.update(position for position, _ in taken)
+        return [Delivery(position, data) for position, data in taken]
 
     def dequeue(self) -> bytes | None:
         delivery = self.take()

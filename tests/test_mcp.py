@@ -14,7 +14,6 @@ from typing import Any, AsyncIterator
 
 import anyio
 import httpx2
-import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 

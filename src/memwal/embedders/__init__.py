@@ -29,10 +29,7 @@ def get_embedder(name: str, batch_size: int = 32) -> Embedder:
         return HashEmbedder(dim=entry.dim, variant=entry.variant)
     from memwal.embedders.onnx_minilm import OnnxSentenceEmbedder
 
-    return OnnxSentenceEmbedder(
-        name=entry.name, model_id=entry.model_id, distribution=entry.distribution,
-        weights_suffix=entry.weights_suffix, max_tokens=entry.max_tokens,
-        output_name=entry.output_name, batch_size=batch_size)
+    return OnnxSentenceEmbedder(entry, batch_size=batch_size)
 
 
 def configured_embedder(settings: "Settings") -> Embedder:

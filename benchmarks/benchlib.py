@@ -704,8 +704,8 @@ def search_legs(settings: memwal.Settings) -> Any:
     memwal.keywordindex), `keyword_fts5(query, depth)` the same ranking by FTS5 alone (what a
     one-off search runs); `vector(vector, depth)`
     its vector leg, a kept `retrieval._VectorLeg` (the derived index memory-mapped once, plus an
-    exact scan of what is newer than its stamp); `view_path()` the file that leg has mapped, or
-    None if it searched sqlite-vec instead (no current derived index); `matches(query)` how many
+    exact scan of what is newer than its stamp); `view_paths()` the files that leg has mapped
+    (one per segment), or None if it searched sqlite-vec instead (no current derived index); `matches(query)` how many
     rows the keyword leg's FTS query matches; `vocabulary()` every indexed term and the chunks
     holding it (FTS5's own vocabulary); `stored_vectors(block)` every stored vector of the active
     model, as (ids, float32 matrix) blocks of `block` rows; `keyword_statement(query, depth)` the
@@ -726,9 +726,11 @@ def search_legs(settings: memwal.Settings) -> Any:
     def vector(query: Any, depth: int) -> list[int]:
         return leg.ranking(conn, active, to_bytes(query), depth, None, None)
 
-    def view_path() -> Path | None:
+    def view_paths() -> list[Path] | None:
         derived = leg._derived
-        return derived.stamp.path(settings) if isinstance(derived, vectorindex.Derived) else None
+        if not isinstance(derived, vectorindex.Derived):
+            return None
+        return [segment.path(settings) for segment in derived.stamp.segments]
 
     def matches(query: str) -> int:
         match = retrieval.fts_query(query)
@@ -764,7 +766,7 @@ def search_legs(settings: memwal.Settings) -> Any:
     return SimpleNamespace(
         keyword=lambda query, depth: retrieval.bm25_ranking(conn, query, depth, keywords=kept),
         keyword_fts5=lambda query, depth: retrieval.bm25_ranking(conn, query, depth), vector=vector,
-        view_path=view_path, matches=matches, vocabulary=vocabulary, stored_vectors=stored_vectors,
+        view_paths=view_paths, matches=matches, vocabulary=vocabulary, stored_vectors=stored_vectors,
         keyword_statement=keyword_statement, explain=explain,
         conn=conn, active=active, close=conn.close)
 

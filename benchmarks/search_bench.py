@@ -257,14 +257,15 @@ def measure(settings: memwal.Settings, chunks: int, args: argparse.Namespace, n_
         started = time.perf_counter()
         legs.vector(query_vectors[0], depth)
         result.first_vector_ms = (time.perf_counter() - started) * 1000
-        view = legs.view_path()
-        if view is None:
+        views = legs.view_paths()
+        if views is None:
             sys.exit("the vector leg did not use the derived index")
         found = [legs.vector(v, depth)[:TOP] for v in query_vectors]
         result.searched = 1 + len(found)
         result.process_rss_mb = rss_mb() - before
-        result.view_rss_mb = mapped_mb(view)
-        result.file_mb, result.raw_mb = view.stat().st_size / 1e6, chunks * DIM * 4 / 1e6
+        result.view_rss_mb = sum(mapped_mb(view) for view in views)
+        result.file_mb = sum(view.stat().st_size for view in views) / 1e6
+        result.raw_mb = chunks * DIM * 4 / 1e6
         exact, cosines = exact_top(legs, query_vectors, TOP)
         result.recall = float(np.mean([len(set(f) & set(e)) / TOP for f, e in zip(found, exact.tolist())]))
         result.cosines = float(cosines[:, 0].mean()), float(cosines[:, TOP - 1].mean())

@@ -58,7 +58,8 @@ def test_the_committer_builds_the_index_and_searches_agree_with_exact_search(
     mm("index", str(write_notes(tmp_path / "notes", 120)))
     current = stamp(mm)
     assert current is not None and current["count"] >= 300
-    assert oct((mm.home / "vectors" / current["file"]).stat().st_mode & 0o777) == "0o600"
+    for segment in current["segments"]:
+        assert oct((mm.home / "vectors" / segment["file"]).stat().st_mode & 0o777) == "0o600"
     searcher = Searcher(home_settings(mm.home))
     rng = random.Random(5)
     overlap = 0
@@ -81,7 +82,7 @@ def test_a_reader_searches_the_graph_with_the_configured_expansion(mm: MM, tmp_p
     assert active is not None
     view = vectorindex.open_view(settings, active)
     assert view is not None
-    assert view.view.expansion_search == vectorindex.EXPANSION_SEARCH
+    assert view.views and all(v.expansion_search == vectorindex.EXPANSION_SEARCH for v in view.views)
 
 
 def test_what_was_committed_after_the_stamp_is_found_and_what_was_deleted_is_never_returned(
@@ -145,15 +146,15 @@ def test_vectors_committed_during_a_merge_are_folded_by_the_next_merge_without_a
 
     commit(0)
     saving, go_on = threading.Event(), threading.Event()
-    real_save = vectorindex.Graph.save
+    real_save = vectorindex.save
 
-    def save_once_held(graph: vectorindex.Graph, settings: object) -> vectorindex.Stamp:
+    def save_once_held(settings: object, written: vectorindex.Stamp) -> None:
         if not saving.is_set():  # the first merge waits here, its snapshot already taken
             saving.set()
             go_on.wait()
-        return real_save(graph, settings)
+        real_save(settings, written)
 
-    monkeypatch.setattr(vectorindex.Graph, "save", save_once_held)
+    monkeypatch.setattr(vectorindex, "save", save_once_held)
     maintainer = vectorindex.Maintainer(settings, merge_at=20)
     maintainer.committed(0)  # 30 vectors in the tail already: the first merge starts
     assert saving.wait(60), "the first merge never reached its save"
@@ -214,7 +215,7 @@ def test_a_damaged_or_missing_index_is_not_used_and_repair_rebuilds_it(
     current = stamp(mm)
     searcher = Searcher(home_settings(mm.home))
     good = ids(searcher, "apple banana cherry")
-    path = mm.home / "vectors" / current["file"]
+    path = mm.home / "vectors" / current["segments"][0]["file"]
     if damage == "garbage":
         path.write_bytes(os.urandom(path.stat().st_size))
     elif damage == "missing":
@@ -269,3 +270,86 @@ def test_a_process_that_checks_the_index_before_its_first_search_does_not_crash(
     run = subprocess.run([sys.executable, "-c", script, str(mm.home)], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+
+
+def test_the_index_is_cut_into_segments_and_a_merge_holds_one_segment_at_a_time(
+        mm: MM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import weakref
+
+    from memwal import vectorindex
+
+    write_config(mm.home, {"embedding": {"model": "hash-384"},
+                           "vectors": {"merge_at": 100, "segment_size": 120}})
+    notes = write_notes(tmp_path / "notes", 70)
+    mm("index", str(notes))  # the committer's own merges, segments of at most 120
+    built = stamp(mm)
+    assert built is not None and len(built["segments"]) >= 2
+    assert all(0 < s["count"] <= 120 for s in built["segments"])
+    on_disk = {p.name for p in (mm.home / "vectors").glob("*.usearch")}
+    assert on_disk == {s["file"] for s in built["segments"]}
+
+    alive, most = [0], [0]
+    real_new = vectorindex._new_index
+
+    def counted(dim: int) -> object:
+        index = real_new(dim)
+        alive[0] += 1
+        most[0] = max(most[0], alive[0])
+        weakref.finalize(index, lambda: alive.__setitem__(0, alive[0] - 1))
+        return index
+
+    monkeypatch.setattr(vectorindex, "_new_index", counted)
+    settings = home_settings(mm.home)
+    # Deleted chunks sit in the oldest segments, new ones go to the last: a merge changes several.
+    doomed = sorted(notes.glob("n0*.md"))[:25]
+    doomed_names = {str(p.resolve()) for p in doomed}
+    for path in doomed:
+        path.unlink()
+    write_notes(tmp_path / "notes", 20, seed=11, prefix="m")
+    mm("index", "--no-wait", str(notes))  # the CLI's committer below, not this one
+    mm("queue", "worker", "--once", env={"MM_VECTORS_MERGE_AT": str(10**8)})
+    merged = vectorindex.merge(settings, 120)
+    assert merged is not None and most[0] == 1  # one graph in memory at a time
+    changed = {s.file for s in merged.segments} - {s["file"] for s in built["segments"]}
+    assert len(changed) >= 2
+    assert all(0 < s.count <= 120 for s in merged.segments)
+    from memwal import store
+    from memwal.store import reads
+    with store.reading(settings.index_path) as conn:
+        active = store.active_model(conn)
+        assert active is not None
+        assert merged.count == len(reads.ids_with_vectors(conn, active.fingerprint))
+    assert {p.name for p in (mm.home / "vectors").glob("*.usearch")} == \
+        {s.file for s in merged.segments}
+
+    searcher = vector_only(mm)  # the tail is empty: every answer comes from the segments
+    rng = random.Random(8)
+    overlap = 0
+    for _ in range(30):
+        query = " ".join(rng.sample(WORDS, 3))
+        found = searcher.search(query, top_k=10, max_per_doc=0).hits
+        assert not {h.source_file for h in found} & doomed_names
+        overlap += len({h.chunk_id for h in found} & set(ids(searcher, query, exact=True)))
+    assert overlap / 300 >= 0.95
+    assert mm("doctor", "--json").json()["ok"]
+
+
+def test_a_stamp_written_before_segments_is_read_as_one_segment(mm: MM, tmp_path: Path) -> None:
+    configure(mm, merge_at=300)
+    mm("index", str(write_notes(tmp_path / "notes", 80)))
+    current = stamp(mm)
+    assert current is not None and len(current["segments"]) == 1
+    only = current["segments"][0]
+    (mm.home / "vectors" / "current.json").write_text(json.dumps(  # the one-file shape
+        {"file": only["file"], "fingerprint": current["fingerprint"], "dim": current["dim"],
+         "seq": current["seq"], "count": only["count"], "size": only["size"],
+         "sha256": only["sha256"]}))
+    checks = {c["name"]: c for c in mm("doctor", "--json").json()["checks"]}
+    assert checks["vector_index"]["ok"] and "1 segment" in checks["vector_index"]["detail"]
+    from memwal import store, vectorindex
+    settings = home_settings(mm.home)
+    with store.reading(settings.index_path) as conn:
+        active = store.active_model(conn)
+    assert active is not None
+    derived = vectorindex.open_view(settings, active, verify=True)
+    assert derived is not None and derived.stamp.count == only["count"]

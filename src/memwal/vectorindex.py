@@ -1,23 +1,29 @@
-"""The derived vector index: an HNSW graph (usearch) beside sqlite-vec's table, never a second truth.
+"""The derived vector index: HNSW graphs (usearch) beside sqlite-vec's table, never a second truth.
 
 sqlite-vec's table stays the record of every vector. Beside it, under `<home>/vectors/`, an
 approximate index of the active model's vectors, stamped with the commit sequence it reflects
-(`current.json` names the file, the model, the stamp, its size and checksum). A reader searches
-the graph for what was committed up to the stamp, scans exactly what was committed after it (the
-"tail", found by `chunks_by_seq`), and keeps only chunks that still hold a vector of the active
-model: so a search never misses a committed vector (beyond the graph's recall) and never returns
-a deleted one. A missing, stale (another model) or damaged index is simply not used: the search
-is exact, and slower, until the index is rebuilt.
+(`current.json` names the files, the model, the stamp, and each file's size and checksum). A
+reader searches the graphs for what was committed up to the stamp, scans exactly what was
+committed after it (the "tail", found by `chunks_by_seq`), and keeps only chunks that still hold
+a vector of the active model: so a search never misses a committed vector (beyond the graphs'
+recall) and never returns a deleted one. A missing, stale (another model) or damaged index is
+simply not used: the search is exact, and slower, until the index is rebuilt.
 
-Why usearch (measured against hnswlib and faiss, docs/benchmarks.md): readers open the file as a
-memory-mapped view (no copy per process, instant), it adds and removes by integer key (chunk
+Why usearch (measured against hnswlib and faiss, docs/benchmarks.md): readers open the files as
+memory-mapped views (no copy per process, instant), it adds and removes by integer key (chunk
 ids), and stores vectors as float16 (half the memory of the raw float32, recall kept).
 
-The committer keeps it current (`Maintainer`): once the tail exceeds `MERGE_AT` vectors, a
-background thread of the committer's process folds the tail into the graph (removing vectors
-that were deleted or replaced) and saves a new file: written whole, fsynced, renamed, and only
-then named by `current.json` (replaced atomically). A committer killed at any point leaves the
-previous file and its stamp in place: still a consistent pair.
+The index is cut into segments of at most `vectors.segment_size` vectors, one graph file each,
+because a graph is changed in memory: a merge loads the segments it changes (the last one, to
+add, and those holding deleted or replaced chunks), one at a time, so the committer's memory
+stays bounded whatever the size of the index. A reader searches every segment and keeps the
+nearest overall.
+
+The committer keeps it current (`Maintainer`): once the tail exceeds `merge_at` vectors, a
+background thread of the committer's process folds the tail into the segments and saves every
+changed segment as a new file (written whole, fsynced, renamed); only then does `current.json`
+(replaced atomically) name the new set. A committer killed at any point leaves the previous
+files and their stamp in place: still a consistent set.
 """
 
 from __future__ import annotations
@@ -41,9 +47,12 @@ if TYPE_CHECKING:
     import numpy as np
 
 MERGE_AT = 20_000  # tail vectors that trigger a merge into the graph
+# A segment of 150,000 float16 384-d vectors is ~140 MB in memory while a merge changes it.
+SEGMENT_SIZE = 150_000
 # EXPANSION_SEARCH: recall@10 on 1M clustered vectors 0.908 at 64 (usearch's default, which a
 # restored view has unless told), 0.964 at 160, 0.970 at 256 (2.0 ms), 0.980 at 384.
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
+ADD_SLICE = 8192  # vectors read from the table and added to a graph at a time
 
 
 def folder(settings: Settings) -> Path:
@@ -51,27 +60,47 @@ def folder(settings: Settings) -> Path:
 
 
 @dataclass(frozen=True)
-class Stamp:
-    """What `current.json` says: the file, its model, the commit sequence it reflects."""
+class Segment:
+    """One graph file of the derived index."""
 
     file: str
-    fingerprint: str
-    dim: int
-    seq: int
     count: int
     size: int
     sha256: str
 
+    def path(self, settings: Settings) -> Path:
+        return folder(settings) / Path(self.file).name
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What `current.json` says: the files, their model, the commit sequence they reflect."""
+
+    fingerprint: str
+    dim: int
+    seq: int
+    segments: tuple[Segment, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(segment.count for segment in self.segments)
+
     @classmethod
     def read(cls, settings: Settings) -> "Stamp | None":
         try:
-            data = json.loads(read_regular(folder(settings) / "current.json", max_bytes=1 << 16))
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+            data = json.loads(read_regular(folder(settings) / "current.json", max_bytes=1 << 20))
+            if "segments" in data:
+                segments = tuple(Segment(**{k: part[k] for k in Segment.__dataclass_fields__})
+                                 for part in data["segments"])
+            else:  # one graph file, as written before segments
+                segments = (Segment(**{k: data[k] for k in Segment.__dataclass_fields__}),)
+            return cls(data["fingerprint"], int(data["dim"]), int(data["seq"]), segments)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def path(self, settings: Settings) -> Path:
-        return folder(settings) / Path(self.file).name
+    def as_json(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "dim": self.dim, "seq": self.seq,
+                "count": self.count, "segments": [s.__dict__ for s in self.segments]}
 
 
 def usearch_index() -> Any:
@@ -103,36 +132,51 @@ def _new_index(dim: int) -> Any:
 class Derived:
     """A reader's view of the derived index of one model (memory-mapped, read-only)."""
 
-    def __init__(self, stamp: Stamp, view: Any) -> None:
+    def __init__(self, stamp: Stamp, views: list[Any]) -> None:
         self.stamp = stamp
-        self.view = view
+        self.views = [view for view in views if len(view)]
 
     def search(self, query: "np.ndarray", count: int) -> tuple["np.ndarray", "np.ndarray"]:
-        """(chunk ids, cosine distances) of the graph's nearest `count`."""
-        found = self.view.search(query, min(count, len(self.view)), threads=1)
-        return found.keys.astype("int64"), found.distances
+        """(chunk ids, cosine distances) of the nearest `count` over every segment, nearest first."""
+        import numpy as np
+
+        found = [view.search(query, min(count, len(view)), threads=1) for view in self.views]
+        if not found:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        keys = np.concatenate([f.keys for f in found]).astype(np.int64)
+        distances = np.concatenate([f.distances for f in found])
+        nearest = np.lexsort((keys, distances))[:count]
+        return keys[nearest], distances[nearest]
+
+
+def _open_segment(settings: Settings, segment: Segment, dim: int, verify: bool) -> Any:
+    """A memory-mapped view of one segment; ValueError if its file is not the one stamped."""
+    path = segment.path(settings)
+    if path.stat().st_size != segment.size or (verify and file_digest(path) != segment.sha256):
+        raise ValueError(f"{path.name} is not the file stamped")
+    Index = usearch_index()
+    meta = Index.metadata(str(path))
+    if meta is None or meta.get("dimensions") != dim:
+        raise ValueError(f"{path.name} has another header")
+    view = Index.restore(str(path), view=True)
+    if view is None or len(view) != segment.count:
+        raise ValueError(f"{path.name} holds another count")
+    view.expansion_search = EXPANSION_SEARCH  # a restored index has usearch's default
+    return view
 
 
 def open_view(settings: Settings, active: ModelInfo, verify: bool = False) -> Derived | None:
     """The derived index for the active model, or None if it is missing, stale or damaged.
 
-    Checks the file's size and header (and its whole checksum with `verify`, which a
+    Checks each file's size, header and count (and its whole checksum with `verify`, which a
     long-lived reader does once): a damaged file is never searched.
     """
     stamp = Stamp.read(settings)
     if stamp is None or stamp.fingerprint != active.fingerprint or stamp.dim != active.dim:
         return None
     try:
-        path = stamp.path(settings)
-        if path.stat().st_size != stamp.size or (verify and file_digest(path) != stamp.sha256):
-            return None
-        Index = usearch_index()
-        meta = Index.metadata(str(path))
-        if meta is None or meta.get("dimensions") != active.dim:
-            return None
-        view = Index.restore(str(path), view=True)
-        view.expansion_search = EXPANSION_SEARCH  # a restored index has usearch's default
-        return Derived(stamp, view)
+        return Derived(stamp, [_open_segment(settings, segment, stamp.dim, verify)
+                               for segment in stamp.segments])
     except (OSError, ValueError, RuntimeError):
         return None
 
@@ -157,8 +201,8 @@ def check(settings: Settings) -> tuple[bool, str]:
                        "from this index. Run `mm doctor --repair` to rebuild it")
     if open_view(settings, active, verify=True) is None:
         return False, "damaged (size, header or checksum): run `mm doctor --repair` to rebuild it"
-    return True, (f"{stamp.count:,} vectors up to commit {stamp.seq}; {current - stamp.seq} "
-                  "commits since are searched exactly")
+    return True, (f"{stamp.count:,} vectors in {len(stamp.segments)} segment(s) up to commit "
+                  f"{stamp.seq}; {current - stamp.seq} commits since are searched exactly")
 
 
 # -- writers -------------------------------------------------------------------------------
@@ -184,100 +228,140 @@ class _WriterLock:
         os.close(self.fd)
 
 
-class Graph:
-    """The writer's in-memory graph of one model, and the stamp it reflects."""
+class Folder:
+    """One merge: the segments of `model` brought from `stamp` to a read snapshot at `upto`.
 
-    def __init__(self, model: ModelInfo, index: Any, seq: int) -> None:
-        self.model, self.index, self.seq = model, index, seq
+    Every changed segment is written as a new file, so the files the current stamp names are
+    never touched; `save` names the new set in current.json, then deletes what it no longer
+    names. At most one segment is in memory at a time (the last one, being filled, or one
+    losing deleted and replaced chunks).
+    """
 
-    def fold(self, conn: store.Connection, upto: int) -> None:
-        """Bring the graph from its stamp to commit `upto` (a read snapshot at `upto`)."""
+    def __init__(self, settings: Settings, model: ModelInfo, stamp: Stamp | None,
+                 segment_size: int) -> None:
+        self.settings, self.model, self.segment_size = settings, model, segment_size
+        same = stamp is not None and stamp.fingerprint == model.fingerprint and \
+            stamp.dim == model.dim and open_view(settings, model, verify=True) is not None
+        self.segments: list[Segment] = list(stamp.segments) if same and stamp else []
+        self.seq = stamp.seq if same and stamp else 0
+        self.tag = hashlib.sha256(model.fingerprint.encode()).hexdigest()[:12]
+
+    def fold(self, conn: store.Connection, upto: int) -> Stamp:
         import numpy as np
 
-        fingerprint = self.model.fingerprint
-        live = np.array(reads.ids_with_vectors(conn, fingerprint), dtype=np.uint64)
-        # asarray: usearch's keys have an __array__ without numpy 2's `copy` argument, which
-        # np.array passes (a DeprecationWarning); the keys are only read, before any change.
-        keys = np.asarray(self.index.keys, dtype=np.uint64) if len(self.index) else \
-            np.empty(0, dtype=np.uint64)
-        gone = np.setdiff1d(keys, live, assume_unique=True)
-        tail = np.array(reads.ids_with_vectors(conn, fingerprint, after_seq=self.seq), dtype=np.uint64)
-        replaced = np.intersect1d(keys, tail, assume_unique=True)
-        drop = np.union1d(gone, replaced)
-        if len(drop):
-            self.index.remove(drop)
-        if len(tail):
-            ids, matrix = reads.vectors_of(conn, tail.tolist(), self.model.dim)
-            for start in range(0, len(ids), 8192):
-                self.index.add(ids[start:start + 8192].astype(np.uint64),
-                               matrix[start:start + 8192], threads=1)
-        self.seq = upto
+        fingerprint, self.upto = self.model.fingerprint, upto
+        live = np.unique(np.array(reads.ids_with_vectors(conn, fingerprint), dtype=np.uint64))
+        tail = np.unique(np.array(reads.ids_with_vectors(conn, fingerprint, after_seq=self.seq),
+                                  dtype=np.uint64))
+        folded: list[Segment] = []
+        last = None  # the segment the tail is added to, in memory
+        for number, segment in enumerate(self.segments):
+            keys = np.unique(np.asarray(self._view(segment).keys, dtype=np.uint64))
+            # Gone from the index, or replaced after the stamp (the new vector is in the tail).
+            drop = np.union1d(np.setdiff1d(keys, live, assume_unique=True),
+                              np.intersect1d(keys, tail, assume_unique=True))
+            is_last = number == len(self.segments) - 1 and segment.count < self.segment_size \
+                and len(tail) > 0
+            if not len(drop) and not is_last:
+                folded.append(segment)
+                continue
+            index = self._load(segment)
+            if len(drop):
+                index.remove(drop)
+            if is_last:
+                last = index
+            elif len(index):
+                folded.append(self._write(index, len(folded)))
+            del index
+        pending = tail
+        while len(pending) or last is not None:
+            index = last if last is not None else _new_index(self.model.dim)
+            last = None
+            room = self.segment_size - len(index)
+            for start in range(0, min(room, len(pending)), ADD_SLICE):
+                part = pending[start:min(start + ADD_SLICE, room)]
+                ids, matrix = reads.vectors_of(conn, part.tolist(), self.model.dim)
+                if len(ids):
+                    index.add(ids.astype(np.uint64), matrix, threads=1)
+            pending = pending[max(room, 0):]
+            if len(index):
+                folded.append(self._write(index, len(folded)))
+            del index
+        return Stamp(fingerprint, self.model.dim, upto, tuple(folded))
 
-    def save(self, settings: Settings) -> Stamp:
-        """Write the graph to a new file, then name it in current.json; drop older files."""
-        where = folder(settings)
+    def _view(self, segment: Segment) -> Any:
+        return usearch_index().restore(str(segment.path(self.settings)), view=True)
+
+    def _load(self, segment: Segment) -> Any:
+        index = _new_index(self.model.dim)
+        index.load(str(segment.path(self.settings)))
+        return index
+
+    def _write(self, index: Any, number: int) -> Segment:
+        """`index` as a new file (fsynced, renamed into place), not yet named by current.json."""
+        where = folder(self.settings)
         where.mkdir(mode=0o700, exist_ok=True)
-        tag = hashlib.sha256(self.model.fingerprint.encode()).hexdigest()[:12]
-        final = where / f"{tag}-{self.seq}.usearch"
+        final = where / f"{self.tag}-{self.upto}-{number}-{os.urandom(4).hex()}.usearch"
         temporary = where / f".{final.name}.{os.getpid()}.tmp"
-        self.index.save(str(temporary))
+        index.save(str(temporary))
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         faults.point("ann-before-rename")
         os.chmod(temporary, 0o600)
         os.replace(temporary, final)
-        stamp = Stamp(final.name, self.model.fingerprint, self.model.dim, self.seq,
-                      len(self.index), final.stat().st_size, file_digest(final))
-        write_atomically(where / "current.json", json.dumps(stamp.__dict__).encode())
-        for old in where.glob("*.usearch"):
-            if old != final:
-                old.unlink(missing_ok=True)
-        for junk in where.glob(".*.tmp"):
-            junk.unlink(missing_ok=True)
-        return stamp
+        return Segment(final.name, len(index), final.stat().st_size, file_digest(final))
 
-    @classmethod
-    def load(cls, settings: Settings, model: ModelInfo) -> "Graph":
-        """The saved graph of `model` (fully in memory, to be changed), or a new empty one."""
-        stamp = Stamp.read(settings)
-        index = _new_index(model.dim)
-        if stamp is not None and stamp.fingerprint == model.fingerprint and \
-                open_view(settings, model, verify=True) is not None:
-            index.load(str(stamp.path(settings)))
-            return cls(model, index, stamp.seq)
-        return cls(model, index, 0)
+
+def save(settings: Settings, stamp: Stamp) -> None:
+    """Name `stamp`'s files in current.json (atomically), then drop every file it does not name."""
+    where = folder(settings)
+    where.mkdir(mode=0o700, exist_ok=True)
+    write_atomically(where / "current.json", json.dumps(stamp.as_json()).encode())
+    named = {segment.file for segment in stamp.segments}
+    for old in where.glob("*.usearch"):
+        if old.name not in named:
+            old.unlink(missing_ok=True)
+    for junk in where.glob(".*.tmp"):
+        junk.unlink(missing_ok=True)
+
+
+def merge(settings: Settings, segment_size: int, fresh: bool = False) -> Stamp | None:
+    """Fold what was committed since the stamp into the derived index (`fresh`: from nothing)."""
+    with _WriterLock(settings), store.reading(settings.index_path, snapshot=True) as conn:
+        active = store.active_model(conn)
+        if conn is None or active is None:
+            return None
+        folder_ = Folder(settings, active, None if fresh else Stamp.read(settings), segment_size)
+        stamp = folder_.fold(conn, reads.commit_seq(conn))
+        save(settings, stamp)
+        return stamp
 
 
 def rebuild(settings: Settings) -> dict[str, Any]:
     """Build the derived index from sqlite-vec's table, from scratch (`mm doctor --repair`)."""
     started = time.perf_counter()
-    with _WriterLock(settings), store.reading(settings.index_path, snapshot=True) as conn:
-        active = store.active_model(conn)
-        if conn is None or active is None:
-            return {"built": False, "why": "no vectors yet"}
-        graph = Graph(active, _new_index(active.dim), 0)
-        graph.fold(conn, reads.commit_seq(conn))
-        stamp = graph.save(settings)
-    return {"built": True, "vectors": stamp.count, "seq": stamp.seq,
-            "seconds": round(time.perf_counter() - started, 2)}
+    stamp = merge(settings, settings["vectors.segment_size"], fresh=True)
+    if stamp is None:
+        return {"built": False, "why": "no vectors yet"}
+    return {"built": True, "vectors": stamp.count, "segments": len(stamp.segments),
+            "seq": stamp.seq, "seconds": round(time.perf_counter() - started, 2)}
 
 
 class Maintainer:
     """Keeps the derived index current from inside the committer's process.
 
     After each committed batch, if the tail (vectors newer than the stamp) holds `merge_at`
-    vectors or more, a background thread folds it into the graph and saves it; the committer
-    goes on committing meanwhile (the graph is built on one thread: on two cores, the committer
-    keeps the other). Vectors committed while a merge runs are folded by the same thread right
-    after, once they reach `merge_at`: a burst ends with its tail under `merge_at`, not waiting
-    for the next commit. With `keep`, the graph stays in memory between merges (a long-lived
-    worker); otherwise it is loaded for each merge and dropped after. Closing waits for the
-    merge under way and starts no other.
+    vectors or more, a background thread folds it into the segments and saves them; the
+    committer goes on committing meanwhile (a graph is built on one thread: on two cores, the
+    committer keeps the other). Vectors committed while a merge runs are folded by the same
+    thread right after, once they reach `merge_at`: a burst ends with its tail under
+    `merge_at`, not waiting for the next commit. Nothing is kept in memory between merges.
+    Closing waits for the merge under way and starts no other.
     """
 
-    def __init__(self, settings: Settings, keep: bool = False, merge_at: int = MERGE_AT) -> None:
-        self.settings, self.keep, self.merge_at = settings, keep, merge_at
-        self.graph: Graph | None = None
+    def __init__(self, settings: Settings, merge_at: int = MERGE_AT,
+                 segment_size: int = SEGMENT_SIZE) -> None:
+        self.settings, self.merge_at, self.segment_size = settings, merge_at, segment_size
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.guard = threading.Lock()  # `since`, `running` and `closing`, shared with the thread
@@ -304,29 +388,15 @@ class Maintainer:
 
     def _merges(self) -> None:
         while True:
-            self._merge()
+            try:
+                merge(self.settings, self.segment_size)
+            except Exception as exc:  # the index is never wrong for it: searches stay exact
+                self.error = exc
             with self.guard:
                 if self.error is not None or self.closing or self.since < self.merge_at:
                     self.running = False
                     return
                 self.since = 0
-
-    def _merge(self) -> None:
-        try:
-            with _WriterLock(self.settings), store.reading(self.settings.index_path,
-                                                            snapshot=True) as conn:
-                active = store.active_model(conn)
-                if conn is None or active is None:
-                    return
-                graph = self.graph
-                if graph is None or graph.model != active:
-                    graph = Graph.load(self.settings, active)
-                graph.fold(conn, reads.commit_seq(conn))
-                graph.save(self.settings)
-                self.graph = graph if self.keep else None
-        except Exception as exc:  # the index is never wrong for it: searches stay exact
-            self.error = exc
-            self.graph = None
 
     def settle(self) -> None:
         """Wait until no merge runs: the tail is then under `merge_at` (or a merge failed)."""

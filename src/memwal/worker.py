@@ -33,12 +33,11 @@ GROUP_BYTES = 64 << 20
 
 @contextmanager
 def committer_session(settings: Settings, lock: CommitterLock | None = None,
-                      patience: float = 1.0, keep_graph: bool = False) -> Iterator[Committer]:
+                      patience: float = 1.0) -> Iterator[Committer]:
     """Take the committer role for `settings.home`: lock, open, put in-flight messages back.
 
-    The session also keeps the derived vector index current (`keep_graph`: hold it in memory
-    between merges, for a long-lived worker). Raises CommitterBusy (naming the holder's pid) if
-    another committer is alive.
+    The session also keeps the derived vector index current. Raises CommitterBusy (naming the
+    holder's pid) if another committer is alive.
     """
     ensure_home(settings.home)
     with ExitStack() as stack:
@@ -58,7 +57,8 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         # not at the next start, so `mm queue status` never shows a stuck in-flight message.
         stack.callback(queue.recover)
         failures = FailureRecord(settings.failure_path)
-        maintainer = Maintainer(settings, keep=keep_graph, merge_at=settings["vectors.merge_at"])
+        maintainer = Maintainer(settings, merge_at=settings["vectors.merge_at"],
+                                segment_size=settings["vectors.segment_size"])
         stack.callback(maintainer.close)
 
         def on_commit(outcomes: list[BatchOutcome]) -> None:
@@ -132,7 +132,7 @@ def run_worker(settings: Settings, *, once: bool = False,
         for signum in (signal.SIGTERM, signal.SIGINT):
             restore[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
-        with committer_session(settings, keep_graph=not once) as committer:
+        with committer_session(settings) as committer:
             if on_start:
                 on_start(os.getpid())
             if once:
@@ -146,10 +146,8 @@ def run_worker(settings: Settings, *, once: bool = False,
 class BackgroundCommitter:
     """Runs the committer in a thread of this process while we hold the lock."""
 
-    def __init__(self, settings: Settings, lock: CommitterLock, poll_interval: float = 0.05,
-                 keep_graph: bool = False) -> None:
+    def __init__(self, settings: Settings, lock: CommitterLock, poll_interval: float = 0.05) -> None:
         self.settings = settings
-        self.keep_graph = keep_graph
         self.lock = lock
         self.poll_interval = poll_interval
         self.stop = threading.Event()
@@ -158,7 +156,7 @@ class BackgroundCommitter:
 
     def _run(self) -> None:
         try:
-            with committer_session(self.settings, self.lock, keep_graph=self.keep_graph) as committer:
+            with committer_session(self.settings, self.lock) as committer:
                 committer.run(self.stop, poll_interval=self.poll_interval)
         except BaseException as exc:  # surfaced by join()
             self.error = exc

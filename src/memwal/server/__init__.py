@@ -47,8 +47,7 @@ def _running(settings: memwal.Settings, options: ServerOptions) -> Iterator[Serv
             lock = CommitterLock(settings.lock_path)
             lock.acquire()  # CommitterBusy (exit 3) if a worker already runs on this home
             stack.callback(lock.release)
-            committer = BackgroundCommitter(settings, lock, settings["queue.poll_interval"],
-                                            keep_graph=True).start()
+            committer = BackgroundCommitter(settings, lock, settings["queue.poll_interval"]).start()
             stack.callback(committer.join)
         if options.watch:
             stop = threading.Event()

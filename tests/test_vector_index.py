@@ -308,7 +308,7 @@ def test_the_index_is_cut_into_segments_and_a_merge_holds_one_segment_at_a_time(
     write_notes(tmp_path / "notes", 20, seed=11, prefix="m")
     mm("index", "--no-wait", str(notes))  # the CLI's committer below, not this one
     mm("queue", "worker", "--once", env={"MM_VECTORS_MERGE_AT": str(10**8)})
-    merged = vectorindex.merge(settings, 120)
+    merged = vectorindex.merge(settings)
     assert merged is not None and most[0] == 1  # one graph in memory at a time
     changed = {s.file for s in merged.segments} - {s["file"] for s in built["segments"]}
     assert len(changed) >= 2
@@ -353,3 +353,34 @@ def test_a_stamp_written_before_segments_is_read_as_one_segment(mm: MM, tmp_path
     assert active is not None
     derived = vectorindex.open_view(settings, active, verify=True)
     assert derived is not None and derived.stamp.count == only["count"]
+
+
+def test_a_segment_mostly_emptied_by_deletions_is_dissolved_into_the_others(
+        mm: MM, tmp_path: Path) -> None:
+    from memwal import store, vectorindex
+    from memwal.store import reads
+
+    write_config(mm.home, {"embedding": {"model": "hash-384"},
+                           "vectors": {"merge_at": 10**8, "segment_size": 120}})
+    notes = write_notes(tmp_path / "notes", 60)
+    mm("index", str(notes))
+    settings = home_settings(mm.home)
+    first = vectorindex.merge(settings, fresh=True)
+    assert first is not None and len(first.segments) >= 3
+    with store.reading(settings.index_path) as conn:
+        oldest = set(reads.chunk_rows(conn, list(vectorindex.open_view(
+            settings, store.active_model(conn)).views[0].keys)).values())
+    sources = sorted({row.source_file for row in oldest})
+    for source in sources[:len(sources) // 2] + sources[len(sources) // 2 + 1:]:
+        Path(source).unlink()  # all but one note with a chunk in the oldest segment
+    mm("index", str(notes))
+    merged = vectorindex.merge(settings)
+    assert merged is not None
+    assert first.segments[0].file not in {s.file for s in merged.segments}
+    assert all(s.count >= 30 for s in merged.segments[:-1])  # none left near-empty
+    with store.reading(settings.index_path) as conn:
+        assert merged.count == len(reads.ids_with_vectors(conn, store.active_model(conn).fingerprint))
+    searcher = vector_only(mm)
+    for query in ("apple banana cherry", "tango uniform victor"):
+        assert len(set(ids(searcher, query)) & set(ids(searcher, query, exact=True))) >= 9
+    assert mm("doctor", "--json").json()["ok"]

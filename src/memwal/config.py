@@ -156,7 +156,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("vectors.merge_at", _whole(100_000_000), 20_000,
            "new vectors after which the committer folds them into the derived vector index "
            "(the first one is built at that size)"),
-    Option("vectors.segment_size", _whole(100_000_000), 150_000,
+    Option("vectors.segment_size", _whole(100_000_000), 100_000,
            "vectors per file of the derived vector index: a merge holds one such file in memory"),
     Option("search.top_k", _whole(MAX_TOP_K), 10, "results returned by mm search"),
     Option("search.rrf_k", _whole(1_000_000), 60, "reciprocal rank fusion constant"),

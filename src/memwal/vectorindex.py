@@ -13,7 +13,8 @@ Why usearch (measured against hnswlib and faiss, docs/benchmarks.md): readers op
 memory-mapped views (no copy per process, instant), it adds and removes by integer key (chunk
 ids), and stores vectors as float16 (half the memory of the raw float32, recall kept).
 
-The index is cut into segments of at most `vectors.segment_size` vectors, one graph file each,
+The index is cut into segments of at most `vectors.segment_size` vectors (100,000: ~92 MB
+while a merge changes one), one graph file each,
 because a graph is changed in memory: a merge loads the segments it changes (the last one, to
 add, and those holding deleted or replaced chunks), one at a time, so the committer's memory
 stays bounded whatever the size of the index. A reader searches every segment and keeps the
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 MERGE_AT = 20_000  # tail vectors that trigger a merge into the graph
-# A segment of 150,000 float16 384-d vectors is ~140 MB in memory while a merge changes it.
-SEGMENT_SIZE = 150_000
 # EXPANSION_SEARCH: recall@10 on 1M clustered vectors 0.908 at 64 (usearch's default, which a
 # restored view has unless told), 0.964 at 160, 0.970 at 256 (2.0 ms), 0.980 at 384.
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
@@ -135,12 +134,24 @@ class Derived:
     def __init__(self, stamp: Stamp, views: list[Any]) -> None:
         self.stamp = stamp
         self.views = [view for view in views if len(view)]
+        self._pool: Any = None
 
     def search(self, query: "np.ndarray", count: int) -> tuple["np.ndarray", "np.ndarray"]:
         """(chunk ids, cosine distances) of the nearest `count` over every segment, nearest first."""
         import numpy as np
 
-        found = [view.search(query, min(count, len(view)), threads=1) for view in self.views]
+        def one(view: Any) -> Any:
+            return view.search(query, min(count, len(view)), threads=1)
+
+        if len(self.views) > 1:  # usearch releases the GIL: the segments are searched side by side
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(min(len(self.views), os.cpu_count() or 1),
+                                                thread_name_prefix="memwal-segments")
+            found = list(self._pool.map(one, self.views))
+        else:
+            found = [one(view) for view in self.views]
         if not found:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         keys = np.concatenate([f.keys for f in found]).astype(np.int64)
@@ -237,9 +248,9 @@ class Folder:
     losing deleted and replaced chunks).
     """
 
-    def __init__(self, settings: Settings, model: ModelInfo, stamp: Stamp | None,
-                 segment_size: int) -> None:
-        self.settings, self.model, self.segment_size = settings, model, segment_size
+    def __init__(self, settings: Settings, model: ModelInfo, stamp: Stamp | None) -> None:
+        self.settings, self.model = settings, model
+        self.segment_size: int = settings["vectors.segment_size"]
         same = stamp is not None and stamp.fingerprint == model.fingerprint and \
             stamp.dim == model.dim and open_view(settings, model, verify=True) is not None
         self.segments: list[Segment] = list(stamp.segments) if same and stamp else []
@@ -250,11 +261,12 @@ class Folder:
         import numpy as np
 
         fingerprint, self.upto = self.model.fingerprint, upto
-        live = np.unique(np.array(reads.ids_with_vectors(conn, fingerprint), dtype=np.uint64))
-        tail = np.unique(np.array(reads.ids_with_vectors(conn, fingerprint, after_seq=self.seq),
-                                  dtype=np.uint64))
+        live = np.unique(np.fromiter(reads.each_id_with_vector(conn, fingerprint), np.uint64))
+        tail = np.unique(np.fromiter(reads.each_id_with_vector(conn, fingerprint, self.seq),
+                                     np.uint64))
         folded: list[Segment] = []
         last = None  # the segment the tail is added to, in memory
+        pending = tail
         for number, segment in enumerate(self.segments):
             keys = np.unique(np.asarray(self._view(segment).keys, dtype=np.uint64))
             # Gone from the index, or replaced after the stamp (the new vector is in the tail).
@@ -265,6 +277,12 @@ class Folder:
             if not len(drop) and not is_last:
                 folded.append(segment)
                 continue
+            kept = np.setdiff1d(keys, drop, assume_unique=True)
+            if not is_last and len(kept) < self.segment_size // 4:
+                # Mostly emptied by deletions: its few vectors are added again with the tail,
+                # so churn cannot leave the index in many near-empty segments.
+                pending = np.union1d(pending, kept)
+                continue
             index = self._load(segment)
             if len(drop):
                 index.remove(drop)
@@ -273,7 +291,6 @@ class Folder:
             elif len(index):
                 folded.append(self._write(index, len(folded)))
             del index
-        pending = tail
         while len(pending) or last is not None:
             index = last if last is not None else _new_index(self.model.dim)
             last = None
@@ -325,14 +342,14 @@ def save(settings: Settings, stamp: Stamp) -> None:
         junk.unlink(missing_ok=True)
 
 
-def merge(settings: Settings, segment_size: int, fresh: bool = False) -> Stamp | None:
+def merge(settings: Settings, fresh: bool = False) -> Stamp | None:
     """Fold what was committed since the stamp into the derived index (`fresh`: from nothing)."""
     with _WriterLock(settings), store.reading(settings.index_path, snapshot=True) as conn:
         active = store.active_model(conn)
         if conn is None or active is None:
             return None
-        folder_ = Folder(settings, active, None if fresh else Stamp.read(settings), segment_size)
-        stamp = folder_.fold(conn, reads.commit_seq(conn))
+        stamp = Folder(settings, active, None if fresh else Stamp.read(settings)).fold(
+            conn, reads.commit_seq(conn))
         save(settings, stamp)
         return stamp
 
@@ -340,7 +357,7 @@ def merge(settings: Settings, segment_size: int, fresh: bool = False) -> Stamp |
 def rebuild(settings: Settings) -> dict[str, Any]:
     """Build the derived index from sqlite-vec's table, from scratch (`mm doctor --repair`)."""
     started = time.perf_counter()
-    stamp = merge(settings, settings["vectors.segment_size"], fresh=True)
+    stamp = merge(settings, fresh=True)
     if stamp is None:
         return {"built": False, "why": "no vectors yet"}
     return {"built": True, "vectors": stamp.count, "segments": len(stamp.segments),
@@ -359,9 +376,8 @@ class Maintainer:
     Closing waits for the merge under way and starts no other.
     """
 
-    def __init__(self, settings: Settings, merge_at: int = MERGE_AT,
-                 segment_size: int = SEGMENT_SIZE) -> None:
-        self.settings, self.merge_at, self.segment_size = settings, merge_at, segment_size
+    def __init__(self, settings: Settings, merge_at: int = MERGE_AT) -> None:
+        self.settings, self.merge_at = settings, merge_at
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.guard = threading.Lock()  # `since`, `running` and `closing`, shared with the thread
@@ -389,7 +405,7 @@ class Maintainer:
     def _merges(self) -> None:
         while True:
             try:
-                merge(self.settings, self.segment_size)
+                merge(self.settings)
             except Exception as exc:  # the index is never wrong for it: searches stay exact
                 self.error = exc
             with self.guard:

@@ -57,8 +57,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         # not at the next start, so `mm queue status` never shows a stuck in-flight message.
         stack.callback(queue.recover)
         failures = FailureRecord(settings.failure_path)
-        maintainer = Maintainer(settings, merge_at=settings["vectors.merge_at"],
-                                segment_size=settings["vectors.segment_size"])
+        maintainer = Maintainer(settings, merge_at=settings["vectors.merge_at"])
         stack.callback(maintainer.close)
 
         def on_commit(outcomes: list[BatchOutcome]) -> None:

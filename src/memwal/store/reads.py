@@ -315,12 +315,19 @@ def vectors_of(conn: Connection, chunk_ids: Sequence[int] | None, dim: int
 
 def ids_with_vectors(conn: Connection, fingerprint: str, after_seq: int | None = None) -> list[int]:
     """Chunk ids that hold a vector of `fingerprint` (written after `after_seq`, if given)."""
+    return list(each_id_with_vector(conn, fingerprint, after_seq))
+
+
+def each_id_with_vector(conn: Connection, fingerprint: str, after_seq: int | None = None
+                        ) -> Iterator[int]:
+    """`ids_with_vectors` one at a time (a million ids in a list take ~36 MB)."""
     if after_seq is None:
-        return [r[0] for r in conn.execute("SELECT id FROM chunks WHERE fingerprint=?",
-                                           (fingerprint,))]
-    return [r[0] for r in conn.execute(
-        "SELECT id FROM chunks INDEXED BY chunks_by_seq WHERE seq > ? AND fingerprint=?",
-        (after_seq, fingerprint))]
+        rows = conn.execute("SELECT id FROM chunks WHERE fingerprint=?", (fingerprint,))
+    else:
+        rows = conn.execute(
+            "SELECT id FROM chunks INDEXED BY chunks_by_seq WHERE seq > ? AND fingerprint=?",
+            (after_seq, fingerprint))
+    return (row[0] for row in rows)
 
 
 def commit_seq(conn: Connection) -> int:

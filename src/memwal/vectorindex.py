@@ -248,8 +248,9 @@ class Folder:
     losing deleted and replaced chunks).
     """
 
-    def __init__(self, settings: Settings, model: ModelInfo, stamp: Stamp | None) -> None:
-        self.settings, self.model = settings, model
+    def __init__(self, settings: Settings, model: ModelInfo, stamp: Stamp | None,
+                 threads: int = 1) -> None:
+        self.settings, self.model, self.threads = settings, model, threads
         self.segment_size: int = settings["vectors.segment_size"]
         same = stamp is not None and stamp.fingerprint == model.fingerprint and \
             stamp.dim == model.dim and open_view(settings, model, verify=True) is not None
@@ -299,7 +300,7 @@ class Folder:
                 part = pending[start:min(start + ADD_SLICE, room)]
                 ids, matrix = reads.vectors_of(conn, part.tolist(), self.model.dim)
                 if len(ids):
-                    index.add(ids.astype(np.uint64), matrix, threads=1)
+                    index.add(ids.astype(np.uint64), matrix, threads=self.threads)
             pending = pending[max(room, 0):]
             if len(index):
                 folded.append(self._write(index, len(folded)))
@@ -342,13 +343,16 @@ def save(settings: Settings, stamp: Stamp) -> None:
         junk.unlink(missing_ok=True)
 
 
-def merge(settings: Settings, fresh: bool = False) -> Stamp | None:
-    """Fold what was committed since the stamp into the derived index (`fresh`: from nothing)."""
+def merge(settings: Settings, fresh: bool = False, threads: int = 1) -> Stamp | None:
+    """Fold what was committed since the stamp into the derived index (`fresh`: from nothing).
+
+    The committer's merges add on one thread (it keeps the other core); a repair, on all.
+    """
     with _WriterLock(settings), store.reading(settings.index_path, snapshot=True) as conn:
         active = store.active_model(conn)
         if conn is None or active is None:
             return None
-        stamp = Folder(settings, active, None if fresh else Stamp.read(settings)).fold(
+        stamp = Folder(settings, active, None if fresh else Stamp.read(settings), threads).fold(
             conn, reads.commit_seq(conn))
         save(settings, stamp)
         return stamp
@@ -357,7 +361,7 @@ def merge(settings: Settings, fresh: bool = False) -> Stamp | None:
 def rebuild(settings: Settings) -> dict[str, Any]:
     """Build the derived index from sqlite-vec's table, from scratch (`mm doctor --repair`)."""
     started = time.perf_counter()
-    stamp = merge(settings, fresh=True)
+    stamp = merge(settings, fresh=True, threads=os.cpu_count() or 1)
     if stamp is None:
         return {"built": False, "why": "no vectors yet"}
     return {"built": True, "vectors": stamp.count, "segments": len(stamp.segments),

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_options(parser, doc_by_default=False)
     parser.add_argument("--records", type=int, help="upserts in the queue (default 200,000; quick 20,000)")
+    parser.add_argument("--segment-size", type=int, default=None,
+                        help="vectors.segment_size of every home (default: as shipped)")
+    parser.add_argument("--groups", default="1,64", help="queue.commit_group values (default 1,64)")
     args = parser.parse_args(argv)
     records = args.records or (20_000 if args.quick else 200_000)
     rows = []
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         base = make_home(work / "base")
         print(f"filling a queue with {records:,} upserts ...", flush=True)
         memwal.enqueue_items(base, upserts(records, Corpus(13)), "benchmarks/backlog_memory.py")
-        for group in (1, 64):
+        for group in map(int, args.groups.split(",")):
             for merge_at in (20_000, NO_MERGE):
                 home = work / f"group-{group}-merge-{merge_at}"
                 shutil.copytree(base.home, home)
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 # The copy keeps the base's queue name: a name is derived from the home's path.
                 config.setdefault("queue", {}).update(commit_group=group, name=base.queue_name)
                 config.setdefault("vectors", {})["merge_at"] = merge_at
+                if args.segment_size:
+                    config["vectors"]["segment_size"] = args.segment_size
                 config_file.write_text(json.dumps(config))
                 peak, wall = drain(str(home))
                 print(f"  commit_group {group}, merge_at {merge_at:,}: {peak:,.0f} MB, {wall:.0f} s", flush=True)

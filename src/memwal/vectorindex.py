@@ -30,13 +30,14 @@ files and their stamp in place: still a consistent set.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from memwal import faults, store
 from memwal.config import Settings
@@ -51,7 +52,7 @@ MERGE_AT = 20_000  # tail vectors that trigger a merge into the graph
 # EXPANSION_SEARCH: recall@10 on 1M clustered vectors 0.908 at 64 (usearch's default, which a
 # restored view has unless told), 0.964 at 160, 0.970 at 256 (2.0 ms), 0.980 at 384.
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
-ADD_SLICE = 8192  # vectors read from the table and added to a graph at a time
+ADD_SLICE = 4096  # vectors read from the table and added to a graph at a time
 
 
 def folder(settings: Settings) -> Path:
@@ -262,23 +263,28 @@ class Folder:
         import numpy as np
 
         fingerprint, self.upto = self.model.fingerprint, upto
-        live = np.unique(np.fromiter(reads.each_id_with_vector(conn, fingerprint), np.uint64))
-        tail = np.unique(np.fromiter(reads.each_id_with_vector(conn, fingerprint, self.seq),
-                                     np.uint64))
+        # Chunk ids as flags (a byte per id up to the largest), not sorted id arrays: at a
+        # million vectors, the set operations on arrays took tens of MB more at their peak.
+        live = _flags(reads.each_id_with_vector(conn, fingerprint))
+        tail = np.flatnonzero(_flags(reads.each_id_with_vector(conn, fingerprint, self.seq)))
+        fresh = np.zeros(len(live), dtype=bool)
+        fresh[tail] = True
         folded: list[Segment] = []
         last = None  # the segment the tail is added to, in memory
         pending = tail
         for number, segment in enumerate(self.segments):
-            keys = np.unique(np.asarray(self._view(segment).keys, dtype=np.uint64))
+            keys = np.asarray(self._view(segment).keys, dtype=np.int64)
             # Gone from the index, or replaced after the stamp (the new vector is in the tail).
-            drop = np.union1d(np.setdiff1d(keys, live, assume_unique=True),
-                              np.intersect1d(keys, tail, assume_unique=True))
+            known = keys < len(live)
+            gone = ~known
+            gone[known] = ~live[keys[known]] | fresh[keys[known]]
+            drop = keys[gone].astype(np.uint64)
             is_last = number == len(self.segments) - 1 and segment.count < self.segment_size \
                 and len(tail) > 0
             if not len(drop) and not is_last:
                 folded.append(segment)
                 continue
-            kept = np.setdiff1d(keys, drop, assume_unique=True)
+            kept = keys[~gone]
             if not is_last and len(kept) < self.segment_size // 4:
                 # Mostly emptied by deletions: its few vectors are added again with the tail,
                 # so churn cannot leave the index in many near-empty segments.
@@ -298,7 +304,7 @@ class Folder:
             room = self.segment_size - len(index)
             for start in range(0, min(room, len(pending)), ADD_SLICE):
                 part = pending[start:min(start + ADD_SLICE, room)]
-                ids, matrix = reads.vectors_of(conn, part.tolist(), self.model.dim)
+                ids, matrix = reads.vectors_of(conn, [int(i) for i in part], self.model.dim)
                 if len(ids):
                     index.add(ids.astype(np.uint64), matrix, threads=self.threads)
             pending = pending[max(room, 0):]
@@ -330,6 +336,19 @@ class Folder:
         return Segment(final.name, len(index), final.stat().st_size, file_digest(final))
 
 
+def _flags(ids: Iterator[int]) -> "np.ndarray":
+    """A bool per id, up to the largest of `ids`: True for those in `ids`."""
+    import numpy as np
+
+    flags = np.zeros(0, dtype=bool)
+    while block := list(itertools.islice(ids, 65536)):
+        found = np.array(block, dtype=np.int64)
+        if found.max() >= len(flags):
+            flags = np.concatenate([flags, np.zeros(int(found.max()) + 1 - len(flags), dtype=bool)])
+        flags[found] = True
+    return flags
+
+
 def save(settings: Settings, stamp: Stamp) -> None:
     """Name `stamp`'s files in current.json (atomically), then drop every file it does not name."""
     where = folder(settings)
@@ -352,6 +371,7 @@ def merge(settings: Settings, fresh: bool = False, threads: int = 1) -> Stamp | 
         active = store.active_model(conn)
         if conn is None or active is None:
             return None
+        conn.execute("PRAGMA cache_size=-4000")  # read once, in order: a large cache only holds memory
         stamp = Folder(settings, active, None if fresh else Stamp.read(settings), threads).fold(
             conn, reads.commit_seq(conn))
         save(settings, stamp)

@@ -80,11 +80,11 @@ drained into a fresh index by `mm queue worker --once` under `/usr/bin/time -v`:
 |---|---|---:|---:|---:|
 {table}
 
-A commit group holds up to 64 batches (at most 64 MB of queued bytes) and their decoded items
-at once; a merge holds the whole derived graph (every vector of the active model, as f16, and
-its links) while it folds new vectors in and saves it, so its memory grows with the index, not
-with the backlog. Figure 5 (peak RSS ≤ 300 MB on a 1,000,000-record backlog) was met before the
-derived index existed (103 MB, 2026-11-25) and is not since.
+A commit group holds up to 64 batches (at most 16 MB of queued bytes, ~27 batches of 256
+records) and their decoded items at once. A merge of the derived vector index holds at most one
+segment (`vectors.segment_size`, 100,000 vectors, ~100 MB as f16 with its links) plus a slice of
+4,096 vectors read from the table, whatever the size of the index: the committer's memory
+depends on neither the backlog nor the index.
 """
     print_and_record(args, argv, "backlog_memory.py", "backlog-memory",
                      "Where a draining committer's memory goes", where, load_before, body)

@@ -384,3 +384,42 @@ def test_a_segment_mostly_emptied_by_deletions_is_dissolved_into_the_others(
     for query in ("apple banana cherry", "tango uniform victor"):
         assert len(set(ids(searcher, query)) & set(ids(searcher, query, exact=True))) >= 9
     assert mm("doctor", "--json").json()["ok"]
+
+
+@pytest.mark.no_doctor
+def test_a_committer_killed_after_writing_new_segments_but_before_naming_them_leaves_searches_right(
+        mm: MM, tmp_path: Path) -> None:
+    write_config(mm.home, {"embedding": {"model": "hash-384"},
+                           "vectors": {"merge_at": 150, "segment_size": 100}})
+    notes = write_notes(tmp_path / "notes", 40)
+    mm("index", str(notes))
+    first = stamp(mm)
+    assert first is not None and len(first["segments"]) >= 2
+    named = {s["file"] for s in first["segments"]}
+    for path in sorted(notes.glob("n0*.md"))[:10]:
+        path.unlink()  # chunks leave the older segments: several files are rewritten
+    write_notes(tmp_path / "notes", 40, seed=9, prefix="m")
+    marker = tmp_path / "at-the-fault"
+    worker = mm.popen("queue", "worker", env={"MM_FAULT": "ann-before-stamp",
+                                              "MM_FAULT_MARKER": str(marker)})
+    try:
+        mm("index", "--no-wait", str(notes))
+        poll(marker.exists, "the committer to reach the stamp of the new segments", 300)
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert stamp(mm) == first  # the previous files and stamp: still a consistent set
+    orphans = {p.name for p in (mm.home / "vectors").glob("*.usearch")} - named
+    assert len(orphans) >= 2  # the new segments, written whole and never named
+    searcher = Searcher(home_settings(mm.home))
+    for query in ("apple banana cherry", "tango uniform victor"):
+        assert len(set(ids(searcher, query)) & set(ids(searcher, query, exact=True))) >= 9
+    (notes / "extra.md").write_text("# Extra\n\n" + " ".join(WORDS) + "\n")
+    mm("index", str(notes))  # a commit, so the next merge runs: it names its own files only
+    current = stamp(mm)
+    assert current["seq"] > first["seq"]
+    assert {p.name for p in (mm.home / "vectors").glob("*.usearch")} == \
+        {s["file"] for s in current["segments"]}
+    assert mm("doctor", "--json").json()["ok"]

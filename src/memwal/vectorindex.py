@@ -353,6 +353,7 @@ def save(settings: Settings, stamp: Stamp) -> None:
     """Name `stamp`'s files in current.json (atomically), then drop every file it does not name."""
     where = folder(settings)
     where.mkdir(mode=0o700, exist_ok=True)
+    faults.point("ann-before-stamp")  # every new segment file written, none named yet
     write_atomically(where / "current.json", json.dumps(stamp.as_json()).encode())
     named = {segment.file for segment in stamp.segments}
     for old in where.glob("*.usearch"):

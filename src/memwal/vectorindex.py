@@ -52,6 +52,11 @@ MERGE_AT = 20_000  # tail vectors that trigger a merge into the graph
 # EXPANSION_SEARCH: recall@10 on 1M clustered vectors 0.908 at 64 (usearch's default, which a
 # restored view has unless told), 0.964 at 160, 0.970 at 256 (2.0 ms), 0.980 at 384.
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
+# Several segments are each searched for the whole depth, and each holds a fraction of the
+# vectors: a smaller expansion per segment keeps the recall. At 1M clustered vectors in 10
+# segments, the vector leg took p50 27.7 ms at 256 and 19.4 ms at 128, recall@10 1.000 at both
+# (benchmarks/search_bench.py); one graph of 1M took 4.4 ms at 256, recall@10 0.970.
+SEGMENTS_EXPANSION = 128
 ADD_SLICE = 4096  # vectors read from the table and added to a graph at a time
 
 
@@ -135,6 +140,9 @@ class Derived:
     def __init__(self, stamp: Stamp, views: list[Any]) -> None:
         self.stamp = stamp
         self.views = [view for view in views if len(view)]
+        if len(self.views) > 1:
+            for view in self.views:
+                view.expansion_search = SEGMENTS_EXPANSION
         self._pool: Any = None
 
     def search(self, query: "np.ndarray", count: int) -> tuple["np.ndarray", "np.ndarray"]:

@@ -13,12 +13,11 @@ Why usearch (measured against hnswlib and faiss, docs/benchmarks.md): readers op
 memory-mapped views (no copy per process, instant), it adds and removes by integer key (chunk
 ids), and stores vectors as float16 (half the memory of the raw float32, recall kept).
 
-The index is cut into segments of at most `vectors.segment_size` vectors (100,000: ~92 MB
-while a merge changes one), one graph file each,
+The index is cut into segments of at most `vectors.segment_size` vectors, one graph file each,
 because a graph is changed in memory: a merge loads the segments it changes (the last one, to
 add, and those holding deleted or replaced chunks), one at a time, so the committer's memory
-stays bounded whatever the size of the index. A reader searches every segment and keeps the
-nearest overall.
+stays bounded whatever the size of the index (a segment of 100,000 is about 100 MB in memory).
+A reader searches every segment and keeps the nearest overall.
 
 The committer keeps it current (`Maintainer`): once the tail exceeds `merge_at` vectors, a
 background thread of the committer's process folds the tail into the segments and saves every

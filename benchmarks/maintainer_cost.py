@@ -94,11 +94,12 @@ closes. Rounds alternate which goes first.
 The committer's throughput with the index kept current: **{f"{drop:.1%} lower" if drop > 0 else
 f"not lower ({-drop:.1%} higher, noise)"}** (goal: at most 10% lower:
 {"met" if drop <= 0.10 else "**not met**"}); {per_batch:+.1f} ms per batch of 256 on average (the merge thread takes the machine's other core, and the GIL between usearch's calls).
-The graph is built on one thread at roughly 1,000 vectors/s (docs/benchmarks.md, "ANN
-choice"), slower than this committer drains a pre-filled queue (about 5,000 records/s) but far
-faster than records arrive when they are embedded (minilm: about 24 chunks/s on this machine, "Embedding memory"),
-so in use the graph keeps up; a backlog like this one is folded over the following merges,
-and searches meanwhile scan its tail exactly.
+A merge adds to a graph on one thread at roughly 1,000-2,000 vectors/s (docs/benchmarks.md,
+"ANN choice"), slower than this committer drains a pre-filled queue ({rate_kept:,.0f} records/s here)
+but far faster than records arrive when they are embedded (minilm: about 24 chunks/s,
+"Embedding memory"), so in use the graph keeps up; a backlog like this one is folded over the
+following merges, and searches meanwhile scan its tail exactly. The graph is cut into segments
+of `vectors.segment_size` vectors; a merge loads only those it changes.
 """
     print_and_record(args, argv, "maintainer_cost.py", "maintainer-cost",
                      "What keeping the derived vector index current costs the committer", where, load_before, body)

@@ -152,7 +152,7 @@ in a shuffled order, so load from other jobs falls on all alike; every index is 
 
 - Committer / bulk = **{to_bulk:.2f}** (issue 13's goal ≥ 0.7: {met(to_bulk >= 0.7)}). The
   committer commits the batches already waiting in its queue as one group (`queue.commit_group`,
-  64 here, as shipped: one transaction with a ledger row per batch, one `COMMIT`, one
+  64 batches and at most 16 MB here, as shipped: one transaction with a ledger row per batch, one `COMMIT`, one
   `acknowledge_many`), and its SQLite queue deletes with `secure_delete=fast`; both since commit
   a020cd8 (2026-12-03). Before, with a transaction and an acknowledge per batch, the same
   command measured 0.63 and 0.62 (2026-12-02: committer 5,824 and 5,212 records/s, bulk 9,192 and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -9,6 +10,12 @@ import pytest
 
 from helpers import MM, assert_doctor_ok, write_config
 from memwal.config import load_settings
+
+# A test run started in the background by a non-interactive shell (`cmd &`) ignores SIGINT, and
+# every process it starts inherits that: the tests that press Ctrl-C on `mm` could not. A
+# handler of our own is reset to the default in the processes we start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

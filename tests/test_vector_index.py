@@ -46,6 +46,20 @@ def ids(searcher: Searcher, query: str, exact: bool = False) -> list[int]:
                                                 source_glob="*" if exact else None).hits]
 
 
+def kill_the_merge_at(mm: MM, fault: str, notes: Path, tmp_path: Path) -> None:
+    """Index `notes` with a worker that stops at fault point `fault` of its merge, and SIGKILL it there."""
+    marker = tmp_path / "at-the-fault"
+    worker = mm.popen("queue", "worker", env={"MM_FAULT": fault, "MM_FAULT_MARKER": str(marker)})
+    try:
+        mm("index", "--no-wait", str(notes))
+        poll(marker.exists, f"the committer's merge to reach {fault}", 300)
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
 def vector_only(mm: MM) -> Searcher:
     write_config(mm.home, {"embedding": {"model": "hash-384"}, "vectors": {"merge_at": 10**8},
                            "search": {"bm25_weight": 0}})
@@ -179,17 +193,7 @@ def test_a_committer_killed_in_the_middle_of_saving_the_index_leaves_searches_ri
     first = stamp(mm)
     assert first is not None
     write_notes(tmp_path / "notes", 140, seed=9, prefix="m")
-    marker = tmp_path / "at-the-fault"
-    worker = mm.popen("queue", "worker", env={"MM_FAULT": "ann-before-rename",
-                                              "MM_FAULT_MARKER": str(marker)})
-    try:
-        mm("index", "--no-wait", str(notes))
-        poll(marker.exists, "the committer to reach the rename of the new index", 300)
-        worker.send_signal(signal.SIGKILL)
-        worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    kill_the_merge_at(mm, "ann-before-rename", notes, tmp_path)
     assert stamp(mm) == first  # the previous file and stamp: still a consistent pair
     assert list((mm.home / "vectors").glob(".*.tmp"))  # the half-done file is left, unused
     # The merge ran beside the committer: batches may still be queued (the next `mm index`
@@ -399,17 +403,7 @@ def test_a_committer_killed_after_writing_new_segments_but_before_naming_them_le
     for path in sorted(notes.glob("n0*.md"))[:10]:
         path.unlink()  # chunks leave the older segments: several files are rewritten
     write_notes(tmp_path / "notes", 40, seed=9, prefix="m")
-    marker = tmp_path / "at-the-fault"
-    worker = mm.popen("queue", "worker", env={"MM_FAULT": "ann-before-stamp",
-                                              "MM_FAULT_MARKER": str(marker)})
-    try:
-        mm("index", "--no-wait", str(notes))
-        poll(marker.exists, "the committer to reach the stamp of the new segments", 300)
-        worker.send_signal(signal.SIGKILL)
-        worker.communicate(timeout=60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
+    kill_the_merge_at(mm, "ann-before-stamp", notes, tmp_path)
     assert stamp(mm) == first  # the previous files and stamp: still a consistent set
     orphans = {p.name for p in (mm.home / "vectors").glob("*.usearch")} - named
     assert len(orphans) >= 2  # the new segments, written whole and never named

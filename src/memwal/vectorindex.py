@@ -273,9 +273,8 @@ class Folder:
         # Chunk ids as flags (a byte per id up to the largest), not sorted id arrays: at a
         # million vectors, the set operations on arrays took tens of MB more at their peak.
         live = _flags(reads.each_id_with_vector(conn, fingerprint))
-        tail = np.flatnonzero(_flags(reads.each_id_with_vector(conn, fingerprint, self.seq)))
-        fresh = np.zeros(len(live), dtype=bool)
-        fresh[tail] = True
+        fresh = _flags(reads.each_id_with_vector(conn, fingerprint, self.seq), len(live))
+        tail = np.flatnonzero(fresh)
         folded: list[Segment] = []
         last = None  # the segment the tail is added to, in memory
         pending = tail
@@ -343,11 +342,11 @@ class Folder:
         return Segment(final.name, len(index), final.stat().st_size, file_digest(final))
 
 
-def _flags(ids: Iterator[int]) -> "np.ndarray":
-    """A bool per id, up to the largest of `ids`: True for those in `ids`."""
+def _flags(ids: Iterator[int], size: int = 0) -> "np.ndarray":
+    """A bool per id, up to the largest of `ids` (at least `size`): True for those in `ids`."""
     import numpy as np
 
-    flags = np.zeros(0, dtype=bool)
+    flags = np.zeros(size, dtype=bool)
     while block := list(itertools.islice(ids, 65536)):
         found = np.array(block, dtype=np.int64)
         if found.max() >= len(flags):

@@ -28,8 +28,9 @@ from memwal.vectorindex import Maintainer
 
 
 # The most queued data one commit group holds in memory (a batch of 256 records of 384-d vectors
-# is ~0.6 MB, about twice that once decoded): ~27 such batches. 64 MB (64 batches) drained a
-# backlog no faster (committer / bulk 0.79-0.88) and held ~45 MB more beside a vector merge.
+# is ~0.6 MB, about twice that once decoded): ~27 such batches. At 16 MB the committer drained
+# 0.79 of bulk inserts (goal 0.7; 0.82-0.88 at 64 MB, measured on another day's machine), and
+# held ~45 MB less beside a vector merge (figure 5: 345 -> 299 MB).
 GROUP_BYTES = 16 << 20
 
 

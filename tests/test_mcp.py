@@ -281,16 +281,6 @@ def write_folder(root: Path, files: int, word: str) -> Path:
     return root
 
 
-def batches_seen(mm: MM) -> int:
-    """Batches queued, in flight or committed: grows with every batch a producer enqueues.
-
-    Read in this process (a few milliseconds), not by `mm` (a second under load)."""
-    import memwal
-
-    status = memwal.queue_status(memwal.load_settings(mm.home, environ={}))
-    return status["pending"] + status["inflight"] + status["ledger"]["batches"]
-
-
 async def test_two_mcp_servers_with_two_models_never_mix_and_replay_commits_the_mismatches(
         mm: MM, tmp_path: Path) -> None:
     roots = tmp_path / "roots"
@@ -302,19 +292,25 @@ async def test_two_mcp_servers_with_two_models_never_mix_and_replay_commits_the_
     worker = start_worker(mm)
     try:
         with anyio.fail_after(600):
-            async with stdio_session(mm.home, env={"MM_EMBEDDING_MODEL": A}) as writer_a, \
+            # Writer A stops after its first batch until B's reset is queued: an event, so A's
+            # later batches land behind the reset however fast A runs.
+            held, resume = tmp_path / "a-held", tmp_path / "a-resume"
+            async with stdio_session(mm.home, env={
+                    "MM_EMBEDDING_MODEL": A, "MM_FAULT": "batch-enqueued",
+                    "MM_FAULT_MARKER": str(held), "MM_FAULT_RESUME": str(resume)}) as writer_a, \
                     stdio_session(mm.home, "--allow-destructive",
                                   env={"MM_EMBEDDING_MODEL": B}) as writer_b:
                 # B cannot write while A is the index's model: the gate says so, nothing is queued.
                 gate = await refused(writer_b, "mem_add", content="Beeches keep their leaves.")
                 assert A in gate and B in gate and "embedding-reset" in gate
-                # Writer A indexes a big folder; once its first batches are queued, B switches
-                # the index to B, so A's later batches land behind the reset.
-                before = batches_seen(mm)
+                # Writer A indexes a big folder; once its first batch is queued, B switches the
+                # index to B, so A's later batches land behind the reset.
                 indexing = asyncio.create_task(call(writer_a, "mem_index", paths=[str(big)]))
-                await asyncio.to_thread(poll, lambda: batches_seen(mm) > before or indexing.done(),
-                                        "writer A's first batches", 120, 0.005)
+                await asyncio.to_thread(poll, lambda: held.exists() or indexing.done(),
+                                        "writer A's first batch", 120)
+                assert not indexing.done(), indexing.result()
                 reset = await call(writer_b, "mem_embedding_reset", confirm=True)
+                resume.write_text("go")
                 report = await indexing
                 assert report["records_enqueued"] > 0 and reset["batch_id"]
                 added_b = await call(writer_b, "mem_add", content="Beeches keep their leaves.",

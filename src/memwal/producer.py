@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from memwal import committed as committed_view
-from memwal import store
+from memwal import faults, store
 from memwal.chunking import Chunk, chunk_text, is_markdown
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
@@ -133,6 +133,7 @@ class BatchWriter:
         batch = Batch(items=tuple(self.items), producer=self.producer)
         # Returns only once the batch is durable.
         self.positions.append(self.queue.put(encode_batch(batch)))
+        faults.pause("batch-enqueued")
         self.batch_ids.append(batch.id)
         self.records += len(batch.items)
         self.items = []

@@ -95,8 +95,10 @@ def upsert(text: str, *, model: str = "hash-384", source: str = "/notes/a.md", s
         vector=to_bytes(embedder.embed([text])[0]) if vector is None else vector)
 
 
-def snapshot(source: str, keys: list[tuple[str, int]], mtime_ns: int, namespace: str = "default") -> FileSnapshot:
-    return FileSnapshot(namespace, source, "digest", 1, mtime_ns, tuple(keys))
+def snapshot(source: str, keys: list[tuple[str, int]], mtime_ns: int, namespace: str = "default",
+             digest: str = "digest", base: str | None = None) -> FileSnapshot:
+    """A file snapshot; a vanished file is one with no keys and no digest."""
+    return FileSnapshot(namespace, source, digest, 1, mtime_ns, tuple(keys), base)
 
 
 def reset(model: str) -> Reset:

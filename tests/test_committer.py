@@ -149,10 +149,40 @@ def test_file_snapshot_deletes_chunks_not_listed_and_skips_stale_snapshots(setti
     assert stats.skipped == 2
     conn = index(settings)
     assert conn.execute("SELECT content FROM chunks").fetchall() == [("two",)]
-    enqueue(settings, batch(snapshot("/notes/a.md", [], 400)))  # the file vanished
+    enqueue(settings, batch(snapshot("/notes/a.md", [], 400, digest="")))  # the file vanished
     drain(settings)
     assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+    assert_doctor_ok(settings)
+
+
+def test_a_snapshot_based_on_the_committed_one_wins_whatever_its_mtime(settings) -> None:
+    """The queue decides, not the file's clock: a restore (older mtime) read after the commit
+    it replaces is applied; a read based on an older commit loses to a newer mtime (a race)."""
+    one, two, three = upsert("one", start=1), upsert("two", start=2), upsert("three", start=3)
+    enqueue(settings, batch(snapshot("/notes/a.md", [(one.key.content_hash, 1)], 500, base=""), one,
+                            batch_id="b-one"))
+    enqueue(settings, batch(snapshot("/notes/a.md", [(two.key.content_hash, 2)], 100, base="b-one"),
+                            two, batch_id="b-two"))
+    # Also read when "b-one" was committed, but queued after "b-two", and older by mtime.
+    enqueue(settings, batch(snapshot("/notes/a.md", [(three.key.content_hash, 3)], 50, base="b-one"),
+                            three))
+    stats = drain(settings)
+    assert stats.skipped == 2
+    conn = index(settings)
+    assert conn.execute("SELECT content FROM chunks").fetchall() == [("two",)]
+    assert conn.execute("SELECT batch_id, mtime_ns FROM files").fetchall() == [("b-two", 100)]
+    assert_doctor_ok(settings)
+
+
+def test_an_empty_file_is_remembered_with_no_chunks(settings) -> None:
+    one = upsert("one", start=1)
+    enqueue(settings, batch(snapshot("/notes/a.md", [(one.key.content_hash, 1)], 100), one))
+    enqueue(settings, batch(snapshot("/notes/a.md", [], 200, digest="e3b0c442")))  # emptied
+    drain(settings)
+    conn = index(settings)
+    assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+    assert conn.execute("SELECT digest, chunk_count FROM files").fetchall() == [("e3b0c442", 0)]
     assert_doctor_ok(settings)
 
 

@@ -26,6 +26,7 @@ def test_frozen_v1_sample_still_decodes() -> None:
     snapshot, upsert, reset = (parse_item(raw) for raw in batch.raw_items)
     assert snapshot == FileSnapshot("default", "/notes/a.md", "d" * 64, 120, 1700000000000000000,
                                     (("a" * 64, 1), ("b" * 64, 5)))
+    assert snapshot.base is None  # v1 batches before `base`: the committer orders them by mtime
     assert isinstance(upsert, Upsert)
     assert upsert.key == ChunkKey("default", "/notes/a.md", "a" * 64, 1)
     assert upsert.heading_path == ("Title",) and upsert.tags == ("x",)
@@ -35,6 +36,9 @@ def test_frozen_v1_sample_still_decodes() -> None:
 
 def test_round_trip_keeps_every_field() -> None:
     items = (Reset("m/1", "m", 3),
+             FileSnapshot("ns", "/f.md", "d", 4, 5, (("h", 2),), base="batch-1"),
+             FileSnapshot("ns", "/g.md", "d", 4, 5, (), base=""),
+             FileSnapshot("ns", "/h.md", "", 0, 5, ()),
              Upsert(ChunkKey("ns", "/f.md", "h", 2), 9, ("A", "B"), "text", ("t1", "t2"), "m/1", 3,
                     np.ones(3, "<f4").tobytes()))
     batch = Batch(items=items, producer=Producer("h", 1, "c"))
@@ -81,6 +85,8 @@ def test_msgpack_ext_types_never_become_objects() -> None:
     {"kind": "reset", "fingerprint": "f", "name": "n", "dim": 0},
     {"kind": "file", "namespace": "n", "source_file": "s", "digest": "d", "size": 1,
      "mtime_ns": 1, "keys": [["h"]]},
+    {"kind": "file", "namespace": "n", "source_file": "s", "digest": "d", "size": 1,
+     "mtime_ns": 1, "keys": [], "base": 7},
     {"kind": "upsert", "namespace": "n", "source_file": "s", "content_hash": "h", "start_line": 5,
      "end_line": 2, "heading_path": [], "content": "", "tags": [], "fingerprint": "f", "dim": 1,
      "vector": b"\0\0\0\0"},

@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "index_paths": "memwal.producer",
     "index_paths_async": "memwal.producer",
     "enqueue_items": "memwal.producer",
+    "add_note": "memwal.producer",
     "IndexReport": "memwal.producer",
     "wait_committed": "memwal.worker",
     "run_worker": "memwal.worker",
@@ -85,7 +86,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         replay_dead_letters, show_dead_letter,
     )
     from memwal.doctor import repair, run_doctor
-    from memwal.producer import IndexReport, enqueue_items, index_paths, index_paths_async
+    from memwal.producer import IndexReport, add_note, enqueue_items, index_paths, index_paths_async
     from memwal.notes import inside_roots, write_note
     from memwal.reset import enqueue_reset, reset_status
     from memwal.server import ServerOptions, serve_http, serve_stdio

@@ -21,6 +21,8 @@ from memwal.queue import WriteAheadQueue
 from memwal.store import reads
 from memwal.store.reads import CommittedFile
 
+__all__ = ["CommittedFile", "IndexView", "PublishedView", "Publisher", "active_model", "view"]
+
 
 def _below(source: str, root: Path) -> bool:
     return source == str(root) or source.startswith(str(root).rstrip("/") + "/")
@@ -53,6 +55,12 @@ class IndexView:
             return []
         return reads.committed_sources_under(self.conn, self.namespace, str(root))
 
+    def base(self, source_file: str) -> str | None:
+        """What a new snapshot of the file is based on: the batch id of the committed snapshot,
+        "" if none is committed, None if the view cannot tell (an older committer's publication)."""
+        committed = self.file(source_file)
+        return "" if committed is None else committed.batch_id
+
     def is_unchanged(self, found: FoundFile) -> bool:
         """Size and mtime match, and every chunk is there with a vector of the configured model."""
         committed = self.file(found.source_file)
@@ -84,7 +92,7 @@ class PublishedView(IndexView):
             return None
         current = len(entry["keys"]) if entry["fingerprint"] == self.fingerprint else 0
         return CommittedFile(entry["digest"], entry["size"], entry["mtime_ns"], entry["chunk_count"],
-                             entry["present"], current)
+                             entry["present"], current, entry.get("batch_id"))
 
     def current_keys(self, source_file: str) -> set[tuple[str, int]]:
         entry = self._entry(source_file)
@@ -158,6 +166,7 @@ class Publisher:
                 "digest": committed.digest, "size": committed.size,
                 "mtime_ns": committed.mtime_ns, "chunk_count": committed.chunk_count,
                 "present": committed.chunks_present, "fingerprint": fingerprint,
+                "batch_id": committed.batch_id,
                 "keys": [list(k) for k in keys]}
         state = {"active": active.as_dict() if active else None,
                  "seq": reads.commit_seq(self.conn), "complete": complete}

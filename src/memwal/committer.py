@@ -340,9 +340,7 @@ class _ItemApplier:
 
     def _file(self, item: FileSnapshot) -> None:
         file_key = (item.namespace, item.source_file)
-        committed = writes.committed_mtime(self.conn, *file_key)
-        if committed is not None and item.mtime_ns < committed:
-            # An older read of the file than the one committed: applying it would roll it back.
+        if _is_stale(item, writes.committed_snapshot(self.conn, *file_key)):
             self.stale_files.add(file_key)
             self.counts.skipped += 1
             return
@@ -361,3 +359,20 @@ class _ItemApplier:
             writes.switch_model(self.conn, model, self.active)
             self.active = model
         self.counts.committed += 1
+
+
+def _is_stale(item: FileSnapshot, committed: tuple[int, str] | None) -> bool:
+    """Whether applying this snapshot would roll the file back to an older read of it.
+
+    The queue decides, not the file's clock: a snapshot whose producer diffed against the
+    snapshot committed now (its `base`) succeeds it, even with an older mtime (a restored
+    backup, a clock set back, a file copied from another machine). Only when another snapshot
+    was committed after the producer looked (two producers racing on one file), or the producer
+    did not say what it looked at, does the older read by mtime lose (DESIGN.md).
+    """
+    if committed is None:
+        return False
+    mtime_ns, batch_id = committed
+    if item.base is not None and item.base == batch_id:
+        return False
+    return item.mtime_ns < mtime_ns

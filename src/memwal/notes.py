@@ -12,6 +12,7 @@ import fcntl
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -79,7 +80,8 @@ def _checked(content: str, title: str | None, tags: Sequence[str]) -> None:
                          "or '-' (up to 64 characters each).", "Fix or drop the tags.")
 
 
-def _target(settings: Settings, file: str | None, title: str | None) -> Path:
+def _target(settings: Settings, file: str | None, title: str | None) -> tuple[Path, tuple[Path, ...]]:
+    """The note's path, and the folders made for it (innermost first)."""
     folder = settings.notes_folder
     if file is None:
         slug = _SLUG.sub("-", (title or "note").lower()).strip("-")[:60] or "note"
@@ -91,12 +93,23 @@ def _target(settings: Settings, file: str | None, title: str | None) -> Path:
     if relative.suffix.lower() not in (".md", ".markdown"):
         raise PathError(f"{file!r} is not a markdown file name.", "End it with .md.")
     target = folder / relative
+    missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     # A folder on the way that is a symlink out of the notes folder is refused, not followed.
     if not target.parent.resolve().is_relative_to(folder.resolve()):
         raise PathError(f"{file!r} leads out of the notes folder {folder}.",
                         "Give a name inside it; symlinks out are not followed.")
-    return target
+    return target, tuple(missing)
+
+
+@dataclass(frozen=True)
+class WrittenNote:
+    """A note just written, with what it replaced, so that refused work can be taken back."""
+
+    path: Path
+    previous: bytes | None  # the file's bytes before (None: the file is new)
+    written: bytes
+    created_folders: tuple[Path, ...]  # folders made for it, innermost first
 
 
 def write_note(settings: Settings, content: str, *, title: str | None = None,
@@ -108,23 +121,52 @@ def write_note(settings: Settings, content: str, *, title: str | None = None,
     (exit 2) for empty or oversized content, a bad title or tags, and PathError for a file name
     that would lead outside the notes folder or is not markdown.
     """
+    return write_note_undoably(settings, content, title=title, tags=tags, file=file).path
+
+
+def write_note_undoably(settings: Settings, content: str, *, title: str | None = None,
+                        tags: Sequence[str] = (), file: str | None = None) -> WrittenNote:
+    """`write_note`, returning what `undo_note` needs to take the write back."""
     tags = tuple(tags)
     _checked(content, title, tags)
-    target = _target(settings, file, title)
     with _folder_lock(settings):
+        target, created = _target(settings, file, title)
         try:
-            existing = read_regular(target, MAX_NOTE_BYTES * 8).decode("utf-8", "replace")
+            previous = read_regular(target, MAX_NOTE_BYTES * 8)
         except FileNotFoundError:
-            existing = None
+            previous = None
         except NotRegularFile as exc:
             raise PathError(f"{target} is {exc.kind}.", "Give another file name.") from None
-        if existing is None:
+        if previous is None:
             text = note_text(content, title, tags)
         else:
             section = f"## {title}\n\n" if title else ""
-            text = existing.rstrip("\n") + f"\n\n{section}{content.strip(chr(10))}\n"
-        write_atomically(target, text.encode("utf-8", "surrogatepass"), mode=0o644)
-    return target
+            text = previous.decode("utf-8", "replace").rstrip("\n") + \
+                f"\n\n{section}{content.strip(chr(10))}\n"
+        written = text.encode("utf-8", "surrogatepass")
+        write_atomically(target, written, mode=0o644)
+    return WrittenNote(target, previous, written, created)
+
+
+def undo_note(settings: Settings, note: WrittenNote) -> None:
+    """Take a note's write back (work refused before it was queued must leave no file): the
+    previous content returns, a new file and the folders made for it go. A file changed by
+    someone else since is left alone."""
+    with _folder_lock(settings):
+        try:
+            if read_regular(note.path, MAX_NOTE_BYTES * 8) != note.written:
+                return
+        except (OSError, NotRegularFile):
+            return
+        if note.previous is None:
+            note.path.unlink(missing_ok=True)
+        else:
+            write_atomically(note.path, note.previous, mode=0o644)
+        for folder in note.created_folders:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (someone else's note arrived): keep it and its parents
 
 
 class _folder_lock:

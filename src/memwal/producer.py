@@ -55,6 +55,11 @@ class IndexReport:
     dead_lettered: int | None = None
     # Roots that held indexed files and now yield none: their files were not deleted.
     kept_roots: list[tuple[str, int]] = field(default_factory=list)
+    # (source file, digest) of every file snapshot this run enqueued ("" for a deletion).
+    sent: dict[str, str] = field(default_factory=dict)
+    # Files whose snapshot the committer skipped: another producer committed a newer read of the
+    # file after this run looked at it. Known only when waiting.
+    not_applied: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Skipped]:
@@ -74,6 +79,8 @@ class IndexReport:
                                 for s in self.skipped]
         out["replaced_invalid_utf8"] = self.replaced_utf8
         out["kept_roots"] = [{"root": root, "indexed_files": n} for root, n in self.kept_roots]
+        if self.committed is not None:
+            out["not_applied"] = self.not_applied
         return out
 
 
@@ -168,6 +175,7 @@ class _FileWork:
     digest: str
     chunks: list[Chunk]
     to_embed: list[Chunk]
+    base: str | None
 
 
 class _Pipeline:
@@ -200,7 +208,7 @@ class _Pipeline:
             items: list[Item] = [FileSnapshot(
                 namespace=self.namespace, source_file=source, digest=work.digest,
                 size=work.found.size, mtime_ns=work.found.mtime_ns,
-                keys=tuple((c.content_hash, c.start_line) for c in work.chunks))]
+                keys=tuple((c.content_hash, c.start_line) for c in work.chunks), base=work.base)]
             for chunk in work.to_embed:
                 assert vectors is not None
                 items.append(Upsert(
@@ -210,6 +218,7 @@ class _Pipeline:
                     vector=to_bytes(vectors[row])))
                 row += 1
             self.writer.add_group(items)
+            self.report.sent[source] = work.digest
             self.report.chunks_embedded += len(work.to_embed)
             self.progress(1)
         self.waiting = []
@@ -316,7 +325,9 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
             report.kept_roots.append((str(root), len(gone)))
             continue
         for source in gone:
-            writer.add_group([FileSnapshot(namespace, source, "", 0, time.time_ns(), ())])
+            writer.add_group([FileSnapshot(namespace, source, "", 0, time.time_ns(), (),
+                                           base=committed.base(source))])
+            report.sent[source] = ""
             report.deleted += 1
     writer.flush()
     report.batch_ids, report.positions = writer.batch_ids, writer.positions
@@ -326,6 +337,22 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
                               take_role=not queue.shared)
         assert totals is not None  # no timeout: it returns only once all are committed
         report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
+        if totals.skipped:
+            report.not_applied = _not_applied(settings, queue, namespace, embedder, report.sent)
+
+
+def _not_applied(settings: Settings, queue: WriteAheadQueue, namespace: str, embedder: Embedder,
+                 sent: dict[str, str]) -> list[str]:
+    """The files whose committed digest is not the one this run sent: the committer skipped our
+    snapshot of them as an older read than one committed meanwhile."""
+    with store.reading(settings.index_path) as conn:
+        after = committed_view.view(conn, queue, namespace, embedder.fingerprint)
+        after.prefetch(sorted(sent))
+        return [source for source, digest in sorted(sent.items())
+                if (after.file(source) or _GONE).digest != digest]
+
+
+_GONE = committed_view.CommittedFile("", 0, 0, 0, 0, 0)
 
 
 def _below(source: str, root: Path) -> bool:
@@ -350,7 +377,42 @@ def _read_and_diff(found: FoundFile, settings: Settings, committed: committed_vi
                         min_chars=settings["index.chunk_min_chars"])
     current = set() if force else committed.current_keys(found.source_file)
     to_embed = [c for c in chunks if (c.content_hash, c.start_line) not in current]
-    return _FileWork(found, loaded.digest, chunks, to_embed)
+    return _FileWork(found, loaded.digest, chunks, to_embed, committed.base(found.source_file))
+
+
+def add_note(settings: Settings, content: str, *, title: str | None = None,
+             tags: Sequence[str] = (), file: str | None = None,
+             command: str = "memwal add_note") -> tuple[Path, IndexReport]:
+    """Write a note into the notes folder (`write_note`) and queue it; never waits for the commit.
+
+    Work refused before it is queued leaves no trace: the model gate is checked before the note
+    is written, and if queueing it fails all the same (the model changed meanwhile, the queue is
+    unreachable) the note's write is taken back, so an agent that retries does not pile up
+    copies. Returns the note's path and the IndexReport of its queueing. Raises what
+    `write_note` and `index_paths` raise.
+    """
+    from memwal.notes import undo_note, write_note_undoably
+
+    embedder = configured_embedder(settings)
+    check_gate(settings, embedder)
+    note = write_note_undoably(settings, content, title=title, tags=tags, file=file)
+    try:
+        report = index_paths(settings, [note.path], wait=False, command=command, embedder=embedder)
+    except BaseException:
+        undo_note(settings, note)
+        raise
+    return note.path, report
+
+
+def check_gate(settings: Settings, embedder: Embedder) -> None:
+    """The model gate alone: ModelMismatch (exit 2) if `embedder` is not the model the index will
+    have once the queue drains."""
+    queue = open_queue(settings, Role.READER)
+    try:
+        with store.reading(settings.index_path) as conn:
+            check_model(embedder, target_model(committed_view.active_model(conn, queue), queue))
+    finally:
+        queue.close()
 
 
 async def index_paths_async(settings: Settings, paths: Sequence[Path], **options: object) -> IndexReport:

@@ -60,6 +60,10 @@ class FileSnapshot:
     size: int
     mtime_ns: int
     keys: tuple[tuple[str, int], ...]  # (content_hash, start_line) of every chunk of the file
+    # The id of the batch whose snapshot of this file the producer diffed against ("" when none
+    # was committed); None from producers that did not say (the field is optional on the wire).
+    # A snapshot based on what is committed now succeeds it, whatever the file's clock says.
+    base: str | None = None
 
     kind = "file"
 
@@ -157,6 +161,7 @@ def item_to_wire(item: Item) -> dict[str, Any]:
             "size": item.size,
             "mtime_ns": item.mtime_ns,
             "keys": [[content_hash, start_line] for content_hash, start_line in item.keys],
+            **({} if item.base is None else {"base": item.base}),
         }
     if isinstance(item, Reset):
         return {"kind": "reset", "fingerprint": item.fingerprint, "name": item.name, "dim": item.dim}
@@ -241,6 +246,10 @@ def _int(raw: dict[str, Any], name: str, low: int = INT_MIN, high: int = INT_MAX
     return value
 
 
+def _optional_str(raw: dict[str, Any], name: str) -> str | None:
+    return None if raw.get(name) is None else _field(raw, name, str)
+
+
 def _str_list(raw: dict[str, Any], name: str) -> tuple[str, ...]:
     values = _field(raw, name, list)
     if not all(isinstance(v, str) for v in values):
@@ -282,6 +291,7 @@ def parse_item(raw: Any) -> Item:
             size=_int(raw, "size", 0),
             mtime_ns=_int(raw, "mtime_ns"),
             keys=tuple((k[0], k[1]) for k in keys),
+            base=_optional_str(raw, "base"),
         )
     if kind == "reset":
         dim = _int(raw, "dim", 1, MAX_DIM)

@@ -53,6 +53,9 @@ def index_command(
                     + (f" ({skipped.detail})" if skipped.detail else ""))
     for path in report.replaced_utf8:
         output.warn(f"{path}: invalid UTF-8 replaced with U+FFFD")
+    for source in report.not_applied:
+        output.warn(f"{source}: not committed as this run read it: another producer committed a "
+                    "newer read of it meanwhile (run `mm index` again if the file changed since)")
     for root, count in report.kept_roots:
         output.warn(f"kept the {count} indexed files of {root}: it holds no indexable files now "
                     "(an unmounted drive?). If they were really removed, run again with "

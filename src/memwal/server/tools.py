@@ -136,8 +136,8 @@ def build_server(state: ServerState) -> MCPServer:
         once they are committed (so mem_search finds them), or says it timed out and that the
         note is still queued.
         """
-        path = memwal.write_note(settings, content, title=title, tags=tags or (), file=file)
-        report = memwal.index_paths(settings, [path], wait=False, command="mcp mem_add")
+        path, report = memwal.add_note(settings, content, title=title, tags=tags or (), file=file,
+                                       command="mcp mem_add")
         data = {"file": str(path), "batch_ids": report.batch_ids, "positions": report.positions,
                 "records": report.records_enqueued,
                 **_committed(state, report.batch_ids, wait, timeout)}

@@ -108,17 +108,18 @@ class CommittedFile:
     chunk_count: int
     chunks_present: int
     chunks_current: int  # chunks whose vector is of the fingerprint asked about
+    batch_id: str | None = None  # the batch that committed this snapshot (a producer's `base`)
 
 
 def committed_file(conn: Connection, namespace: str, source_file: str,
                    fingerprint: str) -> CommittedFile | None:
     """What is committed of one file, by two indexed lookups (whatever the index's size)."""
-    row = conn.execute("SELECT digest, size, mtime_ns, chunk_count FROM files WHERE namespace=? "
-                       "AND source_file=?", (namespace, source_file)).fetchone()
+    row = conn.execute("SELECT digest, size, mtime_ns, chunk_count, batch_id FROM files WHERE "
+                       "namespace=? AND source_file=?", (namespace, source_file)).fetchone()
     if row is None:
         return None
     present, current = conn.execute(FILE_CHUNK_COUNTS, (fingerprint, namespace, source_file)).fetchone()
-    return CommittedFile(row[0], row[1], row[2], row[3], present, current)
+    return CommittedFile(row[0], row[1], row[2], row[3], present, current, row[4])
 
 
 # INDEXED BY: left to itself, the planner picks the fingerprint index for these, and then every

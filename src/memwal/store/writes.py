@@ -249,16 +249,21 @@ def delete_chunks(conn: Connection, ids: Sequence[int]) -> None:
     conn.executemany("DELETE FROM chunks WHERE id=?", rows)
 
 
-def committed_mtime(conn: Connection, namespace: str, source_file: str) -> int | None:
-    """The mtime of the file snapshot committed last for that file, if any."""
-    row = conn.execute("SELECT mtime_ns FROM files WHERE namespace=? AND source_file=?",
+def committed_snapshot(conn: Connection, namespace: str, source_file: str
+                       ) -> tuple[int, str] | None:
+    """(mtime_ns, batch id) of the file's committed snapshot, if one is committed."""
+    row = conn.execute("SELECT mtime_ns, batch_id FROM files WHERE namespace=? AND source_file=?",
                        (namespace, source_file)).fetchone()
-    return None if row is None else int(row[0])
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def record_file(conn: Connection, item: FileSnapshot, batch_id: str) -> None:
-    """Remember a file's committed snapshot (or forget the file, if the snapshot has no keys)."""
-    if not item.keys:
+    """Remember a file's committed snapshot (or forget the file, if it vanished: no digest).
+
+    An empty file (a digest, no keys) is remembered with no chunks, so that a producer finds it
+    unchanged next time instead of sending it again and again.
+    """
+    if not item.digest:
         conn.execute("DELETE FROM files WHERE namespace=? AND source_file=?",
                      (item.namespace, item.source_file))
         return

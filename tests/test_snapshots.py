@@ -86,6 +86,10 @@ def test_a_snapshot_read_before_one_committed_meanwhile_is_skipped_and_the_produ
     assert report["not_applied"] == [str(note.resolve())]
     assert "another producer committed a newer read" in run.stderr
     assert search_texts(mm, "version") == ["version two"]
+    # Until a run commits what the file holds, doctor names it.
+    doctor = mm("doctor", "--json", check=1).json()
+    (check,) = [c for c in doctor["checks"] if c["name"] == "last_index_applied"]
+    assert not check["ok"] and str(note.resolve()) in check["detail"], check
     # They never disagree for long: the next run is based on what is committed now, so the
     # file as it is on disk is committed, whatever its clock.
     healed = ok(mm("index", str(notes), "--json")).json()

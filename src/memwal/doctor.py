@@ -85,6 +85,29 @@ def _inflight(settings: Settings) -> Check:
                  + ("" if ok else "; run `mm queue worker --once` to put them back and commit them"))
 
 
+def _last_index_applied(settings: Settings) -> Check:
+    from memwal import committed, notapplied
+    from memwal.queue import Role, open_queue
+
+    queue = open_queue(settings, Role.READER)
+    try:
+        with store.reading(settings.index_path) as conn:
+            def digest(namespace: str, source: str) -> str | None:
+                found = committed.view(conn, queue, namespace, "").file(source)
+                return None if found is None else found.digest
+
+            differ = notapplied.disagreements(settings, digest)
+    finally:
+        queue.close()
+    if not differ:
+        return Check("last_index_applied", True, "what the last mm index read is committed")
+    shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+    return Check("last_index_applied", False,
+                 f"{len(differ)} files hold other content than what is committed for them: a "
+                 f"newer read by another producer was committed after the last mm index read "
+                 f"them ({shown}); run `mm index` on them again")
+
+
 def _vector_index(settings: Settings) -> Check:
     from memwal import vectorindex
 
@@ -150,6 +173,7 @@ def run_doctor(settings: Settings) -> dict[str, Any]:
     checks.append(_guarded("nothing_stuck_in_flight", lambda: _inflight(settings)))
     checks.append(_guarded("committer_progress", lambda: _progress(settings)))
     checks.append(_guarded("vector_index", lambda: _vector_index(settings)))
+    checks.append(_guarded("last_index_applied", lambda: _last_index_applied(settings)))
     return {
         "ok": all(c.ok for c in checks),
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],

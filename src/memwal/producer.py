@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from memwal import committed as committed_view
-from memwal import faults, store
+from memwal import faults, notapplied, store
 from memwal.chunking import Chunk, chunk_text, is_markdown
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
@@ -339,6 +339,8 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
         report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
         if totals.skipped:
             report.not_applied = _not_applied(settings, queue, namespace, embedder, report.sent)
+        notapplied.record(settings, namespace, seen | set(report.sent),
+                          {source: report.sent[source] for source in report.not_applied})
 
 
 def _not_applied(settings: Settings, queue: WriteAheadQueue, namespace: str, embedder: Embedder,

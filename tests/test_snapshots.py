@@ -134,3 +134,36 @@ async def test_a_mem_add_refused_by_the_model_gate_leaves_no_file(mm: MM, tmp_pa
     assert (notes / before[0]).read_text().count("the first note") == 1
     assert "appended" not in (notes / before[0]).read_text()
     write_config(mm.home, {"embedding": {"model": A}})
+
+
+def test_on_a_shared_redis_queue_a_restore_is_committed_and_an_empty_file_sent_once(
+        tmp_path: Path) -> None:
+    """The same rules for a producer on another machine, which diffs against what the committer
+    publishes (the base of a snapshot included)."""
+    from redis_server import RedisServer
+    from test_redis import machine, stop
+
+    redis = RedisServer(tmp_path / "redis")
+    try:
+        committer, writer = machine(tmp_path, "server", redis), machine(tmp_path, "laptop", redis)
+        worker = committer.popen("queue", "worker")
+        try:
+            notes = tmp_path / "notes"
+            notes.mkdir()
+            note, backup = notes / "a.md", tmp_path / "a.md.backup"
+            (notes / "empty.md").write_text(" \n")
+            write(note, "alpha version one\n", 1_700_000_000)
+            ok(writer("index", str(notes)))
+            shutil.copy2(note, backup)
+            write(note, "beta version two\n", 1_700_000_100)
+            ok(writer("index", str(notes)))
+            shutil.copy2(backup, note)
+            restored = ok(writer("index", str(notes), "--json")).json()
+            assert (restored["new"], restored["unchanged"], restored["not_applied"]) == (1, 1, [])
+            again = ok(writer("index", str(notes), "--json")).json()
+            assert (again["new"], again["unchanged"], again["batches"]) == (0, 2, 0)
+        finally:
+            assert "Traceback" not in stop(worker)
+        assert search_texts(committer, "version") == ["alpha version one"]
+    finally:
+        redis.stop()

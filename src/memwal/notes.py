@@ -25,6 +25,9 @@ MAX_TITLE_CHARS = 200
 MAX_TAGS = 32
 _TAG = re.compile(r"^[\w][\w./-]{0,63}$", re.UNICODE)
 _SLUG = re.compile(r"[^\w]+", re.UNICODE)
+# Characters no title, note name or path may hold: a file system stores most of them, but a note
+# would be lost (a NUL makes the file binary to the indexer) or unreadable on a terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def inside_roots(settings: Settings, paths: Iterable[str | Path]) -> list[Path]:
@@ -37,8 +40,9 @@ def inside_roots(settings: Settings, paths: Iterable[str | Path]) -> list[Path]:
     checked = []
     for given in paths:
         text = str(given)
-        if not text.strip() or "\x00" in text:
-            raise PathError(f"{given!r} is not a path.", "Give a file or folder inside the roots.")
+        if not text.strip() or _CONTROL.search(text):
+            raise PathError(f"{given!r} is not a path: it is blank or holds control characters.",
+                            "Give a file or folder inside the roots.")
         path = Path(text).expanduser()
         if not path.is_absolute():
             path = settings.notes_folder / path
@@ -72,9 +76,11 @@ def _checked(content: str, title: str | None, tags: Sequence[str]) -> None:
                          "Split it into several notes.")
     if "\x00" in content:
         raise UsageError("the note's content holds a NUL character.", "Remove it.")
-    if title is not None and (not title.strip() or "\n" in title or len(title) > MAX_TITLE_CHARS):
+    if title is not None and (not title.strip() or _CONTROL.search(title)
+                              or len(title) > MAX_TITLE_CHARS):
         raise UsageError(f"the title must be one non-empty line of at most {MAX_TITLE_CHARS} "
-                         "characters.", "Shorten it, or leave it out.")
+                         "characters, without control characters (NUL, tab, escape...).",
+                         "Shorten it or remove them, or leave the title out.")
     if len(tags) > MAX_TAGS or not all(isinstance(t, str) and _TAG.match(t) for t in tags):
         raise UsageError(f"tags are at most {MAX_TAGS} words of letters, digits, '.', '/', '_' "
                          "or '-' (up to 64 characters each).", "Fix or drop the tags.")
@@ -87,16 +93,28 @@ def _target(settings: Settings, file: str | None, title: str | None) -> tuple[Pa
         slug = _SLUG.sub("-", (title or "note").lower()).strip("-")[:60] or "note"
         file = f"{time.strftime('%Y-%m-%d')}-{slug}-{time.time_ns() % 10**9:09d}.md"
     relative = Path(file)
-    if relative.is_absolute() or ".." in relative.parts or "\x00" in file or not relative.parts:
+    if relative.is_absolute() or ".." in relative.parts or _CONTROL.search(file) \
+            or not relative.parts:
         raise PathError(f"{file!r} is not a name inside the notes folder.",
-                        "Give a relative name such as 'projects/ideas.md', without '..'.")
+                        "Give a relative name such as 'projects/ideas.md', without '..' or "
+                        "control characters.")
     if relative.suffix.lower() not in (".md", ".markdown"):
         raise PathError(f"{file!r} is not a markdown file name.", "End it with .md.")
     target = folder / relative
-    missing = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    # Checked before anything is made: the deepest folder on the way that exists must be inside
+    # the notes folder (a symlink out is refused, not followed), or above a notes folder that
+    # does not exist yet (then everything below it is ours to make).
+    existing = target.parent
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    real_folder = folder.resolve()
+    if not (existing.resolve().is_relative_to(real_folder) or
+            (not folder.exists() and folder.is_relative_to(existing))):
+        raise PathError(f"{file!r} leads out of the notes folder {folder}.",
+                        "Give a name inside it; symlinks out are not followed.")
+    missing = [p for p in (target.parent, *target.parent.parents) if not os.path.lexists(p)]
     target.parent.mkdir(parents=True, exist_ok=True)
-    # A folder on the way that is a symlink out of the notes folder is refused, not followed.
-    if not target.parent.resolve().is_relative_to(folder.resolve()):
+    if not target.parent.resolve().is_relative_to(folder.resolve()):  # changed meanwhile
         raise PathError(f"{file!r} leads out of the notes folder {folder}.",
                         "Give a name inside it; symlinks out are not followed.")
     return target, tuple(missing)

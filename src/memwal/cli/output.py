@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Sequence
@@ -34,6 +35,26 @@ def stderr() -> "Console":
     return _console("stderr")
 
 
+# What a terminal acts on instead of showing: C0 controls but tab and newline (ESC starts every
+# escape sequence: clipboard writes, titles, screen clears), DEL, C1 controls (0x9b is a one-byte
+# CSI), and the bidirectional overrides that make text read otherwise than it is stored.
+_ACTIVE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: str) -> str:
+    """`text` with every character a terminal would act on shown escaped (`\\x1b`, `\\u202e`).
+
+    Every human output passes through it: an indexed note is the user's data, not the
+    terminal's instructions. `--json` keeps the exact text (JSON escapes controls itself).
+    """
+    return _ACTIVE.sub(_escaped, text)
+
+
+def _escaped(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def print_json(data: Any) -> None:
     """Stable, machine-readable output: one JSON document on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
@@ -46,6 +67,8 @@ def emit(data: Any, as_json: bool, text: Callable[[Any], Any]) -> None:
         print_json(data)
         return
     rendered = text(data)
+    if isinstance(rendered, str):
+        rendered = inert(rendered)
     if rendered is not None:
         stdout().print(rendered, highlight=False, markup=False)
 
@@ -56,7 +79,7 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
 
     grid = Table(*columns, box=None, title=title)
     for row in rows:
-        grid.add_row(*(str(cell) for cell in row))
+        grid.add_row(*(inert(str(cell)) for cell in row))
     return grid
 
 
@@ -87,16 +110,23 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One clear line on stderr and a non-zero exit; never a traceback."""
     import typer  # only here: the fast path of `mm search` never pays for importing it
 
-    stderr().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    stderr().print(f"[bold red]error:[/] {_plain(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    stderr().print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    stderr().print(f"[yellow]warning:[/] {_plain(message)}", markup=True, highlight=False)
 
 
 def info(message: str) -> None:
-    stderr().print(message, markup=False, highlight=False)
+    stderr().print(inert(message), markup=False, highlight=False)
+
+
+def _plain(message: str) -> str:
+    """A message shown after a markup prefix: inert, and its brackets not taken as markup."""
+    from rich.markup import escape
+
+    return escape(inert(message))
 
 
 @contextmanager

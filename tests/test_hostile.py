@@ -1,0 +1,70 @@
+"""Hostile notes and agent input (issue 23): text from notes is inert on a terminal, and input that
+cannot be stored is refused before anything is made on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import MM, ok
+from memwal.config import load_settings
+from memwal.errors import PathError, UsageError
+from memwal.notes import write_note
+
+# A clipboard write (OSC 52), a window title, a screen clear, a bell, a one-byte CSI, and a
+# right-to-left override: what a note may hold and a terminal would obey.
+HOSTILE = ("clip \x1b]52;c;ZWNobyBwd25lZA==\x07 title \x1b]0;owned\x07 clear \x1b[2J bell \x07 "
+           "csi \x9b31m rtl \u202e end")
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def test_escape_sequences_in_a_note_reach_no_terminal_but_json_keeps_them(
+        mm: MM, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "evil\x1b[2J.md").write_text(f"# Heading \x1b]0;x\x07\n\n{HOSTILE}\n")
+    ok(mm("index", str(notes)))
+    for args in (("search", "clip"), ("status",), ("queue", "status"),
+                 ("queue", "dead-letters", "list")):
+        run = ok(mm(*args))
+        for raw in RAW:
+            assert raw not in run.stdout and raw not in run.stderr, (args, raw, run)
+    shown = ok(mm("search", "clip")).stdout
+    assert "\\x1b]52;c;" in shown and "\\u202e" in shown  # visible, escaped
+    (hit,) = ok(mm("search", "clip", "--json")).json()
+    assert HOSTILE in hit["content"]  # --json stays exact
+
+
+def test_an_error_naming_a_hostile_path_is_inert_too(mm: MM, tmp_path: Path) -> None:
+    run = mm("index", str(tmp_path / "gone\x1b]0;owned\x07[bold]"), check=2)
+    assert "\x1b" not in run.stderr and "\x07" not in run.stderr
+    assert "\\x1b]0;owned\\x07[bold]" in run.stderr  # shown, and not taken as markup
+
+
+@pytest.mark.parametrize("title", ["a\x00b", "tab\there", "esc\x1b[2J", "line\nbreak"])
+def test_a_title_with_control_characters_is_refused_and_nothing_is_written(
+        home: Path, title: str) -> None:
+    settings = load_settings(home, environ={})
+    with pytest.raises(UsageError):
+        write_note(settings, "content", title=title)
+    assert not settings.notes_folder.exists()
+
+
+@pytest.mark.parametrize("name", ["sub/a\x00b.md", "a\x1b.md", "new\nline.md"])
+def test_a_note_name_with_control_characters_is_refused(home: Path, name: str) -> None:
+    settings = load_settings(home, environ={})
+    with pytest.raises(PathError):
+        write_note(settings, "content", file=name)
+    assert not settings.notes_folder.exists()
+
+
+def test_a_note_name_through_a_link_out_creates_nothing_outside(home: Path, tmp_path: Path) -> None:
+    settings = load_settings(home, environ={})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    settings.notes_folder.mkdir(parents=True)
+    (settings.notes_folder / "link").symlink_to(outside)
+    with pytest.raises(PathError):
+        write_note(settings, "content", file="link/sub/x.md")
+    assert list(outside.iterdir()) == []

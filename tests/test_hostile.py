@@ -68,3 +68,28 @@ def test_a_note_name_through_a_link_out_creates_nothing_outside(home: Path, tmp_
     with pytest.raises(PathError):
         write_note(settings, "content", file="link/sub/x.md")
     assert list(outside.iterdir()) == []
+
+
+def test_a_queue_row_with_a_priority_never_jumps_ahead_of_older_rows(home: Path) -> None:
+    """huey's SQLite table has a priority column; a row written with one by another program is
+    still taken in position order."""
+    import sqlite3
+
+    from helpers import producer_queue
+    from memwal.queue import Role, open_queue
+
+    settings = load_settings(home, environ={})
+    queue = producer_queue(home)
+    first, second = queue.put(b"first"), queue.put(b"second")
+    queue.close()
+    with sqlite3.connect(settings.queue_path) as conn:
+        conn.execute("insert into task (queue, data, priority) values (?, ?, 100)",
+                     (settings.queue_name, b"pushy"))
+    committer = open_queue(settings, Role.COMMITTER)
+    try:
+        assert committer.oldest().position == first
+        assert [d.data for d in committer.messages()] == [b"first", b"second", b"pushy"]
+        assert [d.position for d in committer.take_many(2, 1 << 20)] == [first, second]
+        assert [d.data for d in committer.take_many(5, 1 << 20)] == [b"pushy"]
+    finally:
+        committer.close()

@@ -92,7 +92,11 @@ class LeasedSqliteStorage(SqliteStorage):
     # -- huey's verbs, with leases -----------------------------------------------------------
 
     def enqueue(self, data: bytes, priority: float | None = None) -> int:  # type: ignore[override]
-        """Insert and commit (durable: synchronous=FULL); return the queue position."""
+        """Insert and commit (durable: synchronous=FULL); return the queue position.
+
+        Every verb reads in position order alone: huey's `priority` column is kept for its
+        schema, but a row a hostile or foreign writer gave a priority never jumps the queue.
+        """
         with self.db(commit=True) as cursor:
             cursor.execute("insert into task (queue, data, priority) values (?, ?, ?)",
                            (self.name, self.to_blob(data), priority or 0))
@@ -112,7 +116,7 @@ class LeasedSqliteStorage(SqliteStorage):
             # Sizes first (length() of a blob does not read it), so a message past the byte
             # budget is never loaded.
             cursor.execute(f"select id, length(data) from task where {self._unleased} "
-                           "order by priority desc, id limit ?", (self.name, max(1, limit)))
+                           "order by id limit ?", (self.name, max(1, limit)))
             sized = cursor.fetchall()
             taken = sized[:within_budget((size or 0 for _, size in sized), max_bytes)]
             chosen = [int(position) for position, _ in taken]
@@ -152,7 +156,7 @@ class LeasedSqliteStorage(SqliteStorage):
                         results=True)[0][0]
 
     def enqueued_items(self, limit: int | None = None) -> list[bytes]:
-        sql = f"select data from task where {self._unleased} order by priority desc, id"
+        sql = f"select data from task where {self._unleased} order by id"
         params: tuple[object, ...] = (self.name,)
         if limit is not None:
             sql += " limit ?"
@@ -189,7 +193,7 @@ class LeasedSqliteStorage(SqliteStorage):
         if self._tables_missing():
             return None
         rows = self.sql(f"select id, data from task where {self._unleased} "
-                        "order by priority desc, id limit 1", (self.name,), results=True)
+                        "order by id limit 1", (self.name,), results=True)
         return Delivery(int(rows[0][0]), as_bytes(rows[0][1])) if rows else None
 
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
@@ -200,7 +204,7 @@ class LeasedSqliteStorage(SqliteStorage):
         if max_bytes is not None:
             query += " and length(data) <= ?"
             params += (max_bytes,)
-        for position, data in self.sql(query + " order by priority desc, id", params, results=True):
+        for position, data in self.sql(query + " order by id", params, results=True):
             yield Delivery(int(position), as_bytes(data))
 
 

@@ -93,3 +93,35 @@ def test_a_queue_row_with_a_priority_never_jumps_ahead_of_older_rows(home: Path)
         assert [d.data for d in committer.take_many(5, 1 << 20)] == [b"pushy"]
     finally:
         committer.close()
+
+
+def test_mcp_over_stdio_answers_every_malformed_line_with_a_parse_error(mm: MM) -> None:
+    import json
+    import select
+    import subprocess
+
+    from helpers import mm_command, mm_env
+
+    server = subprocess.Popen(mm_command("mcp", "--home", str(mm.home)), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=mm_env())
+
+    def exchange(line: bytes) -> dict:
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write(line + b"\n")
+        server.stdin.flush()
+        ready, _, _ = select.select([server.stdout], [], [], 120)  # bounded: never a hang
+        assert ready, f"no answer to {line!r}"
+        return json.loads(server.stdout.readline())
+
+    try:
+        for line in (b"not json", b"[1, 2]", b"\xed\xa0\x80", b'{"jsonrpc": "2.0", "id": '):
+            reply = exchange(line)
+            assert reply["id"] is None and reply["error"]["code"] == -32700, (line, reply)
+        hello = exchange(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}).encode())
+        assert hello["id"] == 7 and hello["result"]["serverInfo"]["name"] == "memwal"
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        assert server.wait(timeout=60) == 0

@@ -65,6 +65,7 @@ def serve_stdio(settings: memwal.Settings, options: ServerOptions = ServerOption
     Nothing but the protocol is ever written to stdout: memwal prints nothing there, and
     anything a library prints while serving goes to stderr.
     """
+    from memwal.server.stdio import run_stdio
     from memwal.server.tools import build_server
 
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -72,7 +73,7 @@ def serve_stdio(settings: memwal.Settings, options: ServerOptions = ServerOption
         server = build_server(state)
         if options.on_ready:
             options.on_ready("stdio")
-        server.run()
+        run_stdio(server)
 
 
 def check_bind(options: ServerOptions) -> None:

@@ -7,6 +7,9 @@ types. An exception that is not a `MemwalError` is a bug or an environment failu
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
 from typing import Any
 
 # Exit codes scripts can rely on (docs/operations.md).
@@ -100,6 +103,10 @@ class StorageError(MemwalError):
     """SQLite or the file system refused an operation (locked, full, read-only, I/O)."""
 
 
+class DiskFull(StorageError):
+    """The file system holding the home has no room left: nothing was lost, nothing more written."""
+
+
 class DamagedFile(MemwalError):
     """A file in the home is not what memwal wrote (corrupt, truncated, not a database)."""
 
@@ -144,16 +151,62 @@ def _operational_fix(text: str) -> str:
     return "Run `mm doctor` to check the home's files."
 
 
-def as_memwal_error(exc: BaseException) -> MemwalError | None:
-    """A foreign exception a user can act on, as a MemwalError; None for anything else (a bug)."""
+# Below this, a write that failed with an I/O error most likely failed for want of room: SQLite
+# reports some ENOSPC (a WAL that cannot grow, an -shm it cannot map) as "disk I/O error".
+NEARLY_FULL = 1 << 20
+
+
+def free_space(path: Path) -> tuple[int, Path] | None:
+    """(bytes free to an unprivileged writer, the mount point) of the file system holding
+    `path` (or its nearest existing parent); None if it cannot be read."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        stat = os.statvfs(path)
+        device = path.stat().st_dev
+        mount = path
+        while mount != mount.parent and mount.parent.stat().st_dev == device:
+            mount = mount.parent
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize, mount
+
+
+def disk_full(path: Path, cause: str) -> MemwalError:
+    """The error for a write refused for want of room on the file system holding `path`."""
+    found = free_space(path)
+    if found is None:
+        return DiskFull(f"the disk is full ({cause}).", "Free some space; nothing was lost.")
+    free, mount = found
+    if free >= NEARLY_FULL:
+        return StorageError(f"a file in {path} could not grow ({cause}) although {free:,} bytes "
+                            f"are free on {mount}.", "Is a file size limit (ulimit -f) or a quota "
+                            "in the way? Nothing was lost.")
+    return DiskFull(f"the disk is full ({free:,} bytes free on {mount}).",
+                    "Free some space and run the command again; nothing was lost.")
+
+
+def as_memwal_error(exc: BaseException, home: Path | None = None) -> MemwalError | None:
+    """A foreign exception a user can act on, as a MemwalError; None for anything else (a bug).
+
+    `home`, where the caller knows it, lets a failed write be told apart: a full disk is named
+    as such, with the room left, whatever words SQLite or the OS used.
+    """
     if isinstance(exc, MemwalError):
         return exc
     if is_damage(exc):
         return DamagedFile(f"SQLite: {exc}: a file in the home is damaged.",
                            "Run `mm doctor`, and see docs/operations.md ('When things go wrong').")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return disk_full(Path(exc.filename).parent if exc.filename else home or Path.cwd(),
+                         exc.strerror or "no space left")
     _, operational = _sqlite_errors()
     if isinstance(exc, operational):
-        return StorageError(f"SQLite: {exc}.", _operational_fix(str(exc)))
+        text = str(exc)
+        if home is not None and ("full" in text or ("I/O" in text and _nearly_full(home))):
+            return disk_full(home, f"SQLite: {text}")
+        return StorageError(f"SQLite: {exc}.", _operational_fix(text))
     if isinstance(exc, PermissionError):
         error = UsageError(f"permission denied: {exc.filename or exc}.",
                            "Use a home folder you can write (--home DIR or MM_HOME).")
@@ -161,3 +214,8 @@ def as_memwal_error(exc: BaseException) -> MemwalError | None:
     if isinstance(exc, OSError):
         return StorageError(f"{exc.strerror or exc}: {exc.filename or ''}".strip())
     return None
+
+
+def _nearly_full(path: Path) -> bool:
+    found = free_space(path)
+    return found is not None and found[0] < NEARLY_FULL

@@ -22,7 +22,7 @@ from memwal.config import Settings, ensure_home
 from memwal.errors import NoCommitter, is_damage
 from memwal.lock import CommitterLock
 from memwal.queue import Role, open_queue
-from memwal.safeio import read_regular, write_atomically
+from memwal.safeio import open_regular, read_regular, write_atomically
 from memwal.store import reads
 from memwal.vectorindex import Maintainer
 
@@ -83,19 +83,52 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
 class FailureRecord:
     """`<home>/committer-failure.json`: where and why the last committer stopped, until a batch
     commits again. A committer that dies on the same batch each time it starts cannot make
-    progress; `mm doctor` reads this file to say so, and which batch and error it is."""
+    progress; `mm doctor` reads this file to say so, and which batch and error it is.
+
+    The commonest such error is a full disk, on which a new file cannot be written: a reserve
+    of RESERVE bytes is kept beside it while there is room, and on failure the record is written
+    into the reserve, in place, and renamed."""
+
+    RESERVE = 4096
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.reserve = path.with_name(f".{path.name}.reserve")
         self.present = path.exists()
+        self._keep_reserve()
+
+    def _keep_reserve(self) -> None:
+        try:
+            fd = open_regular(self.reserve, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size < self.RESERVE:
+                    os.pwrite(fd, b" " * self.RESERVE, 0)
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            self.reserve.unlink(missing_ok=True)  # no room even for this: record() says so
 
     def record(self, position: int, exc: BaseException) -> None:
-        entry = {"position": position, "error": f"{type(exc).__name__}: {exc}",
+        entry = {"position": position, "error": f"{type(exc).__name__}: {exc}"[:2000],
                  "at": time.time(), "pid": os.getpid()}
+        data = json.dumps(entry).encode()
         try:
-            write_atomically(self.path, json.dumps(entry).encode())
+            write_atomically(self.path, data)
+            return
         except OSError:
-            pass  # a full or read-only disk may be the very failure; the error is raised anyway
+            pass  # a full disk, most likely: use the reserve
+        data = json.dumps({**entry, "error": entry["error"][:300]}).encode()  # fits the reserve
+        try:
+            fd = open_regular(self.reserve, os.O_WRONLY)
+            try:
+                os.pwrite(fd, data.ljust(self.RESERVE), 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.reserve, self.path)
+        except OSError:
+            pass  # nothing could be written: the error itself is raised anyway
 
     def cleared(self) -> None:
         """A batch committed: the committer is past where it stopped."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Any, Callable, Mapping, Optional, TypeVar
 
@@ -23,6 +24,16 @@ def load(home: Path | None, flags: Mapping[str, Any] | None = None) -> Settings:
     return load_settings(home, flags)
 
 
+def _home_of(kwargs: Mapping[str, Any]) -> Path | None:
+    """The home a command was run on, to tell a full disk from other write errors."""
+    from memwal.config import resolve_home
+
+    try:
+        return resolve_home(kwargs.get("home"), os.environ)[0]
+    except Exception:  # noqa: BLE001 - only a better message is at stake
+        return None
+
+
 def guarded(command: F) -> F:
     """Map the errors a user can cause to one line on stderr and the exit code the error carries."""
 
@@ -35,7 +46,7 @@ def guarded(command: F) -> F:
             output.info("interrupted")
             raise typer.Exit(output.EXIT_INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - what is not a user error is re-raised
-            error = as_memwal_error(exc)
+            error = as_memwal_error(exc, _home_of(kwargs))
             if error is None:
                 raise
             if kwargs.get("json_out"):  # --json promises JSON on stdout, errors included

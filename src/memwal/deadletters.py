@@ -257,6 +257,8 @@ def replay_result(settings: Settings, plan: ReplayPlan, *, timeout: float | None
 
 def _replayed_by(settings: Settings, letter_ids: list[int]) -> dict[int, str | None]:
     """The batch each of these dead letters is marked replayed by (missing: purged, or no index)."""
+    if not letter_ids:
+        return {}  # (no ids is no filter to dead_letter_rows: every letter)
     with store.reading(settings.index_path) as conn:
         if conn is None:
             return {}

@@ -96,7 +96,8 @@ def replay_command(
                                       fingerprint=fingerprint), reembed=reembed, again=again)
     for letter_id, why in plan.not_replayable:
         output.warn(f"dead letter {letter_id} not replayed: {why}")
-    result: dict[str, object] = {"queued": plan.replayed, "batches": len(plan.batch_ids)}
+    result: dict[str, object] = {"queued": plan.replayed, "batches": len(plan.batch_ids),
+                                 "batch_ids": plan.batch_ids}
     done = memwal.replay_result(settings, plan) if wait else None
     if done is not None:
         result.update(done.as_json())
@@ -104,7 +105,7 @@ def replay_command(
         output.print_json(result)
     else:
         output.info(", ".join(f"{k.replace('_', '-')} {v}" for k, v in result.items()
-                              if k != "claimed_by"))
+                              if k not in ("claimed_by", "batch_ids")))
         for letter_id, batch_id in sorted(done.claimed_by.items() if done else ()):
             output.info(f"dead letter {letter_id} was already replayed by batch {batch_id}")
     if done is not None and done.dead_lettered:

@@ -51,11 +51,14 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             stack.callback(lock.release)
         if not lock.held:
             lock.acquire(patience)
-        conn = store.open_for_write(settings.index_path)
-        stack.callback(conn.close)
         queue = open_queue(settings, Role.COMMITTER)
         stack.callback(queue.close)
-        stack.enter_context(queue.claim())  # a shared queue: one committer across machines
+        # A shared queue: one committer across machines. Claimed before the index is opened, so
+        # a home that only produces for a committer elsewhere (a server's RoleSeeker asking
+        # again and again) never grows an empty index of its own.
+        stack.enter_context(queue.claim())
+        conn = store.open_for_write(settings.index_path)
+        stack.callback(conn.close)
         queue.recover()
         publisher = Publisher(conn, queue)
         # On the way out, a delivery interrupted before its commit goes back to its place now,
@@ -212,8 +215,8 @@ class RoleSeeker:
             raise self.error
 
     def _run(self) -> None:
-        delay = self.poll_interval
         while not self.stop.is_set():
+            delay = self.poll_interval  # another process holds the role: ask again soon
             if self.lock.try_acquire():
                 try:
                     delay = self._commit()
@@ -230,7 +233,9 @@ class RoleSeeker:
                 committer.run(self.stop, self.poll_interval)
             return self.poll_interval
         except CommitterBusy:
-            return self.poll_interval  # a shared queue's committer runs elsewhere: stay a producer
+            # A shared queue's committer runs on another machine: stay a producer. Asking again
+            # connects to the queue, so not more often than once a second.
+            return max(self.poll_interval, 1.0)
         except Exception as exc:
             first, longest = self.RETRY_AFTER_FAILURE
             if self.error is None:

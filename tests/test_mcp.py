@@ -485,6 +485,31 @@ async def test_the_readme_snippet_works_for_three_agents_next_to_a_worker_and_on
     assert_doctor_ok(mm.home)
 
 
+async def test_an_http_server_with_worker_starts_beside_a_worker_and_takes_over_when_it_stops(
+        mm: MM) -> None:
+    worker = worker_holding_the_role(mm)
+    server = HttpServer(mm.home, "--worker")  # it used to exit 3 here
+    try:
+        with anyio.fail_after(180):
+            async with http_session(server.url) as session:
+                added = await call(session, "mem_add", content="Swifts sleep on the wing.",
+                                   wait=True)
+                assert added["state"] == "committed" and committer_pid(mm) == worker.pid
+                stop(worker)  # SIGTERM: the worker ends cleanly, the server takes over
+                poll(lambda: committer_pid(mm) == server.process.pid, "the server to take the role")
+                # `mm queue worker` keeps its contract: exit 3 while another committer runs.
+                busy = mm("queue", "worker", "--once", check=3)
+                assert str(server.process.pid) in busy.stderr
+                later = await call(session, "mem_add", content="Swallows skim the pond.", wait=True)
+                assert later["state"] == "committed"
+                found = await call(session, "mem_search", query="swallows skim pond")
+                assert found["hits"][0]["source_file"] == later["file"]
+    finally:
+        server.stop()
+        stop(worker)
+    assert committer_pid(mm) is None  # the server gave the role up when it stopped
+
+
 async def found_by_all(agents: list[ClientSession], notes: dict[str, dict[str, Any]]) -> None:
     """Every agent's mem_search finds every note (by its distinct word) first."""
     for agent in agents:

@@ -224,7 +224,7 @@ def test_the_seed_scenario_on_redis_never_mixes_and_replay_commits_the_mismatche
     assert len(letters) == 7 and {l["reason"] for l in letters} == {"fingerprint_mismatch"}
     replay = committer("queue", "dead-letters", "replay", "--all", "--reembed", "--no-wait",
                        "--json", env={"MM_EMBEDDING_MODEL": B}).json()
-    assert replay["replayed"] == 7
+    assert replay["queued"] == 7  # queued, not yet replayed: --no-wait
     committer("queue", "worker", "--once")
     status = committer("queue", "status", "--json").json()
     assert (status["dead_letters"], status["ledger"]["dead_lettered"]) == (0, 7)

@@ -104,8 +104,9 @@ def replay_command(
     if json_out:
         output.print_json(result)
     else:
-        output.info(", ".join(f"{k.replace('_', '-')} {v}" for k, v in result.items()
-                              if k not in ("claimed_by", "batch_ids")))
+        shown = ("replayed", "already_replayed", "batches", "committed", "dead_lettered") \
+            if done is not None else ("queued", "batches")
+        output.info(", ".join(f"{k.replace('_', '-')} {result[k]}" for k in shown))
         for letter_id, batch_id in sorted(done.claimed_by.items() if done else ()):
             output.info(f"dead letter {letter_id} was already replayed by batch {batch_id}")
     if done is not None and done.dead_lettered:

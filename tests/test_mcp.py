@@ -474,6 +474,9 @@ async def test_the_readme_snippet_works_for_three_agents_next_to_a_worker_and_on
                 worker.wait(timeout=60)
                 heir = poll(lambda: committer_pid(mm), "an agent to take the committer role")
                 assert heir != worker.pid and is_stdio_worker_server(heir), heir
+                says = [(await agent.call_tool("mem_queue_status", {})).content[0].text
+                        for agent in agents]
+                assert sum("this server" in text for text in says) == 1, says
                 later = await call(two, "mem_add", content="After the worker, the heron ledger.",
                                    wait=True)
                 assert later["state"] == "committed" and later["committed"] > 0

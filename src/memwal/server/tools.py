@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 from dataclasses import asdict
 from typing import Annotated, Any, Callable
 
@@ -103,6 +104,14 @@ def _still_queued(state: ServerState, timed_out: bool) -> dict[str, Any]:
                                           "worker`, or the server with --worker)")}
 
 
+def _committer_text(committer: dict[str, Any]) -> str:
+    """Who commits, for an agent: several servers may share a home, and any of them may be it."""
+    if not committer["running"]:
+        return "not running"
+    this = ", this server" if committer["pid"] == os.getpid() else ""
+    return f"running (pid {committer['pid']}{this})"
+
+
 def build_server(state: ServerState) -> MCPServer:
     """The MCP server of one home, with its tools; destructive ones only if the state allows."""
     server = MCPServer("memwal", version=memwal.__version__, instructions=INSTRUCTIONS,
@@ -185,11 +194,9 @@ def build_server(state: ServerState) -> MCPServer:
         """The write-ahead queue: pending and in-flight batches, dead letters, whether the
         committer runs, and the ledger's totals (as `mm queue status --json`)."""
         status = memwal.queue_status(settings)
-        committer = status["committer"]
         return _result(status, f"{status['pending']} pending, {status['inflight']} in flight, "
                                f"{status['dead_letters']} dead letters; committer "
-                               + (f"running (pid {committer['pid']})" if committer["running"]
-                                  else "not running"))
+                               f"{_committer_text(status['committer'])}")
 
     @_tool(server, READ_ONLY)
     def mem_doctor() -> CallToolResult:

@@ -247,3 +247,60 @@ def test_a_poison_batch_in_a_commit_group_is_applied_item_by_item_and_the_others
         ["/notes/a.md", "/notes/p.md", "/notes/z.md"]
     assert_doctor_ok(settings)
 
+
+
+def test_a_purge_is_applied_in_queue_order_and_its_ledger_row_says_how_many_it_deleted(settings) -> None:
+    from memwal.records import Batch
+    from helpers import PRODUCER
+
+    enqueue(settings, batch(reset("hash-384")), batch(upsert("old model", model="hash-384-b")),
+            batch(upsert("old again", model="hash-384-b", start=5)))
+    drain(settings)
+    conn = index(settings)
+    ids = [row[0] for row in conn.execute("SELECT id FROM dead_letters ORDER BY id")]
+    conn.close()
+    assert len(ids) == 2
+    first = Batch(items=(), producer=PRODUCER, purge=(ids[0], ids[0], 999))
+    second = Batch(items=(), producer=PRODUCER, purge=tuple(ids))  # planned before `first` committed
+    enqueue(settings, first, second)
+    assert drain(settings).batches == 2
+    conn = index(settings)
+    try:
+        assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
+        ledger = dict((r[0], r[1:]) for r in conn.execute(
+            "SELECT batch_id, received, committed, skipped FROM ledger"))
+    finally:
+        conn.close()
+    # Each id is one received entry: committed if deleted, skipped if already gone.
+    assert ledger[first.id] == (3, 1, 2) and ledger[second.id] == (2, 1, 1)
+    assert_doctor_ok(settings)
+
+
+def chunk_count(settings) -> int:
+    if not settings.index_path.exists():
+        return 0
+    conn = index(settings)
+    try:
+        return conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_a_role_seeker_waits_while_another_holds_the_role_then_takes_it_and_gives_it_back(settings) -> None:
+    from helpers import poll
+    from memwal.lock import committer_alive
+    from memwal.worker import RoleSeeker
+
+    other = CommitterLock(settings.lock_path)
+    other.acquire()
+    seeker = RoleSeeker(settings, poll_interval=0.01).start()
+    try:
+        enqueue(settings, batch(upsert("queued while another holds the role")))
+        assert not seeker.holding.wait(0.2)  # a producer meanwhile, alive and asking
+        other.release()  # the holder ends
+        assert seeker.holding.wait(30)
+        poll(lambda: chunk_count(settings) == 1, "the seeker to commit the batch")
+        assert not other.try_acquire()  # the seeker holds it now
+    finally:
+        seeker.join()
+    assert committer_alive(settings.lock_path) == (False, None)

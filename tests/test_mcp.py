@@ -17,7 +17,9 @@ import httpx2
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from helpers import MM, mm_command, mm_env, poll, write_config
+from helpers import MM, assert_doctor_ok, mm_command, mm_env, poll, write_config
+from test_model_swap import four_dead_letters_replayable
+from test_model_swap import worker_holding_the_role
 
 A, B = "hash-384", "hash-384-b"
 
@@ -425,3 +427,117 @@ def write_notes(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (root / name).write_text(text)
     return root
+
+
+# -- many agents on one home ---------------------------------------------------------------
+
+
+def committer_pid(mm: MM) -> int | None:
+    committer = mm("queue", "status", "--json").json()["committer"]
+    return committer["pid"] if committer["running"] else None
+
+
+def is_stdio_worker_server(pid: int) -> bool:
+    """Whether `pid` is a `mm mcp --worker` (read from its command line)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"mcp" in args and b"--worker" in args
+
+
+async def test_the_readme_snippet_works_for_three_agents_next_to_a_worker_and_one_takes_over(
+        tmp_path: Path) -> None:
+    (entry,) = [e for e in readme_servers() if "command" in e]
+    user = tmp_path / "user"  # the snippet's home is ~/.memwal of whoever launches it
+    mm = MM(user / ".memwal")
+    write_config(mm.home, {"embedding": {"model": A}})
+    env = mm_env({"HOME": str(user), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    worker = start_worker(mm)
+    poll(lambda: committer_pid(mm) == worker.pid, "the worker to take the committer role")
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env)
+    try:
+        with anyio.fail_after(300):
+            async with stdio_client(params) as (r1, w1), stdio_client(params) as (r2, w2), \
+                    stdio_client(params) as (r3, w3), ClientSession(r1, w1) as one, \
+                    ClientSession(r2, w2) as two, ClientSession(r3, w3) as three:
+                agents = [one, two, three]  # the three processes are started at once
+                await asyncio.gather(*(agent.initialize() for agent in agents))
+                added = await asyncio.gather(*(
+                    call(agent, "mem_add", content=f"Agent {n} keeps the {word} ledger.", wait=True)
+                    for n, (agent, word) in enumerate(zip(agents, ["amber", "cobalt", "saffron"]))))
+                assert all(a["state"] == "committed" and a["committed"] > 0 for a in added), added
+                await found_by_all(agents, {"amber": added[0], "cobalt": added[1],
+                                            "saffron": added[2]})
+                assert committer_pid(mm) == worker.pid  # the agents were producers meanwhile
+                worker.kill()  # SIGKILL: no goodbye; the kernel frees the lock
+                worker.wait(timeout=60)
+                heir = poll(lambda: committer_pid(mm), "an agent to take the committer role")
+                assert heir != worker.pid and is_stdio_worker_server(heir), heir
+                says = [(await agent.call_tool("mem_queue_status", {})).content[0].text
+                        for agent in agents]
+                assert sum("this server" in text for text in says) == 1, says
+                later = await call(two, "mem_add", content="After the worker, the heron ledger.",
+                                   wait=True)
+                assert later["state"] == "committed" and later["committed"] > 0
+                await found_by_all(agents, {"heron": later})
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate(timeout=60)
+    assert_doctor_ok(mm.home)
+
+
+async def test_an_http_server_with_worker_starts_beside_a_worker_and_takes_over_when_it_stops(
+        mm: MM) -> None:
+    worker = worker_holding_the_role(mm)
+    server = HttpServer(mm.home, "--worker")  # it used to exit 3 here
+    try:
+        with anyio.fail_after(180):
+            async with http_session(server.url) as session:
+                added = await call(session, "mem_add", content="Swifts sleep on the wing.",
+                                   wait=True)
+                assert added["state"] == "committed" and committer_pid(mm) == worker.pid
+                stop(worker)  # SIGTERM: the worker ends cleanly, the server takes over
+                poll(lambda: committer_pid(mm) == server.process.pid, "the server to take the role")
+                # `mm queue worker` keeps its contract: exit 3 while another committer runs.
+                busy = mm("queue", "worker", "--once", check=3)
+                assert str(server.process.pid) in busy.stderr
+                later = await call(session, "mem_add", content="Swallows skim the pond.", wait=True)
+                assert later["state"] == "committed"
+                found = await call(session, "mem_search", query="swallows skim pond")
+                assert found["hits"][0]["source_file"] == later["file"]
+    finally:
+        server.stop()
+        stop(worker)
+    assert committer_pid(mm) is None  # the server gave the role up when it stopped
+
+
+async def found_by_all(agents: list[ClientSession], notes: dict[str, dict[str, Any]]) -> None:
+    """Every agent's mem_search finds every note (by its distinct word) first."""
+    for agent in agents:
+        for word, added in notes.items():
+            found = await call(agent, "mem_search", query=f"{word} ledger")
+            assert found["hits"] and found["hits"][0]["source_file"] == added["file"], (word, found)
+
+
+async def test_purge_and_replay_through_mcp_while_another_worker_holds_the_role(
+        mm: MM, notes: Path) -> None:
+    four_dead_letters_replayable(mm, mm.home, notes)
+    ids = [r["id"] for r in mm("queue", "dead-letters", "list", "--json").json()]
+    worker = worker_holding_the_role(mm)
+    try:
+        with anyio.fail_after(180):
+            async with stdio_session(mm.home, "--worker", "--allow-destructive") as session:
+                replay = await call(session, "mem_replay_dead_letters", ids=ids[:2])
+                assert (replay["state"], replay["replayed"], replay["already_replayed"],
+                        replay["committed"]) == ("committed", 2, 0, 2), replay
+                purged = await call(session, "mem_purge_dead_letters", replayed=True, confirm=True)
+                assert purged == {"state": "committed", "purged": 2}
+                purged = await call(session, "mem_purge_dead_letters", ids=[ids[2]], confirm=True)
+                assert purged["purged"] == 1
+                left = await call(session, "mem_dead_letters", include_replayed=True)
+                assert [r["id"] for r in left["dead_letters"]] == ids[3:]
+                assert committer_pid(mm) == worker.pid  # the worker committed all of it
+    finally:
+        stop(worker)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import MM, poll, upsert, write_config
+from helpers import MM, assert_doctor_ok, home_settings, poll, queue_rows, upsert, write_config
+from memwal.lock import CommitterLock
 from memwal import store
 from memwal.config import load_settings
 from memwal.embedders import get_embedder
@@ -91,8 +93,8 @@ def test_reset_back_then_replay_all_commits_dead_letters_in_original_order(mm: M
 
     mm("embedding-reset", "--mode", "apply-current", "--yes")  # back to A
     result = mm("queue", "dead-letters", "replay", "--all", "--json").json()
-    assert result == {"replayed": 4, "batches": 1, "committed": 4, "dead_lettered": 0,
-                      "already_replayed": 0}
+    assert result == {"queued": 4, "batches": 1, "batch_ids": result["batch_ids"], "replayed": 4,
+                      "committed": 4, "dead_lettered": 0, "already_replayed": 0, "claimed_by": []}
     (vector,) = query(home, f"SELECT v.embedding FROM chunks c JOIN {store.VECTOR_TABLE} v ON v.chunk_id = c.id "
                             "WHERE c.content = 'same key'")[0]
     assert bytes(vector) == versions[2].vector  # original order: the last version wins
@@ -105,7 +107,7 @@ def test_reset_back_then_replay_all_commits_dead_letters_in_original_order(mm: M
     assert purged == {"purged": 4}
 
 
-def _four_dead_letters_replayable(mm: MM, home: Path, notes: Path) -> None:
+def four_dead_letters_replayable(mm: MM, home: Path, notes: Path) -> None:
     """Four fingerprint mismatches, with the index back on their model so that replay commits."""
     mm("index", str(notes))
     mm("embedding-reset", "--mode", "apply-current", "--yes", env={"MM_EMBEDDING_MODEL": B})
@@ -115,10 +117,11 @@ def _four_dead_letters_replayable(mm: MM, home: Path, notes: Path) -> None:
 
 
 def test_two_replays_before_a_commit_claim_each_dead_letter_once(mm: MM, home: Path, notes: Path) -> None:
-    _four_dead_letters_replayable(mm, home, notes)
+    four_dead_letters_replayable(mm, home, notes)
     first = mm("queue", "dead-letters", "replay", "--all", "--no-wait", "--json").json()
     second = mm("queue", "dead-letters", "replay", "--all", "--no-wait", "--json").json()
-    assert first["replayed"] == second["replayed"] == 4  # both read them as not yet replayed
+    # Both read them as not yet replayed, and both queue them.
+    assert (first["queued"], first["batches"]) == (second["queued"], second["batches"]) == (4, 1)
     mm("queue", "worker", "--once")
     ledger = dict((r[0], r[1:]) for r in query(
         home, "SELECT batch_id, committed, skipped FROM ledger ORDER BY position DESC LIMIT 2"))
@@ -133,7 +136,7 @@ def test_two_replays_before_a_commit_claim_each_dead_letter_once(mm: MM, home: P
 
 def test_two_replays_at_once_with_a_worker_running_replay_each_letter_once(
         mm: MM, home: Path, notes: Path) -> None:
-    _four_dead_letters_replayable(mm, home, notes)
+    four_dead_letters_replayable(mm, home, notes)
     worker = mm.popen("queue", "worker")
     try:
         replays = [mm.popen("queue", "dead-letters", "replay", "--all", "--json") for _ in range(2)]
@@ -144,9 +147,62 @@ def test_two_replays_at_once_with_a_worker_running_replay_each_letter_once(
     # However the two interleave, each letter is committed once in all: by one replay, or by the
     # two together, the other's copies skipped or never enqueued.
     assert sum(r["committed"] for r in results) == 4, results
-    assert sum(r["committed"] + r["already_replayed"] for r in results) == \
-        sum(r["replayed"] for r in results), results
+    assert all(r["committed"] + r["already_replayed"] == r["queued"] for r in results), results
+    assert sum(r["replayed"] for r in results) == 4, results
     assert query(home, "SELECT count(*) FROM chunks WHERE content LIKE 'text %'") == [(4,)]
+
+
+def worker_holding_the_role(mm: MM) -> subprocess.Popen:
+    """`mm queue worker`, once it is the home's committer (its pid is the one status names)."""
+    worker = mm.popen("queue", "worker")
+    poll(lambda: mm("queue", "status", "--json").json()["committer"]["pid"] == worker.pid,
+         "the worker to take the committer role")
+    return worker
+
+
+def test_purge_while_a_worker_runs_goes_through_the_queue_and_reports_the_count(
+        mm: MM, home: Path, notes: Path) -> None:
+    four_dead_letters_replayable(mm, home, notes)
+    ids = [r["id"] for r in mm("queue", "dead-letters", "list", "--json").json()]
+    worker = worker_holding_the_role(mm)
+    try:
+        two = mm("queue", "dead-letters", "purge", str(ids[0]), str(ids[1]), "--yes", "--json")
+        assert two.json() == {"purged": 2}
+        assert [r["id"] for r in mm("queue", "dead-letters", "list", "--json").json()] == ids[2:]
+        rest = mm("queue", "dead-letters", "purge", "--all", "--yes")
+        assert "purged 2 dead letters" in rest.stderr + rest.stdout
+        assert mm("queue", "dead-letters", "list", "--include-replayed", "--json").json() == []
+        assert_doctor_ok(home)  # the ledger rows of the purges sum up
+        assert mm("queue", "status", "--json").json()["committer"]["pid"] == worker.pid
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=60) == 0
+
+
+def test_two_replays_of_one_letter_at_once_one_replays_it_the_other_is_told_by_which_batch(
+        mm: MM, home: Path, notes: Path) -> None:
+    four_dead_letters_replayable(mm, home, notes)
+    letter = mm("queue", "dead-letters", "list", "--json").json()[0]["id"]
+    # The role is held here until both replays have planned and queued the letter: both read it
+    # as not yet replayed, as two callers do that plan before either is committed.
+    lock = CommitterLock(home_settings(home).lock_path)
+    lock.acquire()
+    try:
+        replays = [mm.popen("queue", "dead-letters", "replay", str(letter), "--json") for _ in range(2)]
+        poll(lambda: len(queue_rows(home)) == 2, "both replays to be queued")
+    finally:
+        lock.release()  # one of the two replays takes the role and commits both batches
+    results = [json.loads(p.communicate(timeout=120)[0]) for p in replays]
+    assert [p.returncode for p in replays] == [0, 0], results
+    (first,) = [r for r in results if r["replayed"] == 1]
+    (second,) = [r for r in results if r["replayed"] == 0]
+    assert (first["committed"], first["already_replayed"], first["claimed_by"]) == (1, 0, [])
+    assert (second["committed"], second["already_replayed"]) == (0, 1)
+    assert second["claimed_by"] == [{"id": letter, "batch_id": first["batch_ids"][0]}]
+    shown = mm("queue", "dead-letters", "show", str(letter), "--json").json()
+    assert shown["replayed_by"] == first["batch_ids"][0]
+    text = mm("queue", "dead-letters", "replay", str(letter), "--again")
+    assert "already replayed by" not in text.stderr  # --again replays it once more, no claim
 
 
 def test_replay_reembed_after_the_swap_gives_the_dead_letters_new_model_vectors(mm: MM, home: Path, notes: Path) -> None:

@@ -32,6 +32,23 @@ def test_frozen_v1_sample_still_decodes() -> None:
     assert upsert.heading_path == ("Title",) and upsert.tags == ("x",)
     assert np.frombuffer(upsert.vector, "<f4").tolist() == [0.0, 1.0, 2.0, 3.0]
     assert reset == Reset("hash-4-b/111111111111111111111111", "hash-4-b", 4)
+    # Written before the optional envelope fields existed: none of them is read into it.
+    assert (batch.replays, batch.replay_again, batch.purge) == ((), False, ())
+
+
+def test_a_purge_travels_as_an_envelope_field_and_round_trips() -> None:
+    batch = Batch(items=(), producer=Producer("h", 1, "c"), purge=(3, 5, 8))
+    decoded = decode_batch(encode_batch(batch))
+    assert decoded.purge == (3, 5, 8) and decoded.raw_items == ()
+    plain = decode_batch(encode_batch(Batch(items=(), producer=Producer("h", 1, "c"))))
+    assert plain.purge == () and b"purge" not in encode_batch(Batch(items=(), producer=Producer("h", 1, "c")))
+
+
+@pytest.mark.parametrize("purge", [5, [0], [True], ["3"], [2**63]])
+def test_a_bad_purge_field_makes_the_batch_undecodable(purge: object) -> None:
+    data = msgpack.packb({"v": 1, "id": "x", "items": [], "enqueued_at": 1.0, "purge": purge})
+    with pytest.raises(UndecodableBatch, match="'purge'"):
+        decode_batch(data)
 
 
 def test_round_trip_keeps_every_field() -> None:

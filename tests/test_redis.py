@@ -8,12 +8,15 @@ import os
 import random
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
+import anyio
 import pytest
+from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from helpers import MM, assert_doctor_ok, poll, upsert, write_config
+from helpers import MM, assert_doctor_ok, mm_env, poll, upsert, write_config
 from memwal.config import load_settings
 from memwal.producer import enqueue_items
 from redis_server import RedisServer
@@ -221,9 +224,37 @@ def test_the_seed_scenario_on_redis_never_mixes_and_replay_commits_the_mismatche
     assert len(letters) == 7 and {l["reason"] for l in letters} == {"fingerprint_mismatch"}
     replay = committer("queue", "dead-letters", "replay", "--all", "--reembed", "--no-wait",
                        "--json", env={"MM_EMBEDDING_MODEL": B}).json()
-    assert replay["replayed"] == 7
+    assert replay["queued"] == 7  # queued, not yet replayed: --no-wait
     committer("queue", "worker", "--once")
     status = committer("queue", "status", "--json").json()
     assert (status["dead_letters"], status["ledger"]["dead_lettered"]) == (0, 7)
     assert committer("status", "--json", env={"MM_EMBEDDING_MODEL": B}).json()["chunks"] == 2 + 12
     assert_doctor_ok(committer.home)
+
+
+async def test_an_agent_server_beside_another_machines_worker_stays_up_as_a_producer(
+        tmp_path: Path, redis: RedisServer) -> None:
+    """`mm mcp --worker` on a home whose shared queue is claimed by a worker elsewhere: the
+    claim refuses it (CommitterBusy), and it stays a producer instead of dying."""
+    first, agent_home = machine(tmp_path, "server", redis), machine(tmp_path, "laptop", redis)
+    worker = first.popen("queue", "worker")
+    try:
+        poll(lambda: agent_home("queue", "status", "--json").json()["committer"]["running"],
+             "the worker to claim the queue", 60)
+        params = StdioServerParameters(command=sys.executable, env=mm_env(), args=[
+            "-m", "memwal", "mcp", "--worker", "--home", str(agent_home.home)])
+        with anyio.fail_after(180):
+            async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                added = await session.call_tool("mem_add", {"content": "Terns nest on shingle.",
+                                                            "wait": True}, read_timeout_seconds=120)
+                assert not added.is_error, added.content
+                assert added.structured_content["state"] == "committed"
+                hits = first("search", "--json", "terns shingle").json()
+                assert hits and hits[0]["source_file"] == added.structured_content["file"]
+                # Still a producer after several tries at the claim: the worker commits.
+                status = first("queue", "status", "--json").json()["committer"]
+                assert status["pid"] == worker.pid, status
+    finally:
+        stop(worker)
+    assert not (agent_home.home / "index.sqlite3").exists()  # a producer home grows no index

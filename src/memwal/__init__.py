@@ -56,6 +56,8 @@ _LAZY: dict[str, str] = {
     "show_dead_letter": "memwal.deadletters",
     "export_dead_letters": "memwal.deadletters",
     "replay_dead_letters": "memwal.deadletters",
+    "ReplayResult": "memwal.deadletters",
+    "replay_result": "memwal.deadletters",
     "purge_dead_letters": "memwal.deadletters",
     # the model
     "reset_status": "memwal.reset",
@@ -82,8 +84,8 @@ __all__ = [
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from memwal.config import Settings, load_settings
     from memwal.deadletters import (
-        ReplayPlan, Selection, export_dead_letters, list_dead_letters, purge_dead_letters,
-        replay_dead_letters, show_dead_letter,
+        ReplayPlan, ReplayResult, Selection, export_dead_letters, list_dead_letters,
+        purge_dead_letters, replay_dead_letters, replay_result, show_dead_letter,
     )
     from memwal.doctor import repair, run_doctor
     from memwal.producer import IndexReport, add_note, enqueue_items, index_paths, index_paths_async

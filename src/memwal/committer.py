@@ -186,10 +186,19 @@ class Committer:
             # transaction as the replayed items: never by the replaying process.
             writes.mark_replayed(self.conn, batch.id,
                                  [letter for letter in batch.replays if letter not in claimed])
+        if batch.purge:
+            # A purge is a control entry like a reset: applied here, in queue order, so it works
+            # while any committer runs. Each id counts as one received entry: committed if it was
+            # deleted, skipped if it was already gone (purged meanwhile), so the ledger row
+            # tells the purging process how many it deleted.
+            deleted = writes.purge_dead_letters(self.conn, batch.purge)
+            counts.committed += deleted
+            counts.skipped += len(batch.purge) - deleted
+        received = len(batch.raw_items) + len(batch.purge)
         writes.add_ledger_entry(self.conn, LedgerEntry(
             batch.id, delivery.position, batch.producer, batch.enqueued_at,
-            len(batch.raw_items), counts.committed, counts.dead_lettered, counts.skipped, seq))
-        return BatchOutcome(batch.id, delivery.position, len(batch.raw_items), counts.committed,
+            received, counts.committed, counts.dead_lettered, counts.skipped, seq))
+        return BatchOutcome(batch.id, delivery.position, received, counts.committed,
                             counts.dead_lettered, counts.skipped,
                             touched=frozenset(applier.touched))
 

@@ -1,14 +1,16 @@
 """Dead letters: list, show, export (read-only), replay (through the queue) and purge.
 
 Nothing here writes the index behind the committer's back: replay enqueues batches whose
-`replays` field lets the committer mark the dead letters, and purge takes the committer role.
+`replays` field lets the committer mark the dead letters, and purge enqueues a batch whose
+`purge` field the committer applies (both in queue order, so both work while any committer
+runs). Both then wait for the commit and report what the committer did.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -17,13 +19,13 @@ from memwal import store
 from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.errors import DeadLetterError
-from memwal.lock import CommitterLock
 from memwal.queue import Role, open_queue
 from memwal.records import Batch, MalformedItem, Producer, Upsert, encode_batch, parse_item, unpack_item
-from memwal.store import reads, writes
+from memwal.store import reads
 from memwal.store.reads import DEAD_LETTER_COLUMNS as LIST_COLUMNS
 from memwal.store.reads import DEAD_LETTER_DETAIL_COLUMNS as DETAIL_COLUMNS
 from memwal.vectors import to_bytes
+from memwal.worker import wait_committed
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer
 
@@ -133,11 +135,33 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass
 class ReplayPlan:
-    """What a replay enqueued: its batch ids, how many letters, and those it could not replay."""
+    """What a replay enqueued: its batch ids, how many letters (`replayed`: queued, not yet
+    committed), those it could not replay, and which batch carries each letter."""
 
     batch_ids: list[str]
     replayed: int
     not_replayable: list[tuple[int, str]]
+    letters: dict[int, str] = field(default_factory=dict)  # dead-letter id -> batch id
+    again: bool = False
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What the committer did with a replay: how many letters it replayed, and those another
+    replay had claimed first (`claimed_by`: letter id -> that replay's batch id). `committed` and
+    `dead_lettered` count the replayed items (one refused again is a new dead letter)."""
+
+    replayed: int
+    already_replayed: int
+    claimed_by: dict[int, str]
+    committed: int
+    dead_lettered: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"replayed": self.replayed, "already_replayed": self.already_replayed,
+                "claimed_by": [{"id": letter_id, "batch_id": batch_id}
+                               for letter_id, batch_id in sorted(self.claimed_by.items())],
+                "committed": self.committed, "dead_lettered": self.dead_lettered}
 
 
 def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bool = False, again: bool = False,
@@ -192,42 +216,89 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
     limit = batch_records or settings["queue.batch_records"]
     producer = Producer.current("mm queue dead-letters replay")
     queue = open_queue(settings, Role.PRODUCER)
-    batch_ids = []
+    plan = ReplayPlan([], len(items), not_replayable, again=again)
     try:
         for start in range(0, len(items), limit):
             part = items[start:start + limit]
             batch = Batch(items=tuple(item for _, item in part), producer=producer,
                           replays=tuple(letter_id for letter_id, _ in part), replay_again=again)
             queue.put(encode_batch(batch))
-            batch_ids.append(batch.id)
+            plan.batch_ids.append(batch.id)
+            plan.letters.update((letter_id, batch.id) for letter_id, _ in part)
     finally:
         queue.close()
-    return ReplayPlan(batch_ids, len(items), not_replayable)
+    return plan
 
 
-def purge_dead_letters(settings: Settings, selection: Selection) -> int:
+def replay_result(settings: Settings, plan: ReplayPlan, *, timeout: float | None = None,
+                  take_role: bool = True) -> ReplayResult | None:
+    """Wait until a replay's batches are committed, then say what they did (a ReplayResult).
+
+    Two replays planned before either was committed both queue a letter; the committer lets the
+    first one it applies claim it and skips the other's copy. This reads, after the commit, which
+    replay each letter is marked with, so the second caller learns it was already replayed and
+    by which batch. Waiting is `wait_committed`'s: when no committer is alive this process
+    takes the role (unless `take_role` is False). Returns None if `timeout` passed first (the
+    replay stays queued and will be committed).
+    """
+    counts = wait_committed(settings, plan.batch_ids, timeout=timeout, take_role=take_role)
+    if counts is None:
+        return None
+    ours = set(plan.batch_ids)
+    claimed_by = {} if plan.again else {
+        letter: by for letter, by in _replayed_by(settings, list(plan.letters)).items()
+        if by is not None and by not in ours}
+    # The ledger's count of skipped copies is the truth on a home without the index (a
+    # producer of a shared queue cannot read who claimed them); where it can, it agrees.
+    already = max(counts.skipped, len(claimed_by))
+    return ReplayResult(plan.replayed - already, already, claimed_by, counts.committed,
+                        counts.dead_lettered)
+
+
+def _replayed_by(settings: Settings, letter_ids: list[int]) -> dict[int, str | None]:
+    """The batch each of these dead letters is marked replayed by (missing: purged, or no index)."""
+    if not letter_ids:
+        return {}  # (no ids is no filter to dead_letter_rows: every letter)
+    with store.reading(settings.index_path) as conn:
+        if conn is None:
+            return {}
+        return {row["id"]: row["replayed_by"] for row in reads.dead_letter_rows(
+            conn, ("id", "replayed_by"), ids=letter_ids, replayed="include")}
+
+
+def purge_dead_letters(settings: Settings, selection: Selection, *, timeout: float | None = None,
+                       take_role: bool = True) -> int | None:
     """Delete the selected dead letters for good (the only way one goes away); return how many.
 
-    Takes the committer lock for the moment of the delete. Raises DeadLetterError (exit 2) for
-    an empty selection, CommitterBusy (exit 3) while a worker runs.
+    The selection is resolved to ids here, and the ids travel through the queue as a purge that
+    the committer applies in order, in one transaction: so a purge works while any committer
+    runs, and a letter purged meanwhile by someone else is not counted. Waits for the commit
+    like `wait_committed` (takes the committer role if none is alive, unless `take_role` is
+    False); returns None if `timeout` passed first (the purge stays queued). Raises
+    DeadLetterError (exit 2) for an empty selection.
     """
     if selection.is_empty():
         raise DeadLetterError("say which dead letters to purge:", "IDs, --all or --replayed")
-    if not settings.index_path.exists():
+    ids = _purge_ids(settings, selection)
+    if not ids:
         return 0
-    lock = CommitterLock(settings.lock_path)
-    lock.acquire(patience=2.0)
+    batch = Batch(items=(), producer=Producer.current("mm queue dead-letters purge"),
+                  purge=tuple(ids))
+    queue = open_queue(settings, Role.PRODUCER)
     try:
-        conn = store.open_for_write(settings.index_path)
-        try:
-            chosen = Selection(selection.ids, selection.all, selection.reason, selection.fingerprint,
-                               selection.source_glob, include_replayed=True,
-                               replayed_only=selection.replayed_only)
-            ids = [r["id"] for r in _rows(conn, chosen, ("id", "source_file"))]
-            with writes.transaction(conn):
-                writes.purge_dead_letters(conn, ids)
-            return len(ids)
-        finally:
-            conn.close()
+        queue.put(encode_batch(batch))
     finally:
-        lock.release()
+        queue.close()
+    counts = wait_committed(settings, [batch.id], timeout=timeout, take_role=take_role)
+    return None if counts is None else counts.committed
+
+
+def _purge_ids(settings: Settings, selection: Selection) -> list[int]:
+    """The ids a purge selection names now (replayed ones included), read from the index."""
+    with store.reading(settings.index_path) as conn:
+        if conn is None:
+            return []
+        chosen = Selection(selection.ids, selection.all, selection.reason, selection.fingerprint,
+                           selection.source_glob, include_replayed=True,
+                           replayed_only=selection.replayed_only)
+        return [r["id"] for r in _rows(conn, chosen, ("id", "source_file"))]

@@ -107,6 +107,9 @@ class Batch:
     # ignore it), and whether letters already replayed are to be replayed once more.
     replays: tuple[int, ...] = ()
     replay_again: bool = False
+    # For a purge: the dead-letter ids the committer deletes in the batch's transaction
+    # (optional, like `replays`: a purge travels in order with everything else in the queue).
+    purge: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class DecodedBatch:
     raw_items: tuple[Any, ...]
     replays: tuple[int, ...] = ()
     replay_again: bool = False
+    purge: tuple[int, ...] = ()
 
 
 class UndecodableBatch(ValueError):
@@ -182,6 +186,8 @@ def encode_batch(batch: Batch) -> bytes:
         wire["replays"] = list(batch.replays)
     if batch.replay_again:
         wire["replay_again"] = True
+    if batch.purge:
+        wire["purge"] = list(batch.purge)
     return msgpack.packb(wire, use_bin_type=True)
 
 
@@ -218,17 +224,23 @@ def decode_batch(data: bytes) -> DecodedBatch:
     # Only plain text and numbers: the producer is stored as JSON in the ledger.
     producer = {str(k): v for k, v in producer.items()
                 if isinstance(v, (str, float)) or isinstance(v, int) and INT_MIN <= v <= INT_MAX}
-    replays = wire.get("replays", [])
-    if not isinstance(replays, list) or not all(
-            isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= INT_MAX for r in replays):
-        raise UndecodableBatch("undecodable", "'replays' should be a list of dead-letter ids")
+    replays = _letter_ids(wire, "replays")
     if replays and len(replays) != len(items):
         raise UndecodableBatch("undecodable", "'replays' should name one dead letter per item")
     again = wire.get("replay_again", False)
     if not isinstance(again, bool):
         raise UndecodableBatch("undecodable", "'replay_again' should be a boolean")
     return DecodedBatch(version, batch_id, producer, float(enqueued_at), tuple(items),
-                        tuple(replays), again)
+                        tuple(replays), again, tuple(_letter_ids(wire, "purge")))
+
+
+def _letter_ids(wire: dict[str, Any], name: str) -> list[int]:
+    """An optional envelope list of dead-letter ids (`replays`, `purge`); absent means none."""
+    ids = wire.get(name, [])
+    if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= INT_MAX for i in ids):
+        raise UndecodableBatch("undecodable", f"{name!r} should be a list of dead-letter ids")
+    return ids
 
 
 def _field(raw: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

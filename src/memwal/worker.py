@@ -1,7 +1,8 @@
 """The committer role: taking it (lock, index, queue), and the loops a process runs while holding it.
 
 `mm queue worker`, a lone `mm index` that finds no committer alive, and a server started with
-`--worker` all run the committer through these functions; none of them builds its own loop.
+`--worker` (through a RoleSeeker) all run the committer through these functions; none of them
+builds its own loop.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import ExitStack, contextmanager
@@ -19,7 +21,7 @@ from memwal import store
 from memwal.committed import Publisher
 from memwal.committer import BatchOutcome, Committer, DrainStats
 from memwal.config import Settings, ensure_home
-from memwal.errors import NoCommitter, is_damage
+from memwal.errors import CommitterBusy, NoCommitter, is_damage
 from memwal.lock import CommitterLock
 from memwal.queue import Role, open_queue
 from memwal.safeio import open_regular, read_regular, write_atomically
@@ -49,11 +51,14 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             stack.callback(lock.release)
         if not lock.held:
             lock.acquire(patience)
-        conn = store.open_for_write(settings.index_path)
-        stack.callback(conn.close)
         queue = open_queue(settings, Role.COMMITTER)
         stack.callback(queue.close)
-        stack.enter_context(queue.claim())  # a shared queue: one committer across machines
+        # A shared queue: one committer across machines. Claimed before the index is opened, so
+        # a home that only produces for a committer elsewhere (a server's RoleSeeker asking
+        # again and again) never grows an empty index of its own.
+        stack.enter_context(queue.claim())
+        conn = store.open_for_write(settings.index_path)
+        stack.callback(conn.close)
         queue.recover()
         publisher = Publisher(conn, queue)
         # On the way out, a delivery interrupted before its commit goes back to its place now,
@@ -205,6 +210,74 @@ class BackgroundCommitter:
         self.thread.join()
         if self.error is not None:
             raise self.error
+
+
+class RoleSeeker:
+    """Hosts the committer role in a thread of a long-lived process, whenever the role is free.
+
+    What a server started with `--worker` runs: any number of them (agents) can share a home
+    with each other and with a `mm queue worker`. While another process holds the role this one
+    is a producer: it tries the lock again every `poll_interval` (never blocking), so when the
+    holder ends (even by SIGKILL: the kernel frees the lock) one of the seekers takes over within
+    a poll interval. A shared queue's claim held elsewhere (CommitterBusy) is treated the same
+    way. A committer that fails (the index cannot be written) is tried again with a growing
+    delay, and its error is said once on stderr; `join()` raises it if it was the last word.
+    """
+
+    RETRY_AFTER_FAILURE = (1.0, 60.0)  # seconds: first delay, longest delay
+
+    def __init__(self, settings: Settings, poll_interval: float | None = None) -> None:
+        self.settings = settings
+        self.poll_interval = settings["queue.poll_interval"] if poll_interval is None else poll_interval
+        self.lock = CommitterLock(settings.lock_path)
+        self.stop = threading.Event()
+        self.holding = threading.Event()  # set while this process is the committer
+        self.error: BaseException | None = None
+        self.failures = 0  # in a row: the delay before the next try grows with them
+        self.thread = threading.Thread(target=self._run, name="memwal-role-seeker", daemon=True)
+
+    def start(self) -> "RoleSeeker":
+        self.thread.start()
+        return self
+
+    def join(self) -> None:
+        """Stop: let the batches in hand be committed, give the role up, raise a lasting error."""
+        self.stop.set()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            delay = self.poll_interval  # another process holds the role: ask again soon
+            if self.lock.try_acquire():
+                try:
+                    delay = self._commit()
+                finally:
+                    self.lock.release()
+            self.stop.wait(delay)
+
+    def _commit(self) -> float:
+        """Be the committer until stopped; return how long to wait before seeking the role again."""
+        try:
+            with committer_session(self.settings, self.lock) as committer:
+                self.holding.set()
+                self.error, self.failures = None, 0
+                committer.run(self.stop, self.poll_interval)
+            return self.poll_interval
+        except CommitterBusy:
+            # A shared queue's committer runs on another machine: stay a producer. Asking again
+            # connects to the queue, so not more often than once a second.
+            return max(self.poll_interval, 1.0)
+        except Exception as exc:
+            first, longest = self.RETRY_AFTER_FAILURE
+            if self.error is None:
+                print(f"memwal: the committer stopped: {exc} (retrying)", file=sys.stderr)
+            self.error = exc
+            self.failures += 1
+            return min(first * 2 ** (self.failures - 1), longest)
+        finally:
+            self.holding.clear()
 
 
 def ledger_counts(settings: Settings, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:

@@ -96,17 +96,20 @@ def replay_command(
                                       fingerprint=fingerprint), reembed=reembed, again=again)
     for letter_id, why in plan.not_replayable:
         output.warn(f"dead letter {letter_id} not replayed: {why}")
-    result: dict[str, object] = {"replayed": plan.replayed, "batches": len(plan.batch_ids)}
-    if wait:
-        counts = memwal.wait_committed(settings, plan.batch_ids)
-        assert counts is not None  # no timeout
-        result["committed"], result["dead_lettered"] = counts.committed, counts.dead_lettered
-        result["already_replayed"] = counts.skipped  # claimed meanwhile by another replay
+    result: dict[str, object] = {"queued": plan.replayed, "batches": len(plan.batch_ids),
+                                 "batch_ids": plan.batch_ids}
+    done = memwal.replay_result(settings, plan) if wait else None
+    if done is not None:
+        result.update(done.as_json())
     if json_out:
         output.print_json(result)
     else:
-        output.info(", ".join(f"{k.replace('_', '-')} {v}" for k, v in result.items()))
-    if wait and result["dead_lettered"]:
+        shown = ("replayed", "already_replayed", "batches", "committed", "dead_lettered") \
+            if done is not None else ("queued", "batches")
+        output.info(", ".join(f"{k.replace('_', '-')} {result[k]}" for k in shown))
+        for letter_id, batch_id in sorted(done.claimed_by.items() if done else ()):
+            output.info(f"dead letter {letter_id} was already replayed by batch {batch_id}")
+    if done is not None and done.dead_lettered:
         raise typer.Exit(output.EXIT_FAILED)
 
 
@@ -119,7 +122,10 @@ def purge_command(
     yes: Annotated[bool, typer.Option("--yes", help="Required: purging cannot be undone.")] = False,
     json_out: JsonOption = False, home: HomeOption = None,
 ) -> None:
-    """Delete dead letters for good (the only way one goes away). Needs --yes."""
+    """Delete dead letters for good (the only way one goes away). Needs --yes.
+
+    The purge goes through the queue (so it works while `mm queue worker` runs) and this
+    returns once it is committed, with how many were deleted."""
     if not yes:
         output.fail("purging dead letters cannot be undone: add --yes (export them first with "
                     "`mm queue dead-letters export > backup.jsonl`)")

@@ -13,8 +13,9 @@ from memwal.cli import output
 from memwal.cli.common import HomeOption, guarded, load
 
 WorkerOption = Annotated[bool, typer.Option(
-    "--worker", help="Also run the committer in this process (takes the committer lock; exits 3 "
-                     "if a worker already runs). Without it, a `mm queue worker` commits.")]
+    "--worker", help="Also be the committer whenever the role is free (another committer, e.g. "
+                     "`mm queue worker`, may hold it: this one takes over when it ends). Without "
+                     "it, a `mm queue worker` commits.")]
 DestructiveOption = Annotated[bool, typer.Option(
     "--allow-destructive", help="Also offer the tools that switch the model, replay and purge "
                                 "dead letters.")]

@@ -1,8 +1,9 @@
 """The long-lived servers: MCP over stdio (`mm mcp`) and over HTTP (`mm serve`).
 
 Both keep one `ServerState` for their life (a warm Searcher: one read connection, one
-embedder), never write the index themselves (their tools enqueue), and run an in-process
-committer only when started with `worker=True`, taking the committer lock like any worker.
+embedder), never write the index themselves (their tools enqueue), and host the committer role
+only when started with `worker=True`: whenever it is free (a RoleSeeker), so any number of
+servers can share a home with each other and with a `mm queue worker`.
 """
 
 from __future__ import annotations
@@ -36,19 +37,15 @@ class ServerOptions:
 @contextlib.contextmanager
 def _running(settings: memwal.Settings, options: ServerOptions) -> Iterator[ServerState]:
     """The server's state, with its committer (--worker) and watcher (--watch) for its life."""
-    from memwal.lock import CommitterLock
-    from memwal.worker import BackgroundCommitter
+    from memwal.worker import RoleSeeker
 
     state = ServerState(settings, allow_destructive=options.allow_destructive,
                         take_role=options.worker)
     with contextlib.ExitStack() as stack:
         stack.callback(state.close)
         if options.worker:
-            lock = CommitterLock(settings.lock_path)
-            lock.acquire()  # CommitterBusy (exit 3) if a worker already runs on this home
-            stack.callback(lock.release)
-            committer = BackgroundCommitter(settings, lock, settings["queue.poll_interval"]).start()
-            stack.callback(committer.join)
+            # The committer when the role is free, a producer that takes it over otherwise.
+            stack.callback(RoleSeeker(settings).start().join)
         if options.watch:
             stop = threading.Event()
             thread = threading.Thread(target=memwal.watch, args=(settings,), kwargs={"stop": stop},
@@ -130,8 +127,8 @@ def tcp_listener(host: str, port: int) -> socket.socket:
 def serve_http(settings: memwal.Settings, options: ServerOptions = ServerOptions()) -> None:
     """Serve MCP over HTTP at http://host:port/mcp until SIGINT/SIGTERM (what `mm serve` runs).
 
-    Raises UsageError (exit 2) for a non-loopback bind without a token, CommitterBusy (exit 3)
-    with `worker` when a worker already runs, StorageError when the port is taken.
+    Raises UsageError (exit 2) for a non-loopback bind without a token, StorageError when the
+    port is taken. With `worker`, it commits whenever no other committer holds the role.
     """
     import uvicorn
 

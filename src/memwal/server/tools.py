@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 from dataclasses import asdict
 from typing import Annotated, Any, Callable
 
@@ -88,12 +89,27 @@ def _committed(state: ServerState, batch_ids: list[str], wait: bool, timeout: fl
     counts = memwal.wait_committed(state.settings, batch_ids, timeout=timeout,
                                    take_role=state.take_role)
     if counts is None:
-        running = memwal.queue_status(state.settings)["committer"]["running"]
-        return {"state": "queued", "timed_out": True,
-                "note": "still queued: it is durable and will be committed"
-                        + ("" if running else "; no committer is running (start `mm queue "
-                                              "worker`, or the server with --worker)")}
+        return _still_queued(state, True)
     return {"state": "committed", **counts._asdict()}
+
+
+def _still_queued(state: ServerState, timed_out: bool) -> dict[str, Any]:
+    """The result of writes queued but not committed (not waited for, or the wait timed out)."""
+    if not timed_out:
+        return {"state": "queued"}
+    running = memwal.queue_status(state.settings)["committer"]["running"]
+    return {"state": "queued", "timed_out": True,
+            "note": "still queued: it is durable and will be committed"
+                    + ("" if running else "; no committer is running (start `mm queue "
+                                          "worker`, or the server with --worker)")}
+
+
+def _committer_text(committer: dict[str, Any]) -> str:
+    """Who commits, for an agent: several servers may share a home, and any of them may be it."""
+    if not committer["running"]:
+        return "not running"
+    this = ", this server" if committer["pid"] == os.getpid() else ""
+    return f"running (pid {committer['pid']}{this})"
 
 
 def build_server(state: ServerState) -> MCPServer:
@@ -178,11 +194,9 @@ def build_server(state: ServerState) -> MCPServer:
         """The write-ahead queue: pending and in-flight batches, dead letters, whether the
         committer runs, and the ledger's totals (as `mm queue status --json`)."""
         status = memwal.queue_status(settings)
-        committer = status["committer"]
         return _result(status, f"{status['pending']} pending, {status['inflight']} in flight, "
                                f"{status['dead_letters']} dead letters; committer "
-                               + (f"running (pid {committer['pid']})" if committer["running"]
-                                  else "not running"))
+                               f"{_committer_text(status['committer'])}")
 
     @_tool(server, READ_ONLY)
     def mem_doctor() -> CallToolResult:
@@ -243,23 +257,42 @@ def _destructive_tools(server: MCPServer, state: ServerState) -> None:
     @_tool(server, DESTRUCTIVE)
     def mem_replay_dead_letters(ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = None,
                                 all: bool = False, reason: str | None = None,
-                                reembed: bool = False, again: bool = False) -> CallToolResult:
+                                reembed: bool = False, again: bool = False, wait: bool = True,
+                                timeout: Timeout = 30.0) -> CallToolResult:
         """Queue dead letters again, in their original order (after a model switch back, or
-        with reembed=true to recompute vectors with the current model). Each is claimed once."""
+        with reembed=true to recompute vectors with the current model). Each is claimed once:
+        once committed (wait=true, the default) the result says how many this call replayed and
+        which were already replayed by another replay (and its batch)."""
         plan = memwal.replay_dead_letters(settings, memwal.Selection(
             ids=tuple(ids or ()), all=all, reason=reason), reembed=reembed, again=again)
-        return _result({"batch_ids": plan.batch_ids, "replayed": plan.replayed,
-                        "not_replayable": [{"id": i, "why": w} for i, w in plan.not_replayable]},
-                       f"{plan.replayed} dead letters queued again in {len(plan.batch_ids)} batches")
+        data: dict[str, Any] = {
+            "batch_ids": plan.batch_ids, "queued": plan.replayed,
+            "not_replayable": [{"id": i, "why": w} for i, w in plan.not_replayable]}
+        done = memwal.replay_result(settings, plan, timeout=timeout, take_role=state.take_role) \
+            if wait and plan.batch_ids else None
+        if done is not None:
+            data.update(state="committed", **done.as_json())
+            claims = "".join(f"; {c['id']} already replayed by batch {c['batch_id']}"
+                             for c in data["claimed_by"])
+            return _result(data, f"{done.replayed} dead letters replayed, {done.dead_lettered} "
+                                 f"refused again{claims}")
+        data.update(_still_queued(state, wait and bool(plan.batch_ids)))
+        return _result(data, f"{plan.replayed} dead letters queued again in "
+                             f"{len(plan.batch_ids)} batches; {data['state']}")
 
     @_tool(server, DESTRUCTIVE)
     def mem_purge_dead_letters(ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = None,
                                replayed: bool = False, all: bool = False,
-                               confirm: bool = False) -> CallToolResult:
-        """Delete dead letters for good (cannot be undone). Needs confirm=true."""
+                               confirm: bool = False, timeout: Timeout = 30.0) -> CallToolResult:
+        """Delete dead letters for good (cannot be undone). Needs confirm=true. The purge goes
+        through the queue; the result comes once it is committed, with how many were deleted."""
         if not confirm:
             raise memwal.UsageError("purging dead letters needs confirm=true.",
                                     "It cannot be undone.")
         count = memwal.purge_dead_letters(settings, memwal.Selection(
-            ids=tuple(ids or ()), all=all, replayed_only=replayed))
-        return _result({"purged": count}, f"purged {count} dead letters")
+            ids=tuple(ids or ()), all=all, replayed_only=replayed), timeout=timeout,
+            take_role=state.take_role)
+        if count is None:
+            data = _still_queued(state, True)
+            return _result(data, f"purge {data['state']}: {data['note']}")
+        return _result({"state": "committed", "purged": count}, f"purged {count} dead letters")

@@ -137,8 +137,12 @@ def replayed_letters(conn: Connection, letter_ids: Sequence[int]) -> set[int]:
     return claimed
 
 
-def purge_dead_letters(conn: Connection, letter_ids: Sequence[int]) -> None:
-    conn.executemany("DELETE FROM dead_letters WHERE id=?", [(i,) for i in letter_ids])
+def purge_dead_letters(conn: Connection, letter_ids: Sequence[int]) -> int:
+    """Delete these dead letters; return how many existed (an id purged meanwhile is not counted)."""
+    deleted = 0
+    for letter_id in dict.fromkeys(letter_ids):  # a repeated id is deleted (and counted) once
+        deleted += conn.execute("DELETE FROM dead_letters WHERE id=?", (letter_id,)).rowcount
+    return deleted
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Annotated, Any, Callable, Mapping, Optional, TypeVar
 
@@ -26,10 +25,8 @@ def load(home: Path | None, flags: Mapping[str, Any] | None = None) -> Settings:
 
 def _home_of(kwargs: Mapping[str, Any]) -> Path | None:
     """The home a command was run on, to tell a full disk from other write errors."""
-    from memwal.config import resolve_home
-
     try:
-        return resolve_home(kwargs.get("home"), os.environ)[0]
+        return load_settings(kwargs.get("home")).home
     except Exception:  # noqa: BLE001 - only a better message is at stake
         return None
 

@@ -11,6 +11,9 @@ the file snapshot in every batch makes a stale diff harmless.
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -116,14 +119,23 @@ def active_model(conn: store.Connection | None, queue: WriteAheadQueue) -> Model
 
 
 class Publisher:
-    """The committer's side: after each commit, publish what changed (shared queues only)."""
+    """The committer's side: after each commit, publish what changed (shared queues only).
 
-    def __init__(self, conn: store.Connection, queue: WriteAheadQueue) -> None:
+    Besides what producers diff against, every publication carries who commits and where its
+    index is (`committer`), and what a home without the index shows for it (`summary`: index
+    and ledger totals, dead letters, last commit): `mm status` and `mm queue status` on a
+    producer machine read these (memwal.remote)."""
+
+    def __init__(self, conn: store.Connection, queue: WriteAheadQueue,
+                 home: Path | None = None) -> None:
         self.conn, self.queue = conn, queue
+        self.committer = {"host": socket.gethostname(), "pid": os.getpid(),
+                          "home": str(home) if home is not None else None, "since": time.time()}
         if queue.shared:
             state = queue.published_state() or {}
-            if state.get("seq") != reads.commit_seq(conn) or not state.get("complete"):
-                self._publish(self._all_files(), complete=True)  # behind: publish everything
+            behind = state.get("seq") != reads.commit_seq(conn) or not state.get("complete")
+            # Behind: publish everything. Else only the state: this committer is a new one.
+            self._publish(self._all_files() if behind else [], complete=True)
 
     def _all_files(self) -> list[tuple[str, str]]:
         return [tuple(row) for row in self.conn.execute(  # type: ignore[misc]
@@ -160,5 +172,20 @@ class Publisher:
                 "present": committed.chunks_present, "fingerprint": fingerprint,
                 "keys": [list(k) for k in keys]}
         state = {"active": active.as_dict() if active else None,
-                 "seq": reads.commit_seq(self.conn), "complete": complete}
+                 "seq": reads.commit_seq(self.conn), "complete": complete,
+                 "committer": self.committer, "summary": summary(self.conn, fingerprint),
+                 "published_at": time.time()}
         self.queue.publish(state, files, gone, batches or {})
+
+
+def summary(conn: store.Connection, fingerprint: str | None) -> dict[str, Any]:
+    """The index's totals as a home without the index shows them (`mm status` there): a few
+    counts, each an index scan at most, once per commit group."""
+    counts = reads.index_counts(conn)
+    ledger = reads.ledger_totals(conn)
+    return {"chunks": counts.chunks, "files": counts.files, "namespaces": counts.namespaces,
+            "vectors_by_fingerprint": reads.vectors_by_fingerprint(conn),
+            "chunks_without_active_vector": reads.chunks_without_vector_of(conn, fingerprint),
+            "dead_letters": reads.unreplayed_dead_letters(conn),
+            "ledger": {k: ledger[k] for k in ("batches", "committed", "dead_lettered", "skipped")},
+            "last_commit_at": reads.last_commit_at(conn)}

@@ -84,6 +84,15 @@ class NoCommitter(MemwalError):
     """Waiting for a commit that no committer will make (a shared queue's worker is not running)."""
 
 
+class NoIndexHere(UsageError):
+    """This home holds no index: its queue is shared and the index lives with the committer on
+    another machine (exit 2). The fix says how to search it there (`search.url`)."""
+
+
+class SearchUnavailable(MemwalError):
+    """The search server named by `search.url` did not answer, or answered with an error."""
+
+
 class CommitterBusy(MemwalError):
     """Another process holds the committer role for this home (exit 3)."""
 

@@ -55,7 +55,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         stack.callback(queue.close)
         stack.enter_context(queue.claim())  # a shared queue: one committer across machines
         queue.recover()
-        publisher = Publisher(conn, queue)
+        publisher = Publisher(conn, queue, settings.home)
         # On the way out, a delivery interrupted before its commit goes back to its place now,
         # not at the next start, so `mm queue status` never shows a stuck in-flight message.
         stack.callback(queue.recover)

@@ -112,7 +112,8 @@ def _status_text(state: dict[str, Any]) -> str:
          or "none"),
         ("queue", f"{queue['pending']} pending, {queue['inflight']} in flight, "
                   f"{queue['dead_letters']} dead letters; committer "
-                  + (f"running (pid {committer['pid']})" if committer["running"] else "not running")),
+                  + output.committer_text(committer)),
+        ("index", output.index_text(queue["index"])),
         ("files on disk", f"index {state['index_bytes']:,} bytes, queue {state['queue_bytes']:,} bytes"),
     ])
 
@@ -169,6 +170,7 @@ def embedding_reset_command(
             ("configured model", _model_text(state["configured_model"])),
             ("differ", _differ_text(state)),
             ("queued resets", len(state["queued_resets"])),
+            ("index", output.index_text(state["index"])),
         ]) + f"\nchunks without a vector of the active model  {state['chunks_without_active_vector']}")
         return
     target = state["configured_model"]

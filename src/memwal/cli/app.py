@@ -13,6 +13,7 @@ from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
 from memwal.cli.queue_cmds import queue_app
 from memwal.cli.server_cmds import register as register_servers
+from memwal.errors import NO_COMMITTER_NOTE as NO_COMMITTER
 
 app = typer.Typer(
     name="mm",
@@ -47,7 +48,7 @@ def index_command(
     with output.progress_bar("indexing", not json_out) as (on_start, on_progress):
         report = memwal.index_paths(settings, paths, namespace=namespace, force=force, wait=wait,
                                     on_start=on_start, on_progress=on_progress,
-                                    allow_empty_root=allow_empty_root)
+                                    allow_empty_root=allow_empty_root, on_wait=output.info)
     for skipped in report.skipped:
         output.warn(f"skipped {skipped.path}: {skipped.reason}"
                     + (f" ({skipped.detail})" if skipped.detail else ""))
@@ -68,6 +69,8 @@ def index_command(
         else:
             line += " (enqueued; not waiting for the committer)"
         output.info(line)
+    if report.committer_running is False and report.records_enqueued:
+        output.warn(NO_COMMITTER)
     if report.failed or (report.dead_lettered or 0) > 0:
         if report.dead_lettered:
             output.warn("some records were dead-lettered: see `mm queue dead-letters list`")

@@ -11,6 +11,7 @@ import typer
 import memwal
 from memwal.cli import output
 from memwal.cli.common import HomeOption, guarded, load
+from memwal.errors import NO_COMMITTER_NOTE as NO_COMMITTER
 
 WorkerOption = Annotated[bool, typer.Option(
     "--worker", help="Also run the committer in this process (takes the committer lock; exits 3 "
@@ -57,10 +58,18 @@ def watch_command(
     chosen = [p.expanduser().absolute() for p in roots] if roots else list(settings.roots)
     output.info(f"watching {', '.join(map(str, chosen))} for {settings.home}")
 
+    said = False  # the no-committer warning is said once, again only after a committer ran
+
     def report(done: Any) -> None:
+        nonlocal said
         if done.records_enqueued:
             output.info(f"{done.new} new or changed, {done.deleted} deleted: "
                         f"{done.records_enqueued} records queued")
+        if done.committer_running:
+            said = False
+        elif done.committer_running is False and done.records_enqueued and not said:
+            output.warn(NO_COMMITTER)
+            said = True
 
     memwal.watch(settings, chosen, on_pass=report)
 

@@ -18,6 +18,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 import memwal
+from memwal.errors import NO_COMMITTER_NOTE
 from memwal.server.state import ServerState
 
 INSTRUCTIONS = """\
@@ -84,16 +85,29 @@ def _committed(state: ServerState, batch_ids: list[str], wait: bool, timeout: fl
     if not batch_ids:
         return {"state": "committed", "committed": 0, "dead_lettered": 0}
     if not wait:
-        return {"state": "queued"}
+        return {"state": "queued", "committer_running": _running(state)}
     counts = memwal.wait_committed(state.settings, batch_ids, timeout=timeout,
                                    take_role=state.take_role)
     if counts is None:
-        running = memwal.queue_status(state.settings)["committer"]["running"]
-        return {"state": "queued", "timed_out": True,
+        running = _running(state)
+        return {"state": "queued", "timed_out": True, "committer_running": running,
                 "note": "still queued: it is durable and will be committed"
                         + ("" if running else "; no committer is running (start `mm queue "
                                               "worker`, or the server with --worker)")}
     return {"state": "committed", **counts._asdict()}
+
+
+def _running(state: ServerState) -> bool:
+    return bool(memwal.queue_status(state.settings)["committer"]["running"])
+
+
+def _state_text(data: dict[str, Any]) -> str:
+    """The outcome in words: an agent reading only the text learns why it cannot search it yet."""
+    if data["state"] == "queued" and data.get("committer_running") is False:
+        return NO_COMMITTER_NOTE
+    if data.get("timed_out"):
+        return "queued, not yet committed: still waiting for the committer (it is durable)"
+    return str(data["state"])
 
 
 def build_server(state: ServerState) -> MCPServer:
@@ -142,7 +156,7 @@ def build_server(state: ServerState) -> MCPServer:
                 "records": report.records_enqueued,
                 **_committed(state, report.batch_ids, wait, timeout)}
         return _result(data, f"wrote {path}; {report.records_enqueued} records queued at "
-                             f"{report.positions}; {data['state']}")
+                             f"{report.positions}; {_state_text(data)}")
 
     @_tool(server, WRITES)
     def mem_index(paths: Annotated[list[str], Field(min_length=1, max_length=100)],
@@ -161,7 +175,7 @@ def build_server(state: ServerState) -> MCPServer:
                 **_committed(state, report.batch_ids, wait, timeout)}
         return _result(data, f"{report.files} files: {report.new} new or changed, "
                              f"{report.unchanged} unchanged, {report.deleted} deleted; "
-                             f"{report.records_enqueued} records queued; {data['state']}")
+                             f"{report.records_enqueued} records queued; {_state_text(data)}")
 
     @_tool(server, READ_ONLY)
     def mem_status() -> CallToolResult:

@@ -23,7 +23,7 @@ from memwal.chunking import Chunk, chunk_text, is_markdown
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
 from memwal.embedders import Embedder, configured_embedder
-from memwal.errors import PathError, QueueUnavailable
+from memwal.errors import NO_COMMITTER_NOTE, PathError, QueueUnavailable
 from memwal.lock import CommitterLock, committer_alive
 from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import Batch, ChunkKey, FileSnapshot, Item, Producer, Upsert, encode_batch
@@ -58,6 +58,13 @@ class IndexReport:
     # Without waiting: whether a committer was running once the batches were queued (None:
     # not asked, the run waited). False means nothing commits this work until one starts.
     committer_running: bool | None = None
+
+    def not_committed_note(self) -> str | None:
+        """Why this run's work is not searchable yet, when nothing will commit it (no committer
+        is running and the run did not wait); None otherwise."""
+        if self.committer_running is False and self.records_enqueued:
+            return NO_COMMITTER_NOTE
+        return None
 
     @property
     def failed(self) -> list[Skipped]:

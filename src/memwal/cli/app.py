@@ -13,7 +13,6 @@ from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
 from memwal.cli.queue_cmds import queue_app
 from memwal.cli.server_cmds import register as register_servers
-from memwal.errors import NO_COMMITTER_NOTE as NO_COMMITTER
 
 app = typer.Typer(
     name="mm",
@@ -69,8 +68,8 @@ def index_command(
         else:
             line += " (enqueued; not waiting for the committer)"
         output.info(line)
-    if report.committer_running is False and report.records_enqueued:
-        output.warn(NO_COMMITTER)
+    if report.not_committed_note():
+        output.warn(report.not_committed_note())
     if report.failed or (report.dead_lettered or 0) > 0:
         if report.dead_lettered:
             output.warn("some records were dead-lettered: see `mm queue dead-letters list`")

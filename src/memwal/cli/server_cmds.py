@@ -11,7 +11,6 @@ import typer
 import memwal
 from memwal.cli import output
 from memwal.cli.common import HomeOption, guarded, load
-from memwal.errors import NO_COMMITTER_NOTE as NO_COMMITTER
 
 WorkerOption = Annotated[bool, typer.Option(
     "--worker", help="Also run the committer in this process (takes the committer lock; exits 3 "
@@ -67,8 +66,8 @@ def watch_command(
                         f"{done.records_enqueued} records queued")
         if done.committer_running:
             said = False
-        elif done.committer_running is False and done.records_enqueued and not said:
-            output.warn(NO_COMMITTER)
+        elif done.not_committed_note() and not said:
+            output.warn(done.not_committed_note())
             said = True
 
     memwal.watch(settings, chosen, on_pass=report)

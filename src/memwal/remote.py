@@ -24,7 +24,6 @@ from memwal.errors import NoIndexHere, SearchUnavailable
 
 TOKEN_ENV = "MM_SEARCH_TOKEN"  # the bearer token of the server `search.url` names
 FORWARDED = "X-Memwal-Forwarded"  # a search asked by another home: answer it, never pass it on
-RECHECK_SECONDS = 5.0  # how long a long-lived Searcher trusts its answer to "is the index here?"
 
 
 @dataclass(frozen=True)
@@ -49,13 +48,6 @@ class Elsewhere:
         if committer.get("host"):
             return f"{committer['host']}:{committer.get('home') or '?'}"
         return "the machine of the shared queue's committer (none has published yet)"
-
-
-def index_here(settings: Settings) -> bool:
-    """Whether this home holds the index it writes to (cheap when the queue is not shared)."""
-    if settings["queue.backend"] != "redis":
-        return True  # a queue beside the index: the index is here (or will be, once committed)
-    return elsewhere(settings) is None
 
 
 def elsewhere(settings: Settings) -> Elsewhere | None:

@@ -70,6 +70,9 @@ def test_watch_without_a_committer_queues_each_change_once_and_says_so_once(
             watcher.terminate()
         _, err = watcher.communicate(timeout=60)
     assert err.count(NO_COMMITTER) == 1 and "mm queue worker" in err, err
+    searched = mm("search", "heron")
+    assert "2 batches are queued but no committer is running" in searched.stderr
+    assert "run `mm index" not in searched.stderr
     mm("queue", "worker", "--once")  # committed now: the watcher's snapshots were whole
     hits = mm("search", "--json", "heron caught fish").json()
     assert Path(hits[0]["source_file"]).name == "heron-1.md"

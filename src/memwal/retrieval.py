@@ -284,7 +284,7 @@ class Searcher:
         place = remote.elsewhere(settings)
         if place is not None:
             raise remote.no_index_here(settings, place)
-        return SearchResult(warnings=["the index is empty: run `mm index PATH` first"])
+        return SearchResult(warnings=[_empty_index_warning(settings)])
 
     def _hybrid(self, conn: store.Connection, query: str, namespace: str | None,
                 source_glob: str | None, top_k: int, max_per_doc: int) -> SearchResult:
@@ -333,6 +333,22 @@ class Searcher:
         if self._conn is not None:
             self._conn.close()
             self._conn, self._identity, self._keywords = None, None, None
+
+
+def _empty_index_warning(settings: Settings) -> str:
+    """Why there is nothing to search: nothing indexed, or queued work not committed yet (and
+    whether anything will commit it)."""
+    from memwal.lock import committer_alive
+    from memwal.status import queue_counts
+
+    counts = queue_counts(settings)
+    queued = counts.pending + counts.inflight
+    if not queued:
+        return "the index is empty: run `mm index PATH` first"
+    if committer_alive(settings.lock_path)[0]:
+        return f"nothing is committed yet: the committer is committing the {queued} queued batches"
+    return (f"nothing is committed yet: {queued} batches are queued but no committer is running. "
+            "Start one with `mm queue worker`")
 
 
 def search(settings: Settings, query: str, *, namespace: str | None = None,

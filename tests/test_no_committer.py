@@ -25,6 +25,7 @@ from test_mcp import stdio_session
 from test_redis import machine, notes, stop
 
 NO_COMMITTER = "no committer is running"
+OPERATIONS = Path(__file__).parent.parent / "docs" / "operations.md"
 
 
 def snapshots_queued(home: Path) -> Counter[str]:
@@ -83,6 +84,8 @@ def test_index_no_wait_without_a_committer_says_nothing_commits_it_yet(
     folder = notes(tmp_path / "notes", 2)
     run = mm("index", "--no-wait", str(folder))
     assert NO_COMMITTER in run.stderr and "mm queue worker" in run.stderr
+    said = "queued, not yet committed: no committer is running, so search"
+    assert said in run.stderr and said in " ".join(OPERATIONS.read_text().split())
     assert mm("index", "--no-wait", "--json", str(folder / "heron-0.md"),
               "--force").json()["committer_running"] is False
     worker = mm.popen("queue", "worker")
@@ -141,6 +144,7 @@ def test_a_producer_of_a_shared_queue_says_at_once_that_no_committer_holds_it(
         # generous bound for a loaded machine, not a timing assertion.
         first = lines.get(timeout=15)
         assert first is not None and "no committer holds the shared queue" in first, first
+        assert "waiting: no committer holds the shared queue" in OPERATIONS.read_text()
         assert "mm queue worker" in first and waiting.poll() is None
         worker = committer.popen("queue", "worker")
         assert waiting.stdout is not None

@@ -25,6 +25,9 @@ from test_mcp import HttpServer
 from test_redis import A, machine, notes, stop
 
 
+OPERATIONS = Path(__file__).parent.parent / "docs" / "operations.md"
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis")
@@ -85,6 +88,9 @@ def test_search_on_a_producer_home_without_search_url_says_there_is_no_index_her
     run = producer("search", "heron number 3", check=2)
     assert "has no index" in run.stderr and "search.url" in run.stderr
     assert str(worker_home.home) in run.stderr and "run `mm index" not in run.stderr
+    # docs/operations.md ("Several machines: what runs where") quotes this very message.
+    said = "has no index to search: its queue is shared, and the index is on"
+    assert said in run.stderr and said in OPERATIONS.read_text()
     as_json = producer("search", "--json", "heron", check=2).json()
     assert as_json["error"]["error"] == "NoIndexHere"
     with pytest.raises(memwal.NoIndexHere):

@@ -196,16 +196,18 @@ class CommitCounts(NamedTuple):
 
 
 def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
-                   timeout: float | None = None, take_role: bool = True) -> CommitCounts | None:
+                   timeout: float | None = None, take_role: bool = True,
+                   on_wait: Callable[[str], None] | None = None) -> CommitCounts | None:
     """Block until every batch is committed (in the ledger): read your own writes.
 
     When no committer is alive, this process takes the role and drains the queue itself, unless
     `take_role` is False (a server that leaves committing to its worker). Returns their CommitCounts (committed, dead-lettered, skipped items), or None if `timeout` seconds
-    passed first (the batches stay queued and will be committed). Raises what a committer
-    raises (StorageError when the index cannot be written).
+    passed first (the batches stay queued and will be committed). On a shared queue,
+    `on_wait(message)` says what it waits for, within a second and when that changes. Raises
+    what a committer raises (StorageError when the index cannot be written).
     """
     return await_ledger(settings, batch_ids, None, CommitterLock(settings.lock_path), timeout,
-                        take_role)
+                        take_role, on_wait)
 
 
 NO_COMMITTER_AFTER = 20.0  # seconds: longer than a Redis committer claim lasts

@@ -185,7 +185,7 @@ def embedding_reset_command(
     batch_id, _ = memwal.enqueue_reset(settings)
     result: dict[str, Any] = {"batch_id": batch_id, "model": target}
     if wait:
-        memwal.wait_committed(settings, [batch_id])
+        memwal.wait_committed(settings, [batch_id], on_wait=output.info)
         result["committed"] = True
     if json_out:
         output.print_json(result)

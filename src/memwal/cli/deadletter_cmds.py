@@ -98,7 +98,7 @@ def replay_command(
         output.warn(f"dead letter {letter_id} not replayed: {why}")
     result: dict[str, object] = {"replayed": plan.replayed, "batches": len(plan.batch_ids)}
     if wait:
-        counts = memwal.wait_committed(settings, plan.batch_ids)
+        counts = memwal.wait_committed(settings, plan.batch_ids, on_wait=output.info)
         assert counts is not None  # no timeout
         result["committed"], result["dead_lettered"] = counts.committed, counts.dead_lettered
         result["already_replayed"] = counts.skipped  # claimed meanwhile by another replay

@@ -13,16 +13,17 @@ import json
 import socket
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 import memwal
-from helpers import MM, assert_doctor_ok
+from helpers import MM, assert_doctor_ok, poll
 from memwal.config import load_settings
 from redis_server import RedisServer
 from test_mcp import HttpServer
 from test_redis import A, machine, notes, stop
+from test_web import browser, number, page  # noqa: F401 - the browser fixtures
 
 
 OPERATIONS = Path(__file__).parent.parent / "docs" / "operations.md"
@@ -124,16 +125,20 @@ def test_search_on_a_producer_home_asks_the_committers_mm_serve_through_search_u
 
 
 def test_the_web_page_of_a_producer_home_shows_the_committers_state(
-        two_machines: tuple[MM, MM, int]) -> None:
+        two_machines: tuple[MM, MM, int], page: Any) -> None:
     worker_home, producer, pid = two_machines
     server = HttpServer(producer.home)
     try:
         with urllib.request.urlopen(server.base + "/api/queue", timeout=60) as answer:
             queue = json.loads(answer.read())
         assert queue["committer"]["pid"] == pid and queue["ledger"]["committed"] == 8
-        with urllib.request.urlopen(server.base + "/", timeout=60) as answer:
-            page = answer.read().decode()
-        assert f"pid {pid}" in page and str(worker_home.home) in page
-        assert 'data-testid="chunks">4<' in page and "none yet" not in page
+        page.goto(server.base + "/")
+        assert number(page, "model-name") == A and number(page, "chunks") == "4"
+        assert number(page, "files") == "4" and number(page, "committed") == "8"
+        assert str(worker_home.home) in number(page, "index-where")
+        # After the page's own refresh from /api/queue, the committer is still the worker.
+        poll(lambda: float(page.locator("body").get_attribute("data-refreshed") or 0) > 0,
+             "the page's first refresh", 60)
+        assert number(page, "committer") == "alive" and f"pid {pid}" in number(page, "committer-where")
     finally:
         server.stop()

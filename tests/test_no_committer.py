@@ -60,7 +60,9 @@ def test_watch_without_a_committer_queues_each_change_once_and_says_so_once(
     try:
         poll(lambda: passes(mm.home) >= 1, "the watcher's first pass", 120)
         assert snapshots_queued(mm.home) == {"heron-0.md": 1, "heron-1.md": 1, "heron-2.md": 1}
-        (root / "heron-1.md").write_text("# heron 1\n\nThe heron number 1 caught a fish.\n")
+        # Written aside and renamed: a pass never sees it half-written (a snapshot of its own).
+        (root / ".heron-1.tmp").write_text("# heron 1\n\nThe heron number 1 caught a fish.\n")
+        (root / ".heron-1.tmp").replace(root / "heron-1.md")
         poll(lambda: passes(mm.home) >= 2, "the pass after a change", 120)
         # Only the changed file again: the committed state did not move (nothing commits),
         # and what this watcher queued before is unchanged.

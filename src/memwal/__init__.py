@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from memwal.errors import (
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
-    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, PathError, QueueError,
-    QueueUnavailable, SchemaTooNew,
+    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, NoIndexHere, PathError,
+    QueueError, QueueUnavailable, SchemaTooNew, SearchUnavailable,
     StorageError, UnknownModel, UsageError, as_memwal_error,
 )
 
@@ -77,6 +77,7 @@ __all__ = [
     *_LAZY,
     "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
     "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "QueueUnavailable", "StorageError", "CommitterBusy",
+    "NoIndexHere", "SearchUnavailable",
     "as_memwal_error",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",
 ]

@@ -11,6 +11,9 @@ the file snapshot in every batch makes a stale diff harmless.
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -124,14 +127,24 @@ def active_model(conn: store.Connection | None, queue: WriteAheadQueue) -> Model
 
 
 class Publisher:
-    """The committer's side: after each commit, publish what changed (shared queues only)."""
+    """The committer's side: after each commit, publish what changed (shared queues only).
 
-    def __init__(self, conn: store.Connection, queue: WriteAheadQueue) -> None:
+    Besides what producers diff against, every publication carries who commits and where its
+    index is (`committer`), and what a home without the index shows for it (`summary`: index
+    and ledger totals, dead letters, last commit): `mm status` and `mm queue status` on a
+    producer machine read these (memwal.remote)."""
+
+    def __init__(self, conn: store.Connection, queue: WriteAheadQueue,
+                 home: Path | None = None) -> None:
         self.conn, self.queue = conn, queue
+        self.summary = Summary()
+        self.committer = {"host": socket.gethostname(), "pid": os.getpid(),
+                          "home": str(home) if home is not None else None, "since": time.time()}
         if queue.shared:
             state = queue.published_state() or {}
-            if state.get("seq") != reads.commit_seq(conn) or not state.get("complete"):
-                self._publish(self._all_files(), complete=True)  # behind: publish everything
+            behind = state.get("seq") != reads.commit_seq(conn) or not state.get("complete")
+            # Behind: publish everything. Else only the state: this committer is a new one.
+            self._publish(self._all_files() if behind else [], complete=True)
 
     def _all_files(self) -> list[tuple[str, str]]:
         return [tuple(row) for row in self.conn.execute(  # type: ignore[misc]
@@ -169,5 +182,42 @@ class Publisher:
                 "batch_id": committed.batch_id,
                 "keys": [list(k) for k in keys]}
         state = {"active": active.as_dict() if active else None,
-                 "seq": reads.commit_seq(self.conn), "complete": complete}
+                 "seq": reads.commit_seq(self.conn), "complete": complete,
+                 "committer": self.committer, "summary": self.summary(self.conn, fingerprint),
+                 "published_at": time.time()}
         self.queue.publish(state, files, gone, batches or {})
+
+
+# The vector counts scan an index of every chunk (~50 ms a million chunks): counted again at most
+# once per VECTOR_COUNT_SHARE⁻¹ times what the last count took, so they never cost the committer
+# more than a tenth of its time; below 10 ms (some 200,000 chunks) they are counted every time.
+VECTOR_COUNT_SHARE = 0.1
+VECTOR_COUNT_CHEAP = 0.01
+
+
+class Summary:
+    """The index's totals as a home without the index shows them (`mm status` there), computed
+    once per commit group by cheap queries (counts of small indexes, a skip-scan of namespaces,
+    the ledger's sums) and the vector counts (see VECTOR_COUNT_SHARE)."""
+
+    def __init__(self) -> None:
+        self.vectors: dict[str, int] = {}
+        self.counted_at = 0.0
+        self.cost = 0.0
+
+    def __call__(self, conn: store.Connection, fingerprint: str | None) -> dict[str, Any]:
+        now = time.monotonic()
+        if self.cost < VECTOR_COUNT_CHEAP or now - self.counted_at >= self.cost / VECTOR_COUNT_SHARE:
+            self.vectors = reads.vectors_by_fingerprint(conn)
+            self.counted_at, self.cost = now, time.monotonic() - now
+        counts = reads.index_counts(conn)
+        ledger = reads.ledger_totals(conn)
+        current = self.vectors.get(fingerprint, 0) if fingerprint else 0
+        return {"chunks": counts.chunks, "files": counts.files, "namespaces": counts.namespaces,
+                "vectors_by_fingerprint": self.vectors,
+                "chunks_without_active_vector": max(0, counts.chunks - current) if fingerprint
+                else sum(self.vectors.values()),
+                "vectors_counted_ago": round(now - self.counted_at, 3),
+                "dead_letters": reads.unreplayed_dead_letters(conn),
+                "ledger": {k: ledger[k] for k in ("batches", "committed", "dead_lettered", "skipped")},
+                "last_commit_at": reads.last_commit_at(conn)}

@@ -82,6 +82,19 @@ def _redis_url(value: Any) -> str:
     return url
 
 
+def _search_url(value: Any) -> str:
+    """A running `mm serve`'s address; the URL it prints (ending in /mcp) is accepted too."""
+    from urllib.parse import urlsplit
+
+    url = _text(value).rstrip("/")
+    url = url[:-len("/mcp")] if url.endswith("/mcp") else url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.password:
+        raise ValueError("expected the http:// or https:// address of a running `mm serve`, "
+                         "without a password (the token goes in MM_SEARCH_TOKEN)")
+    return url
+
+
 def _queue_name(value: Any) -> str:
     name = _text(value)
     if not _QUEUE_NAME.match(name):
@@ -164,6 +177,9 @@ OPTIONS: tuple[Option, ...] = (
            "at most this many results from one file (0: no cap)"),
     Option("search.bm25_weight", _finite(0, 1e6), 1.0, "weight of the keyword leg in fusion"),
     Option("search.vector_weight", _finite(0, 1e6), 1.0, "weight of the vector leg in fusion"),
+    Option("search.url", _search_url, None,
+           "on a home whose index is on another machine (a shared queue): the address of a "
+           "`mm serve` there, which `mm search` asks (its token, if any, in env MM_SEARCH_TOKEN)"),
 )
 OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
 

@@ -87,6 +87,22 @@ class NoCommitter(MemwalError):
     """Waiting for a commit that no committer will make (a shared queue's worker is not running)."""
 
 
+# What a producer that does not wait says when nothing will commit its work (`mm index
+# --no-wait`, `mm watch`, the MCP tools: one wording).
+NO_COMMITTER_NOTE = ("queued, not yet committed: no committer is running, so search does not "
+                     "see this yet. Start one with `mm queue worker` (with a shared queue: on the "
+                     "machine that holds the index)")
+
+
+class NoIndexHere(UsageError):
+    """This home holds no index: its queue is shared and the index lives with the committer on
+    another machine (exit 2). The fix says how to search it there (`search.url`)."""
+
+
+class SearchUnavailable(MemwalError):
+    """The search server named by `search.url` did not answer, or answered with an error."""
+
+
 class CommitterBusy(MemwalError):
     """Another process holds the committer role for this home (exit 3)."""
 

@@ -23,8 +23,8 @@ from memwal.chunking import Chunk, chunk_text, is_markdown
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
 from memwal.embedders import Embedder, configured_embedder
-from memwal.errors import PathError, QueueUnavailable
-from memwal.lock import CommitterLock
+from memwal.errors import NO_COMMITTER_NOTE, PathError, QueueUnavailable
+from memwal.lock import CommitterLock, committer_alive
 from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import Batch, ChunkKey, FileSnapshot, Item, Producer, Upsert, encode_batch
 from memwal.reset import check_model, target_model
@@ -60,6 +60,16 @@ class IndexReport:
     # Files whose snapshot the committer skipped: another producer committed a newer read of the
     # file after this run looked at it. Known only when waiting.
     not_applied: list[str] = field(default_factory=list)
+    # Without waiting: whether a committer was running once the batches were queued (None:
+    # not asked, the run waited). False means nothing commits this work until one starts.
+    committer_running: bool | None = None
+
+    def not_committed_note(self) -> str | None:
+        """Why this run's work is not searchable yet, when nothing will commit it (no committer
+        is running and the run did not wait); None otherwise."""
+        if self.committer_running is False and self.records_enqueued:
+            return NO_COMMITTER_NOTE
+        return None
 
     @property
     def failed(self) -> list[Skipped]:
@@ -81,6 +91,8 @@ class IndexReport:
         out["kept_roots"] = [{"root": root, "indexed_files": n} for root, n in self.kept_roots]
         if self.committed is not None:
             out["not_applied"] = self.not_applied
+        if self.committer_running is not None:
+            out["committer_running"] = self.committer_running
         return out
 
 
@@ -166,6 +178,53 @@ def enqueue_items(settings: Settings, items: Iterable[Item], command: str = "mem
         queue.close()
 
 
+class QueuedSnapshots:
+    """What one long-lived producer (a watcher) already enqueued: per file, the size, mtime and
+    digest of the snapshot it queued (or that it queued the file's deletion).
+
+    The diff compares files with what is committed; while no committer runs (or before it
+    catches up) that never moves, and every pass would queue the same files again. A file
+    whose size and mtime (or, once read, digest) are those of the snapshot this producer
+    queued is unchanged; once that snapshot is committed it is unchanged by the committed
+    state too. Kept per model: after a switch to another model everything is embedded anew.
+    """
+
+    GONE = (-1, -1, "")
+
+    def __init__(self) -> None:
+        self.fingerprint: str | None = None
+        self.files: dict[tuple[str, str], tuple[int, int, str]] = {}
+
+    def for_model(self, fingerprint: str) -> None:
+        if fingerprint != self.fingerprint:
+            self.fingerprint, self.files = fingerprint, {}
+
+    def unchanged(self, namespace: str, found: FoundFile) -> bool:
+        entry = self.files.get((namespace, found.source_file))
+        return entry is not None and entry[:2] == (found.size, found.mtime_ns)
+
+    def same_content(self, namespace: str, source: str, digest: str) -> bool:
+        entry = self.files.get((namespace, source))
+        return entry is not None and entry != self.GONE and entry[2] == digest
+
+    def deleted(self, namespace: str, source: str) -> bool:
+        return self.files.get((namespace, source)) == self.GONE
+
+    def queued(self, namespace: str, found: FoundFile, digest: str) -> None:
+        self.files[(namespace, found.source_file)] = (found.size, found.mtime_ns, digest)
+
+    def queued_deletion(self, namespace: str, source: str) -> None:
+        self.files[(namespace, source)] = self.GONE
+
+
+def committer_running(settings: Settings, queue: WriteAheadQueue) -> bool:
+    """Whether a committer will commit what is queued: one holds the home's lock, or (a shared
+    queue) the queue's claim, from any machine."""
+    if queue.shared:
+        return queue.holder() is not None
+    return committer_alive(settings.lock_path)[0]
+
+
 # -- the pipeline --------------------------------------------------------------------------
 
 
@@ -237,6 +296,8 @@ def index_paths(
     on_progress: Callable[[int], None] | None = None,
     embedder: Embedder | None = None,
     allow_empty_root: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+    remember: QueuedSnapshots | None = None,
 ) -> IndexReport:
     """Index files and folders: discover, chunk, diff, embed, enqueue. Never writes the index.
 
@@ -246,7 +307,10 @@ def index_paths(
     drive?): its files are kept and listed in `report.kept_roots`, unless `allow_empty_root`. Every batch is durable in the queue before the next is built. With `wait`, return
     once this call's batches are committed: by the running committer, or by this process taking
     the committer role itself (in a background thread) when none is alive. `on_start(files)` and
-    `on_progress(n)` report progress; `embedder` overrides the configured one.
+    `on_progress(n)` report progress; `embedder` overrides the configured one. Waiting on a
+    shared queue, `on_wait(message)` says what for (within a second, and when that changes).
+    Without `wait`, `report.committer_running` says whether any committer will commit the
+    work. `remember` (a long-lived producer's QueuedSnapshots) skips files it already queued.
 
     Returns an IndexReport (its `as_json()` is `mm index --json`). Raises PathError (exit 2),
     before anything is read or enqueued, for a path that does not exist or cannot be read;
@@ -268,7 +332,7 @@ def index_paths(
             stack.callback(queue.close)
             writer = BatchWriter(queue, Producer.current(command), settings["queue.batch_records"])
             _index(settings, roots, namespace, embedder, force, wait, allow_empty_root, queue,
-                   stack, writer, lock, report, on_start, on_progress)
+                   stack, writer, lock, report, on_start, on_progress, on_wait, remember)
             return report
     except QueueUnavailable as exc:
         done = "nothing was enqueued" if writer is None or not writer.positions else (
@@ -281,8 +345,13 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
            wait: bool, allow_empty_root: bool, queue: WriteAheadQueue, stack: ExitStack,
            writer: BatchWriter, lock: CommitterLock, report: IndexReport,
            on_start: Callable[[int], None] | None,
-           on_progress: Callable[[int], None] | None) -> None:
+           on_progress: Callable[[int], None] | None,
+           on_wait: Callable[[str], None] | None = None,
+           remember: QueuedSnapshots | None = None) -> None:
     """The body of `index_paths`, within its open queue (closed by `stack`)."""
+    remember = remember if remember is not None and not force else None
+    if remember is not None:
+        remember.for_model(embedder.fingerprint)
     background: BackgroundCommitter | None = None
     conn = stack.enter_context(store.reading(settings.index_path))
     check_model(embedder, target_model(committed_view.active_model(conn, queue), queue))
@@ -303,9 +372,12 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
         stack.callback(background.join)
     pipeline = _Pipeline(settings, namespace, embedder, committed, writer, report, progress)
     seen: set[str] = set()
+    sent: list[_FileWork] = []
+    deleted: list[str] = []
     for item in found.files:
         seen.add(item.source_file)
-        if not force and committed.is_unchanged(item):
+        if not force and (committed.is_unchanged(item) or
+                          (remember is not None and remember.unchanged(namespace, item))):
             report.unchanged += 1
             progress(1)
             continue
@@ -313,7 +385,13 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
         if work is None:
             progress(1)
             continue
+        if remember is not None and remember.same_content(namespace, item.source_file, work.digest):
+            remember.queued(namespace, item, work.digest)  # touched, not changed
+            report.unchanged += 1
+            progress(1)
+            continue
         report.new += 1
+        sent.append(work)
         pipeline.add(work)
     pipeline.flush()
     for root in roots:
@@ -325,16 +403,26 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
             report.kept_roots.append((str(root), len(gone)))
             continue
         for source in gone:
+            if remember is not None and remember.deleted(namespace, source):
+                continue  # its deletion is queued already
             writer.add_group([FileSnapshot(namespace, source, "", 0, time.time_ns(), (),
                                            base=committed.base(source))])
             report.sent[source] = ""
             report.deleted += 1
+            deleted.append(source)
     writer.flush()
+    if remember is not None:  # durable now: what this producer need not send again
+        for work in sent:
+            remember.queued(namespace, work.found, work.digest)
+        for source in deleted:
+            remember.queued_deletion(namespace, source)
     report.batch_ids, report.positions = writer.batch_ids, writer.positions
     report.records_enqueued = writer.records
+    if not wait:
+        report.committer_running = committer_running(settings, queue)
     if wait:
         totals = await_ledger(settings, writer.batch_ids, background, lock,
-                              take_role=not queue.shared)
+                              take_role=not queue.shared, on_wait=on_wait)
         assert totals is not None  # no timeout: it returns only once all are committed
         report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
         if totals.skipped:

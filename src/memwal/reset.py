@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memwal import store
+from memwal import remote, store
 from memwal.config import Settings
 from memwal.embedders import Embedder, configured_embedder
 from memwal.errors import ModelMismatch
@@ -66,18 +66,25 @@ def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
 
 def reset_status(settings: Settings) -> dict[str, Any]:
     """The active and configured models, whether they differ, the resets waiting in the queue,
-    and how many chunks lack a vector of the active model. Read-only."""
+    and how many chunks lack a vector of the active model. Read-only. On a home whose index is
+    on another machine, the active model and the count are as its committer published them."""
     embedder = configured_embedder(settings)
-    with store.reading(settings.index_path) as conn:
-        active = store.active_model(conn)
-        lacking = 0 if conn is None else reads.chunks_without_vector_of(
-            conn, active.fingerprint if active else None)
     queue = open_queue(settings, Role.READER)
     try:
         queued = [{"position": position, "name": r.name, "fingerprint": r.fingerprint, "dim": r.dim}
                   for position, r in queued_resets(queue)]
+        place = remote.elsewhere_of(settings, queue)
     finally:
         queue.close()
+    if place is not None:
+        model = place.state.get("active")
+        active = ModelInfo(model["name"], model["dim"], model["fingerprint"]) if model else None
+        lacking = place.summary.get("chunks_without_active_vector", 0)
+    else:
+        with store.reading(settings.index_path) as conn:
+            active = store.active_model(conn)
+            lacking = 0 if conn is None else reads.chunks_without_vector_of(
+                conn, active.fingerprint if active else None)
     return {
         "active_model": active.as_dict() if active else None,
         "configured_model": embedder.info.as_dict(),
@@ -85,6 +92,7 @@ def reset_status(settings: Settings) -> dict[str, Any]:
         "reset_to_configured_queued": bool(queued) and queued[-1]["fingerprint"] == embedder.fingerprint,
         "queued_resets": queued,
         "chunks_without_active_vector": int(lacking),
+        "index": remote.index_location(place, settings),
     }
 
 

@@ -235,8 +235,10 @@ class Searcher:
         return self._conn
 
     def search(self, query: str, *, namespace: str | None = None, source_glob: str | None = None,
-               top_k: int | None = None, max_per_doc: int | None = None) -> SearchResult:
-        """What `search` returns, from the kept connection."""
+               top_k: int | None = None, max_per_doc: int | None = None,
+               forward: bool = True) -> SearchResult:
+        """What `search` returns, from the kept connection. Without `forward`, a home with no
+        index never asks `search.url` (a server answering another home: no loops)."""
         settings = self.settings
         max_per_doc = settings["search.max_per_doc"] if max_per_doc is None else max_per_doc
         if isinstance(max_per_doc, bool) or not isinstance(max_per_doc, int) or \
@@ -251,7 +253,8 @@ class Searcher:
         with self._lock:
             conn = self._connection()
             if conn is None:
-                return SearchResult(warnings=["the index is empty: run `mm index PATH` first"])
+                return self._without_index(query, namespace, source_glob, top_k, max_per_doc,
+                                           forward)
             try:
                 conn.execute("BEGIN")  # one read snapshot: a commit landing meanwhile is not seen
                 try:
@@ -263,6 +266,25 @@ class Searcher:
                 if is_damage(exc):
                     raise store.damaged(settings.index_path, exc) from None
                 raise
+
+    def _without_index(self, query: str, namespace: str | None, source_glob: str | None,
+                       top_k: int, max_per_doc: int, forward: bool) -> SearchResult:
+        """No index file here: the committer's index through `search.url`, when this home's
+        queue is shared and its index is on another machine; else an empty index."""
+        from memwal import remote
+
+        settings = self.settings
+        if settings["search.url"] and forward and settings["queue.backend"] == "redis":
+            answer = remote.search(settings["search.url"], query, namespace=namespace,
+                                   source_glob=source_glob, top_k=top_k, max_per_doc=max_per_doc)
+            fields = set(Hit.__dataclass_fields__)
+            return SearchResult(
+                hits=[Hit(**{k: v for k, v in hit.items() if k in fields}) for hit in answer["hits"]],
+                warnings=[str(w) for w in answer.get("warnings", [])])
+        place = remote.elsewhere(settings)
+        if place is not None:
+            raise remote.no_index_here(settings, place)
+        return SearchResult(warnings=[_empty_index_warning(settings)])
 
     def _hybrid(self, conn: store.Connection, query: str, namespace: str | None,
                 source_glob: str | None, top_k: int, max_per_doc: int) -> SearchResult:
@@ -313,6 +335,22 @@ class Searcher:
             self._conn, self._identity, self._keywords = None, None, None
 
 
+def _empty_index_warning(settings: Settings) -> str:
+    """Why there is nothing to search: nothing indexed, or queued work not committed yet (and
+    whether anything will commit it)."""
+    from memwal.lock import committer_alive
+    from memwal.status import queue_counts
+
+    counts = queue_counts(settings)
+    queued = counts.pending + counts.inflight
+    if not queued:
+        return "the index is empty: run `mm index PATH` first"
+    if committer_alive(settings.lock_path)[0]:
+        return f"nothing is committed yet: the committer is committing the {queued} queued batches"
+    return (f"nothing is committed yet: {queued} batches are queued but no committer is running. "
+            "Start one with `mm queue worker`")
+
+
 def search(settings: Settings, query: str, *, namespace: str | None = None,
            source_glob: str | None = None, top_k: int | None = None,
            max_per_doc: int | None = None, embedder: Embedder | None = None) -> SearchResult:
@@ -324,11 +362,14 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
     file (default `search.max_per_doc`; 0: no cap). The first k results are the same whatever
     top_k >= k is asked for. A leg whose weight is 0 is not run. The vector leg runs only when the
     configured model is the index's active model; otherwise the result is keyword-only and says
-    why in `warnings`. An empty index gives no hits and a warning. The embedder is the
+    why in `warnings`. An empty index gives no hits and a warning. On a home whose index is on
+    another machine (a shared queue's producer), the search is asked of the `mm serve` that
+    `search.url` names (SearchUnavailable if it does not answer), or NoIndexHere (exit 2) says
+    how to configure it. The embedder is the
     process's one embedder for the configured model, built on first use. A long-lived process
     keeps a `Searcher` instead, which also keeps its connection.
 
-    Raises SchemaTooNew or IndexUnavailable (exit 2) when the index cannot be read, DamagedFile
+    Raises SchemaTooNew, IndexUnavailable or NoIndexHere (exit 2) when the index cannot be read, DamagedFile
     (exit 1) when it is damaged.
     """
     # One search: FTS5 ranks its keyword leg (keeping postings pays off from the second search).

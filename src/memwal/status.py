@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memwal import store
+from memwal import remote, store
 from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.lock import committer_alive
@@ -33,20 +33,30 @@ def queue_status(settings: Settings) -> dict[str, Any]:
     committer holds the lock (and its pid; with a shared queue, who holds its claim, from any
     machine), the active model and the ledger's totals.
 
-    Read-only (works on a read-only home); the `mm queue status --json` document.
+    Read-only (works on a read-only home); the `mm queue status --json` document. On a home
+    whose index is on another machine (a shared queue's producer), the committer, model, dead
+    letters and ledger are as that committer published them, and `index.here` is false.
     """
+    return _queue_status(settings)[0]
+
+
+def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere | None]:
+    """`queue_status`, and where the index is when it is not here."""
     queue = open_queue(settings, Role.READER)
     try:
         counts, holder, oldest = queue.counts(), queue.holder(), queue.oldest()
+        place = remote.elsewhere_of(settings, queue)
     finally:
         queue.close()
+    if place is not None:  # a producer machine: the index and its committer are elsewhere
+        return remote.queue_status(place, counts, _age(oldest), settings), place
     running, pid = committer_alive(settings.lock_path)
     with store.reading(settings.index_path) as conn:
         model = store.active_model(conn)
         dead = reads.unreplayed_dead_letters(conn)
         ledger = reads.ledger_totals(conn)
         last = reads.last_commit_at(conn) if conn else None
-    return {
+    return ({
         "pending": counts.pending,
         "inflight": counts.inflight,
         "dead_letters": int(dead),
@@ -57,7 +67,8 @@ def queue_status(settings: Settings) -> dict[str, Any]:
         "last_commit_at": last,
         "active_model": model.as_dict() if model else None,
         "ledger": {k: ledger[k] for k in ("batches", "committed", "dead_lettered", "skipped")},
-    }
+        "index": remote.index_location(None, settings),
+    }, None)
 
 
 def _age(oldest: Any) -> float | None:
@@ -115,19 +126,22 @@ def index_status(settings: Settings) -> dict[str, Any]:
     package is missing.
     """
     embedder = configured_embedder(settings)
-    with store.reading(settings.index_path) as conn:
-        counts = reads.index_counts(conn) if conn else reads.IndexCounts(0, 0, [])
-        by_fingerprint = reads.vectors_by_fingerprint(conn) if conn else {}
-        model = store.active_model(conn)
+    queue, place = _queue_status(settings)
+    if place is not None:  # as the committer elsewhere published it
+        held = remote.index_counts(place)
+    else:
+        with store.reading(settings.index_path) as conn:
+            counts = reads.index_counts(conn) if conn else reads.IndexCounts(0, 0, [])
+            model = store.active_model(conn)
+            held = {"chunks": counts.chunks, "files": counts.files,
+                    "namespaces": counts.namespaces,
+                    "vectors_by_fingerprint": reads.vectors_by_fingerprint(conn) if conn else {},
+                    "active_model": model.as_dict() if model else None}
     return {
         "home": str(settings.home),
-        "chunks": counts.chunks,
-        "files": counts.files,
-        "namespaces": counts.namespaces,
-        "vectors_by_fingerprint": by_fingerprint,
-        "active_model": model.as_dict() if model else None,
+        **held,
         "configured_model": embedder.info.as_dict(),
-        "queue": queue_status(settings),
+        "queue": queue,
         "watchers": watchers(settings),
         "index_bytes": _size(settings.index_path) if settings.index_path.exists() else 0,
         "queue_bytes": _size(settings.queue_path) if settings.queue_path.exists() else 0,

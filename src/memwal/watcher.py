@@ -6,6 +6,9 @@ pass runs at start, after each burst of changes (debounced), whenever the index'
 and at least every `RESCAN_SECONDS`, so nothing changed while it was down, busy or dropping
 events is missed.
 
+A file this watcher queued is not queued again while it is unchanged (QueuedSnapshots), even
+when nothing commits it: the committed state alone would say it changed on every pass.
+
 It follows model resets: when the queue carries a reset to a model it can build, it switches to
 that model for everything it enqueues after; its old-model records that land behind the reset are
 dead-lettered as usual, and the pass that follows the reset's commit re-embeds those files with
@@ -27,7 +30,7 @@ from memwal.config import Settings, ensure_home
 from memwal.embedders import Embedder, configured_embedder, get_embedder
 from memwal.errors import MemwalError, as_memwal_error
 from memwal.fingerprint import ModelInfo
-from memwal.producer import IndexReport, index_paths
+from memwal.producer import IndexReport, QueuedSnapshots, index_paths
 from memwal.queue import Role, open_queue
 from memwal.reset import target_model
 from memwal.safeio import write_atomically
@@ -52,6 +55,9 @@ class Watcher:
                                          "state": "starting", "passes": 0, "started_at": time.time()}
         self._active: str | None = None
         self._last_pass = time.monotonic()
+        # What this watcher queued: with no committer (or a slow one) the committed state does
+        # not move, and without this every pass would queue the same files again.
+        self.queued = QueuedSnapshots()
 
     def stop(self) -> None:
         self._stop.set()
@@ -106,7 +112,7 @@ class Watcher:
             return
         try:
             report = index_paths(self.settings, [r for r in self.roots if r.exists()], wait=False,
-                                 command="mm watch", embedder=embedder)
+                                 command="mm watch", embedder=embedder, remember=self.queued)
         except MemwalError as exc:
             self.state.update(state="error", error=str(exc))
         except Exception as exc:
@@ -117,7 +123,8 @@ class Watcher:
         else:
             self.state.update(state="watching", error=None, last_pass=time.time(), last_reason=why,
                               passes=int(self.state["passes"]) + 1,  # type: ignore[call-overload]
-                              last_enqueued=report.records_enqueued)
+                              last_enqueued=report.records_enqueued,
+                              committer_running=report.committer_running)
             if self.on_pass:
                 self.on_pass(report)
         self._write_status()

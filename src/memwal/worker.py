@@ -60,7 +60,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         conn = store.open_for_write(settings.index_path)
         stack.callback(conn.close)
         queue.recover()
-        publisher = Publisher(conn, queue)
+        publisher = Publisher(conn, queue, settings.home)
         # On the way out, a delivery interrupted before its commit goes back to its place now,
         # not at the next start, so `mm queue status` never shows a stuck in-flight message.
         stack.callback(queue.recover)
@@ -302,26 +302,57 @@ class CommitCounts(NamedTuple):
 
 
 def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
-                   timeout: float | None = None, take_role: bool = True) -> CommitCounts | None:
+                   timeout: float | None = None, take_role: bool = True,
+                   on_wait: Callable[[str], None] | None = None) -> CommitCounts | None:
     """Block until every batch is committed (in the ledger): read your own writes.
 
     When no committer is alive, this process takes the role and drains the queue itself, unless
     `take_role` is False (a server that leaves committing to its worker). Returns their CommitCounts (committed, dead-lettered, skipped items), or None if `timeout` seconds
-    passed first (the batches stay queued and will be committed). Raises what a committer
-    raises (StorageError when the index cannot be written).
+    passed first (the batches stay queued and will be committed). On a shared queue,
+    `on_wait(message)` says what it waits for, within a second and when that changes. Raises
+    what a committer raises (StorageError when the index cannot be written).
     """
     return await_ledger(settings, batch_ids, None, CommitterLock(settings.lock_path), timeout,
-                        take_role)
+                        take_role, on_wait)
 
 
 NO_COMMITTER_AFTER = 20.0  # seconds: longer than a Redis committer claim lasts
+SAY_WAITING_AFTER = 0.5  # seconds of waiting on a shared queue before saying what for
+
+
+class WaitReporter:
+    """Says what a writer on a shared queue waits for: once it has waited SAY_WAITING_AFTER
+    seconds (well within a second), then each time that changes (a committer came or went).
+    Silent when the wait is short."""
+
+    def __init__(self, on_wait: Callable[[str], None] | None) -> None:
+        self.on_wait = on_wait
+        self.started = time.monotonic()
+        self.said: bool | None = None  # whether a committer held the queue when we last said
+
+    def waiting(self, remaining: int, holder: str | None) -> None:
+        if self.on_wait is None or time.monotonic() - self.started < SAY_WAITING_AFTER:
+            return
+        if self.said is not None and self.said == (holder is not None):
+            return
+        self.said = holder is not None
+        if holder is not None:
+            self.on_wait(f"waiting for the committer on the shared queue ({holder}) to commit "
+                         f"{remaining} batches")
+        else:
+            self.on_wait(f"waiting: no committer holds the shared queue; {remaining} batches are "
+                         f"queued (durable). Start `mm queue worker` on the machine that holds "
+                         f"the index (giving up after {NO_COMMITTER_AFTER:.0f} s without one)")
 
 
 def await_ledger(settings: Settings, batch_ids: Sequence[str], background: BackgroundCommitter | None,
                  lock: CommitterLock, timeout: float | None = None,
-                 take_role: bool = True) -> CommitCounts | None:
-    """`wait_committed` for a caller that may already run a BackgroundCommitter with `lock`."""
+                 take_role: bool = True,
+                 on_wait: Callable[[str], None] | None = None) -> CommitCounts | None:
+    """`wait_committed` for a caller that may already run a BackgroundCommitter with `lock`.
+    On a shared queue, `on_wait(message)` says what it waits for (see WaitReporter)."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    reporter = WaitReporter(on_wait)
     queue = open_queue(settings, Role.READER)
     try:
         shared = queue.shared
@@ -344,8 +375,9 @@ def await_ledger(settings: Settings, batch_ids: Sequence[str], background: Backg
             if remaining and shared:
                 # A claim vanishes for a moment when its worker restarts or the server did:
                 # only a queue without a committer for longer than a claim lasts is given up on.
-                now = time.monotonic()
-                unclaimed_since = None if queue.holder() else unclaimed_since or now
+                now, holder = time.monotonic(), queue.holder()
+                unclaimed_since = None if holder else unclaimed_since or now
+                reporter.waiting(len(remaining), holder)
             if unclaimed_since is not None and time.monotonic() - unclaimed_since > NO_COMMITTER_AFTER:
                 raise NoCommitter(
                     f"{len(remaining)} of the batches are queued (durable) but no committer is "

@@ -47,7 +47,7 @@ def index_command(
     with output.progress_bar("indexing", not json_out) as (on_start, on_progress):
         report = memwal.index_paths(settings, paths, namespace=namespace, force=force, wait=wait,
                                     on_start=on_start, on_progress=on_progress,
-                                    allow_empty_root=allow_empty_root)
+                                    allow_empty_root=allow_empty_root, on_wait=output.info)
     for skipped in report.skipped:
         output.warn(f"skipped {skipped.path}: {skipped.reason}"
                     + (f" ({skipped.detail})" if skipped.detail else ""))
@@ -71,6 +71,8 @@ def index_command(
         else:
             line += " (enqueued; not waiting for the committer)"
         output.info(line)
+    if report.not_committed_note():
+        output.warn(report.not_committed_note())
     if report.failed or (report.dead_lettered or 0) > 0:
         if report.dead_lettered:
             output.warn("some records were dead-lettered: see `mm queue dead-letters list`")
@@ -115,7 +117,8 @@ def _status_text(state: dict[str, Any]) -> str:
          or "none"),
         ("queue", f"{queue['pending']} pending, {queue['inflight']} in flight, "
                   f"{queue['dead_letters']} dead letters; committer "
-                  + (f"running (pid {committer['pid']})" if committer["running"] else "not running")),
+                  + output.committer_text(committer)),
+        ("index", output.index_text(queue["index"])),
         ("files on disk", f"index {state['index_bytes']:,} bytes, queue {state['queue_bytes']:,} bytes"),
     ])
 
@@ -172,6 +175,7 @@ def embedding_reset_command(
             ("configured model", _model_text(state["configured_model"])),
             ("differ", _differ_text(state)),
             ("queued resets", len(state["queued_resets"])),
+            ("index", output.index_text(state["index"])),
         ]) + f"\nchunks without a vector of the active model  {state['chunks_without_active_vector']}")
         return
     target = state["configured_model"]
@@ -184,7 +188,7 @@ def embedding_reset_command(
     batch_id, _ = memwal.enqueue_reset(settings)
     result: dict[str, Any] = {"batch_id": batch_id, "model": target}
     if wait:
-        memwal.wait_committed(settings, [batch_id])
+        memwal.wait_committed(settings, [batch_id], on_wait=output.info)
         result["committed"] = True
     if json_out:
         output.print_json(result)

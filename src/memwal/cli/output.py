@@ -106,6 +106,28 @@ def lines(pairs: Sequence[tuple[str, Any]], width: int = 18) -> str:
     return "\n".join(f"{label:<{width}}{value}" for label, value in pairs)
 
 
+def committer_text(committer: dict[str, Any]) -> str:
+    """`running on HOST, pid N` (where known), or `not running`."""
+    if not committer["running"]:
+        return "not running"
+    where = [f"on {committer['host']}" if committer.get("host") else None,
+             f"pid {committer['pid']}" if committer.get("pid") is not None else None]
+    return "running" + (" " + ", ".join(w for w in where if w) if any(where) else "")
+
+
+def index_text(index: dict[str, Any]) -> str:
+    """Where the index is: this home, or the shared queue's committer's (as it published)."""
+    if index["here"]:
+        return "this home"
+    if not index.get("host"):
+        return "on the shared queue's committer's machine (nothing published yet)"
+    import time
+
+    when = index.get("published_at")
+    return (f"on {index['host']}:{index['home']} (as its committer published it"
+            + (f" at {time.strftime('%H:%M:%S', time.localtime(when))})" if when else ")"))
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One clear line on stderr and a non-zero exit; never a traceback."""
     import typer  # only here: the fast path of `mm search` never pays for importing it

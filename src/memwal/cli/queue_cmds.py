@@ -51,9 +51,10 @@ def _queue_text(state: dict[str, Any]) -> str:
         ("pending batches", state["pending"]),
         ("in flight", state["inflight"]),
         ("dead letters", state["dead_letters"]),
-        ("committer", f"running, pid {committer['pid']}" if committer["running"] else "not running"),
+        ("committer", output.committer_text(committer)),
         ("active model", f"{model['name']} ({model['dim']}-d, {model['fingerprint']})"
          if model else "none yet"),
         ("ledger", f"{ledger['batches']} batches: {ledger['committed']} committed, "
                    f"{ledger['dead_lettered']} dead-lettered, {ledger['skipped']} skipped"),
+        ("index", output.index_text(state["index"])),
     ])

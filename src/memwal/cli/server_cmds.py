@@ -58,10 +58,18 @@ def watch_command(
     chosen = [p.expanduser().absolute() for p in roots] if roots else list(settings.roots)
     output.info(f"watching {', '.join(map(str, chosen))} for {settings.home}")
 
+    said = False  # the no-committer warning is said once, again only after a committer ran
+
     def report(done: Any) -> None:
+        nonlocal said
         if done.records_enqueued:
             output.info(f"{done.new} new or changed, {done.deleted} deleted: "
                         f"{done.records_enqueued} records queued")
+        if done.committer_running:
+            said = False
+        elif done.not_committed_note() and not said:
+            output.warn(done.not_committed_note())
+            said = True
 
     memwal.watch(settings, chosen, on_pass=report)
 

@@ -19,6 +19,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 import memwal
+from memwal.errors import NO_COMMITTER_NOTE
 from memwal.server.state import ServerState
 
 INSTRUCTIONS = """\
@@ -85,7 +86,7 @@ def _committed(state: ServerState, batch_ids: list[str], wait: bool, timeout: fl
     if not batch_ids:
         return {"state": "committed", "committed": 0, "dead_lettered": 0}
     if not wait:
-        return {"state": "queued"}
+        return {"state": "queued", "committer_running": _running(state)}
     counts = memwal.wait_committed(state.settings, batch_ids, timeout=timeout,
                                    take_role=state.take_role)
     if counts is None:
@@ -95,10 +96,10 @@ def _committed(state: ServerState, batch_ids: list[str], wait: bool, timeout: fl
 
 def _still_queued(state: ServerState, timed_out: bool) -> dict[str, Any]:
     """The result of writes queued but not committed (not waited for, or the wait timed out)."""
+    running = _running(state)
     if not timed_out:
-        return {"state": "queued"}
-    running = memwal.queue_status(state.settings)["committer"]["running"]
-    return {"state": "queued", "timed_out": True,
+        return {"state": "queued", "committer_running": running}
+    return {"state": "queued", "timed_out": True, "committer_running": running,
             "note": "still queued: it is durable and will be committed"
                     + ("" if running else "; no committer is running (start `mm queue "
                                           "worker`, or the server with --worker)")}
@@ -110,6 +111,19 @@ def _committer_text(committer: dict[str, Any]) -> str:
         return "not running"
     this = ", this server" if committer["pid"] == os.getpid() else ""
     return f"running (pid {committer['pid']}{this})"
+
+
+def _running(state: ServerState) -> bool:
+    return bool(memwal.queue_status(state.settings)["committer"]["running"])
+
+
+def _state_text(data: dict[str, Any]) -> str:
+    """The outcome in words: an agent reading only the text learns why it cannot search it yet."""
+    if data["state"] == "queued" and data.get("committer_running") is False:
+        return NO_COMMITTER_NOTE
+    if data.get("timed_out"):
+        return "queued, not yet committed: still waiting for the committer (it is durable)"
+    return str(data["state"])
 
 
 def build_server(state: ServerState) -> MCPServer:
@@ -158,7 +172,7 @@ def build_server(state: ServerState) -> MCPServer:
                 "records": report.records_enqueued,
                 **_committed(state, report.batch_ids, wait, timeout)}
         return _result(data, f"wrote {path}; {report.records_enqueued} records queued at "
-                             f"{report.positions}; {data['state']}")
+                             f"{report.positions}; {_state_text(data)}")
 
     @_tool(server, WRITES)
     def mem_index(paths: Annotated[list[str], Field(min_length=1, max_length=100)],
@@ -177,7 +191,7 @@ def build_server(state: ServerState) -> MCPServer:
                 **_committed(state, report.batch_ids, wait, timeout)}
         return _result(data, f"{report.files} files: {report.new} new or changed, "
                              f"{report.unchanged} unchanged, {report.deleted} deleted; "
-                             f"{report.records_enqueued} records queued; {data['state']}")
+                             f"{report.records_enqueued} records queued; {_state_text(data)}")
 
     @_tool(server, READ_ONLY)
     def mem_status() -> CallToolResult:
@@ -278,7 +292,7 @@ def _destructive_tools(server: MCPServer, state: ServerState) -> None:
                                  f"refused again{claims}")
         data.update(_still_queued(state, wait and bool(plan.batch_ids)))
         return _result(data, f"{plan.replayed} dead letters queued again in "
-                             f"{len(plan.batch_ids)} batches; {data['state']}")
+                             f"{len(plan.batch_ids)} batches; {_state_text(data)}")
 
     @_tool(server, DESTRUCTIVE)
     def mem_purge_dead_letters(ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None = None,
@@ -294,5 +308,5 @@ def _destructive_tools(server: MCPServer, state: ServerState) -> None:
             take_role=state.take_role)
         if count is None:
             data = _still_queued(state, True)
-            return _result(data, f"purge {data['state']}: {data['note']}")
+            return _result(data, f"purge {_state_text(data)}: {data['note']}")
         return _result({"state": "committed", "purged": count}, f"purged {count} dead letters")

@@ -25,6 +25,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 import memwal
+from memwal import remote
+from memwal.config import MAX_TOP_K
 from memwal.server.state import ServerState
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -209,11 +211,18 @@ class Web:
         return JSONResponse({"csrf": self.csrf})
 
     def search_data(self, request: Request) -> dict[str, Any]:
-        q = request.query_params.get("q", "").strip()
-        top_k = _bounded(request.query_params.get("k"), 10, 1, 100)
+        params = request.query_params
+        q = params.get("q", "").strip()
+        top_k = _bounded(params.get("k"), 10, 1, MAX_TOP_K)
         if not q:
             return {"q": "", "hits": [], "warnings": []}
-        result = self.state.searcher.search(q, top_k=top_k)
+        # The filters `mm search` has, for another home's `mm search` (search.url) to pass on.
+        cap = params.get("max_per_doc")
+        result = self.state.searcher.search(
+            q, top_k=top_k, namespace=params.get("namespace") or None,
+            source_glob=params.get("source") or None,
+            max_per_doc=_bounded(cap, 0, 0, MAX_TOP_K) if cap is not None else None,
+            forward=remote.FORWARDED not in request.headers)
         return {"q": q, "hits": [h.__dict__ for h in result.hits], "warnings": result.warnings}
 
     def search_page(self, request: Request) -> Response:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from memwal.errors import (
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
     DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, PathError, QueueError,
-    QueueUnavailable, SchemaTooNew,
+    QueueOwned, QueueUnavailable, SchemaTooNew,
     StorageError, UnknownModel, UsageError, as_memwal_error,
 )
 
@@ -46,6 +46,8 @@ _LAZY: dict[str, str] = {
     "index_status": "memwal.status",
     "queue_status": "memwal.status",
     "throughput": "memwal.status",
+    "queue_losses": "memwal.status",
+    "dismiss_queue_losses": "memwal.queuewatch",
     "run_doctor": "memwal.doctor",
     "repair": "memwal.doctor",
     # dead letters
@@ -73,7 +75,7 @@ __all__ = [
     "__version__",
     *_LAZY,
     "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
-    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "QueueUnavailable", "StorageError", "CommitterBusy",
+    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "QueueOwned", "QueueUnavailable", "StorageError", "CommitterBusy",
     "as_memwal_error",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",
 ]
@@ -91,7 +93,8 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from memwal.server import ServerOptions, serve_http, serve_stdio
     from memwal.watcher import watch
     from memwal.retrieval import Hit, Searcher, SearchResult, search, search_async
-    from memwal.status import index_status, queue_status, throughput
+    from memwal.queuewatch import dismiss_queue_losses
+    from memwal.status import index_status, queue_losses, queue_status, throughput
     from memwal.worker import run_worker, wait_committed
 
 

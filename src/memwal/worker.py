@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from contextlib import ExitStack, contextmanager
@@ -19,9 +20,10 @@ from memwal import store
 from memwal.committed import Publisher
 from memwal.committer import BatchOutcome, Committer, DrainStats
 from memwal.config import Settings, ensure_home
-from memwal.errors import NoCommitter, is_damage
+from memwal.errors import NoCommitter, QueueOwned, QueueError, is_damage
 from memwal.lock import CommitterLock
-from memwal.queue import Role, open_queue
+from memwal.queue import Role, WriteAheadQueue, legacy_backlog, open_queue
+from memwal.queuewatch import QueueWatch, record_incident
 from memwal.safeio import read_regular, write_atomically
 from memwal.store import reads
 from memwal.vectorindex import Maintainer
@@ -54,6 +56,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         queue = open_queue(settings, Role.COMMITTER)
         stack.callback(queue.close)
         stack.enter_context(queue.claim())  # a shared queue: one committer across machines
+        bind_queue(settings, queue, conn)
         queue.recover()
         publisher = Publisher(conn, queue)
         # On the way out, a delivery interrupted before its commit goes back to its place now,
@@ -68,8 +71,10 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             maintainer.committed(sum(outcome.committed for outcome in outcomes))
             publisher.committed(outcomes)
 
+        watch = QueueWatch(conn, queue, on_incident=lambda found: record_incident(settings.home, found),
+                           rebind=lambda: bind_queue(settings, queue, conn))
         committer = Committer(conn, queue, on_commit=on_commit, group=settings["queue.commit_group"],
-                              group_bytes=GROUP_BYTES)
+                              group_bytes=GROUP_BYTES, watch=watch)
         try:
             yield committer
         except Exception as exc:
@@ -78,6 +83,26 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             if is_damage(exc):  # the queue's own errors arrive translated: this is the index
                 raise store.damaged(settings.index_path, exc) from None
             raise
+
+
+def bind_queue(settings: Settings, queue: WriteAheadQueue, conn: store.Connection) -> None:
+    """Stamp a shared queue as this index's; QueueOwned (exit 2) if another index holds it.
+
+    Also refuses to start while this home's Redis queue of an older memwal (named from the home's
+    path) still holds batches: they would be abandoned in silence.
+    """
+    index_id = reads.index_id(conn) or ""
+    held = queue.bind(index_id, {"host": socket.gethostname(), "home": str(settings.home)})
+    if held is not None:
+        raise QueueOwned(queue.name, held, index_id)
+    backlog = legacy_backlog(settings)
+    if backlog is not None:
+        name, count = backlog
+        raise QueueError(
+            f"the Redis queue {name} (this home's queue before home ids, named from its path) "
+            f"still holds {count} batches; this home now uses {queue.name}.",
+            f"Set queue.name to {name} on this home and on the homes that write to it, to keep "
+            "using that queue, or drain it with the memwal that queued them.")
 
 
 class FailureRecord:

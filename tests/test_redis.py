@@ -130,8 +130,12 @@ def test_exactly_one_committer_per_queue_across_machines(tmp_path: Path, redis: 
         assert "through the Redis queue" in run.stderr and "pid" in run.stderr
     finally:
         stop(worker)
-    second("queue", "worker", "--once")  # the claim is free once the first stops
-    assert_doctor_ok(second.home)
+    # The claim is free once the first stops, but the queue is stamped with the first's index:
+    # another index's committer is refused it (exit 2); the first's own takes it again.
+    run = second("queue", "worker", "--once", check=2)
+    assert "another index" in run.stderr and str(first.home) in run.stderr
+    first("queue", "worker", "--once")
+    assert_doctor_ok(first.home)
 
 
 def test_an_unreachable_server_fails_clearly_and_the_worker_resumes_after_a_restart(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from memwal import store
+from memwal.config import Settings
 from memwal.queue import QueueGeneration, WriteAheadQueue
 from memwal.safeio import NotRegularFile, read_regular, write_atomically
 from memwal.store import reads, writes
@@ -234,7 +235,7 @@ def incidents(home: Path, *, dismissed: bool = False) -> list[QueueIncident]:
     return sorted(found, key=lambda incident: incident.at)
 
 
-def dismiss_queue_losses(settings: Any) -> int:
+def dismiss_queue_losses(settings: Settings) -> int:
     """Dismiss the queue's recorded incidents once what was lost is re-sent (`mm queue lost
     --dismiss`): `mm doctor` passes again. The records stay in `<home>/queue-incidents/`, marked
     dismissed. Returns how many were dismissed. Writes only those files, never the index, so it

@@ -181,7 +181,8 @@ def test_a_flushdb_with_batches_pending_is_reported_and_fails_doctor_until_resen
     seen = committer("queue", "status", "--json").json()
     assert seen["pending"] == 0 and [i["loud"] for i in seen["lost"]] == [True], seen
 
-    ok(committer("queue", "worker", "--once"))  # finds the queue re-created, records it
+    run = ok(committer("queue", "worker", "--once"))  # finds the queue re-created, records it
+    assert "warning:" in run.stderr and "positions 2" in run.stderr, run
     status = committer("queue", "status", "--json").json()
     (incident,) = status["lost"]
     assert incident["recorded"] and incident["lost_positions"]["first"] == 2, incident

@@ -138,7 +138,8 @@ class QueueWatch:
     """The committer's side: checks the queue before each take, keeps the mark current.
 
     `on_incident` records an incident durably before the mark moves past it (`record_incident`);
-    `rebind` stamps a shared queue again (its stamp went with its other keys).
+    `rebind` stamps a shared queue again (its stamp went with its other keys); `notify`, if set,
+    is told each incident in words (a worker prints it).
     """
 
     def __init__(self, conn: store.Connection, queue: WriteAheadQueue,
@@ -148,6 +149,7 @@ class QueueWatch:
         self.queue = queue
         self.on_incident = on_incident
         self.rebind = rebind
+        self.notify: Callable[[str], None] | None = None
         self.mark = QueueMark.loads(reads.queue_mark(conn))
         self._stored = self.mark
 
@@ -159,6 +161,8 @@ class QueueWatch:
         if incident is not None:
             if self.on_incident:
                 self.on_incident(incident)
+            if self.notify:
+                self.notify(incident.describe())
             if self.rebind:
                 self.rebind()  # gives the queue an epoch again, if nothing was put yet
             mark = QueueMark(self.queue.name, None)

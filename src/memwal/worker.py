@@ -160,6 +160,7 @@ def run_worker(settings: Settings, *, once: bool = False,
             restore[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
         with committer_session(settings) as committer:
+            committer.watch.notify = on_wait  # a queue lost under the worker is said at once
             if on_start:
                 on_start(os.getpid())
             if once:

@@ -283,3 +283,31 @@ def test_a_redis_queue_named_from_the_home_path_with_batches_is_never_abandoned_
     ok(home("queue", "worker", "--once"))
     assert home("queue", "status", "--json").json()["dead_letters"] == 1
     assert_doctor_ok(home.home)
+
+
+# -- the rule, without processes ----------------------------------------------------------------
+
+
+def test_the_committer_judges_a_queue_by_its_epoch_and_counter() -> None:
+    from memwal.queue import QueueGeneration
+    from memwal.queuewatch import QueueMark, judge
+
+    mark = QueueMark("q", "e1", seen=9, committed=7)
+    # Adopted as it is: no mark yet (positions up to what the ledger holds count as committed).
+    assert judge(None, "q", QueueGeneration("e1", 5), False, 3) == (QueueMark("q", "e1", 5, 3), None)
+    # The same epoch, the counter on or past the mark: all is well, and the mark follows.
+    assert judge(mark, "q", QueueGeneration("e1", 12), False) == (QueueMark("q", "e1", 12, 7), None)
+    # A new epoch (a new file): positions 8-9 were seen and never committed: loud.
+    after, incident = judge(mark, "q", QueueGeneration("e2", 1), False)
+    assert after == QueueMark("q", "e2", 1, 0) and incident is not None
+    assert incident.loud and incident.lost == (8, 9) and "positions 8 to 9" in incident.describe()
+    # The counter back within one epoch (a Redis seq key lost alone): a re-creation too.
+    assert judge(mark, "q", QueueGeneration("e1", 2), True)[1] is not None
+    # A file deleted when empty: recorded, not loud. A shared queue's loss always is.
+    quiet = judge(QueueMark("q", "e1", 9, 9), "q", QueueGeneration("e2", 0), False)[1]
+    assert quiet is not None and not quiet.loud and "Nothing" in quiet.describe()
+    shared = judge(QueueMark("q", "e1", 9, 9), "q", QueueGeneration(None, 0), True)[1]
+    assert shared is not None and shared.loud and "positions 10 on" in shared.describe()
+    # A queue that lives only as long as its process, or another queue: adopted, never judged.
+    assert judge(mark, "q", QueueGeneration("e9", 0, persistent=False), False)[1] is None
+    assert judge(mark, "other", QueueGeneration("e9", 0), True)[1] is None

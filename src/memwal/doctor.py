@@ -98,8 +98,8 @@ def _queue_kept(settings: Settings) -> Check:
     if backlog is not None:
         problems.append(f"the Redis queue {backlog[0]} (this home's queue before home ids) still "
                         f"holds {backlog[1]} batches that no committer takes: set queue.name to "
-                        f"{backlog[0]} on the homes that use it, or drain it with the memwal that "
-                        "queued them")
+                        f"{backlog[0]} on the home whose batches they are and the homes that write "
+                        "to it, or drain it with the memwal that queued them")
     quiet = [incident["detail"] for incident in lost if not incident["loud"]]
     return Check("queue_kept", not problems,
                  " | ".join(problems) if problems else

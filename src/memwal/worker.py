@@ -101,8 +101,8 @@ def bind_queue(settings: Settings, queue: WriteAheadQueue, conn: store.Connectio
         raise QueueError(
             f"the Redis queue {name} (this home's queue before home ids, named from its path) "
             f"still holds {count} batches; this home now uses {queue.name}.",
-            f"Set queue.name to {name} on this home and on the homes that write to it, to keep "
-            "using that queue, or drain it with the memwal that queued them.")
+            f"Set queue.name to {name} on the home whose batches they are and on the homes that "
+            "write to it, to keep using that queue, or drain it with the memwal that queued them.")
 
 
 class FailureRecord:

@@ -146,11 +146,18 @@ def test_a_committer_of_another_index_is_refused_a_stamped_queue(
     first = redis_home(tmp_path, "server", redis, "team-memory")
     second = redis_home(tmp_path, "other-server", redis, "team-memory")
     first("index", "--no-wait", str(notes(tmp_path / "notes", "heron")))
-    ok(first("queue", "worker", "--once"))  # stamps the queue with its index's id
-    run = second("queue", "worker", "--once", check=2)
-    error = [line for line in run.stderr.splitlines() if "error:" in line][0]
-    assert "team-memory" in error and "another index" in error and str(first.home) in error, error
-    assert "queue.name" in run.stderr
+    worker = first.popen("queue", "worker")  # stamps the queue with its index's id
+    try:
+        poll(lambda: second("queue", "status", "--json").json()["committer"]["running"],
+             "the first worker to claim the queue")
+        runs = [second("queue", "worker", "--once", check=2)]  # refused, not merely busy
+    finally:
+        stop(worker)
+    runs.append(second("queue", "worker", "--once", check=2))  # and still once it has stopped
+    for run in runs:
+        error = [line for line in run.stderr.splitlines() if "error:" in line][0]
+        assert "team-memory" in error and "another index" in error and str(first.home) in error
+        assert "queue.name" in run.stderr
     # The refused committer took nothing: the queue is still the first index's.
     second("index", "--no-wait", str(notes(tmp_path / "more", "egret")))
     ok(first("queue", "worker", "--once"))

@@ -55,8 +55,8 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         stack.callback(conn.close)
         queue = open_queue(settings, Role.COMMITTER)
         stack.callback(queue.close)
+        bind_queue(settings, queue, conn)  # another index's queue: refused before anything else
         stack.enter_context(queue.claim())  # a shared queue: one committer across machines
-        bind_queue(settings, queue, conn)
         queue.recover()
         publisher = Publisher(conn, queue)
         # On the way out, a delivery interrupted before its commit goes back to its place now,

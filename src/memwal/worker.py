@@ -41,8 +41,10 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
                       patience: float = 1.0) -> Iterator[Committer]:
     """Take the committer role for `settings.home`: lock, open, put in-flight messages back.
 
-    The session also keeps the derived vector index current. Raises CommitterBusy (naming the
-    holder's pid) if another committer is alive.
+    The session also keeps the derived vector index current, and watches the queue for being
+    lost or re-created under it (memwal.queuewatch). Raises QueueOwned (exit 2) if the shared
+    queue is stamped with another index, CommitterBusy (naming the holder's pid) if another
+    committer is alive.
     """
     ensure_home(settings.home)
     with ExitStack() as stack:

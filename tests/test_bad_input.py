@@ -642,8 +642,8 @@ def test_the_committer_survives_any_mix_of_items_and_every_batch_adds_up(
             try:
                 decoded = decode_batch(data)
                 expected.setdefault(decoded.id, len(decoded.raw_items))
-            except UndecodableBatch:
-                expected[f"undecodable@{position}"] = 1
+            except UndecodableBatch:  # ledger id: the position within the queue's epoch
+                expected[f"undecodable@{queue.generation().epoch[:12]}:{position}"] = 1
     finally:
         queue.close()
 

@@ -308,3 +308,66 @@ def test_hueys_own_storage_suite_passes_on_our_storage(backend_name: str) -> Non
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "0 failed, 0 errors" in run.stdout, run.stdout
+
+
+# -- the queue's generation and its stamp (issue 22, item 7) ------------------------------------
+
+
+def test_a_queue_keeps_one_epoch_and_its_counter_never_goes_back(backend: Backend) -> None:
+    queue = backend.open(queue_name="generations")
+    try:
+        before = queue.generation()
+        positions = [queue.put(b"m%d" % i) for i in range(3)]
+        after = queue.generation()
+        assert after.epoch is not None and before.epoch in (None, after.epoch)
+        assert after.last_position == positions[-1]
+        drain(queue)  # acknowledging every message never moves the counter back
+        assert queue.generation() == after
+    finally:
+        queue.close()
+    reader = backend.open(Role.READER, queue_name="generations")
+    try:
+        assert reader.generation() == after
+    finally:
+        reader.close()
+
+
+def test_a_re_created_queue_has_another_epoch(backend: Backend) -> None:
+    durable_only(backend)
+    queue = backend.open(queue_name="re-created")
+    try:
+        queue.put(b"m0")
+        queue.put(b"m1")
+        old = queue.generation()
+        drain(queue)
+    finally:
+        queue.close()
+    if backend.name == "sqlite":  # deleted when empty, as docs/operations.md allows
+        for path in backend.home.glob("queue.sqlite3*"):
+            path.unlink()
+    else:  # every key of that queue lost (a FLUSHDB, an eviction)
+        import redis
+
+        client = redis.Redis.from_url(backend.url)
+        client.delete(*client.keys("memwal:re-created:*"))
+    queue = backend.open(queue_name="re-created")
+    try:
+        assert queue.put(b"m2") == 1  # positions restart...
+        new = queue.generation()
+        assert new.epoch not in (None, old.epoch) and new.last_position == 1  # ...in a new epoch
+    finally:
+        queue.close()
+
+
+def test_only_a_shared_queue_is_stamped_with_the_index_of_its_committer(backend: Backend) -> None:
+    queue = backend.open(Role.COMMITTER, queue_name="stamped")
+    try:
+        assert queue.bind("index-a", {"home": "/a"}) is None
+        assert queue.bind("index-a", {"home": "/a"}) is None  # its own stamp: free to go on
+        held = queue.bind("index-b", {"home": "/b"})
+        if queue.shared:
+            assert held == {"index": "index-a", "home": "/a"}
+        else:  # its queue lives beside its index, whose lock already makes it the only one
+            assert held is None
+    finally:
+        queue.close()

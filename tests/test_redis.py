@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,7 +125,12 @@ def test_a_batch_redelivered_after_a_kill_between_commit_and_acknowledge_reports
 
 
 def test_exactly_one_committer_per_queue_across_machines(tmp_path: Path, redis: RedisServer) -> None:
+    """Two machines with the same index (a copy, e.g. a standby): one committer at a time. (A
+    committer of another index is refused the queue outright: test_queue_identity.py.)"""
     first, second = machine(tmp_path, "server", redis), machine(tmp_path, "other-server", redis)
+    first("index", "--no-wait", str(notes(tmp_path / "notes", 1)))
+    first("queue", "worker", "--once")
+    shutil.copy(first.home / "index.sqlite3", second.home / "index.sqlite3")  # nothing runs
     worker = first.popen("queue", "worker")
     try:
         poll(lambda: second("queue", "status", "--json").json()["committer"]["running"],

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from memwal.errors import (
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
     DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, NoIndexHere, PathError,
-    QueueError, QueueUnavailable, SchemaTooNew, SearchUnavailable,
+    QueueError, QueueOwned, QueueUnavailable, SchemaTooNew, SearchUnavailable,
     StorageError, UnknownModel, UsageError, as_memwal_error,
 )
 
@@ -47,6 +47,8 @@ _LAZY: dict[str, str] = {
     "index_status": "memwal.status",
     "queue_status": "memwal.status",
     "throughput": "memwal.status",
+    "queue_losses": "memwal.status",
+    "dismiss_queue_losses": "memwal.queuewatch",
     "run_doctor": "memwal.doctor",
     "repair": "memwal.doctor",
     # dead letters
@@ -76,7 +78,7 @@ __all__ = [
     "__version__",
     *_LAZY,
     "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
-    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "QueueUnavailable", "StorageError", "CommitterBusy",
+    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "QueueOwned", "QueueUnavailable", "StorageError", "CommitterBusy",
     "NoIndexHere", "SearchUnavailable",
     "as_memwal_error",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",
@@ -95,7 +97,8 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from memwal.server import ServerOptions, serve_http, serve_stdio
     from memwal.watcher import watch
     from memwal.retrieval import Hit, Searcher, SearchResult, search, search_async
-    from memwal.status import index_status, queue_status, throughput
+    from memwal.queuewatch import dismiss_queue_losses
+    from memwal.status import index_status, queue_losses, queue_status, throughput
     from memwal.worker import run_worker, wait_committed
 
 

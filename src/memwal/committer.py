@@ -22,6 +22,7 @@ from memwal import faults, store
 from memwal.errors import QueueUnavailable
 from memwal.fingerprint import ModelInfo, name_of
 from memwal.queue import Delivery, WriteAheadQueue
+from memwal.queuewatch import QueueWatch
 from memwal.records import (
     ChunkKey, DecodedBatch, FileSnapshot, MalformedItem, Reset, UndecodableBatch, Upsert, decode_batch,
     describe_item, pack_item, parse_item,
@@ -89,13 +90,18 @@ class Committer:
     index transaction: each keeps its own ledger row, so the group is redelivered and skipped
     as a whole after a crash, and a backlog pays one COMMIT and one acknowledge per group
     instead of one per batch.
+
+    `watch` compares the queue with what the committer saw of it before each take, so a queue
+    re-created under it (its file deleted, its Redis keys lost) is an incident, never silence
+    (memwal.queuewatch); pass one with an `on_incident` to keep them.
     """
 
     def __init__(self, conn: store.Connection, queue: WriteAheadQueue,
                  on_commit: Callable[[list[BatchOutcome]], None] | None = None,
-                 group: int = 1, group_bytes: int = 0) -> None:
+                 group: int = 1, group_bytes: int = 0, watch: QueueWatch | None = None) -> None:
         self.conn = conn
         self.queue = queue
+        self.watch = watch or QueueWatch(conn, queue)
         self.current: Delivery | None = None
         self.on_commit = on_commit
         self.group = max(1, group)
@@ -146,6 +152,7 @@ class Committer:
     def _apply_delivery(self, delivery: Delivery, careful: bool) -> BatchOutcome:
         """One batch's items and ledger row, inside the caller's transaction."""
         self.current = delivery
+        self.watch.committed(delivery.position)  # the mark moves in this same transaction
         try:
             batch = decode_batch(delivery.data)
         except UndecodableBatch as exc:
@@ -153,8 +160,9 @@ class Committer:
         return self._apply_items(delivery, batch, careful)
 
     def _apply_undecodable(self, delivery: Delivery, exc: UndecodableBatch) -> BatchOutcome:
-        # Without a readable id, the queue position is the only identity such a batch has.
-        ledger_id = f"undecodable@{delivery.position}"
+        # Without a readable id, the queue position is the only identity such a batch has: within
+        # the queue's epoch, as a re-created queue hands out the same positions again.
+        ledger_id = self.watch.ledger_id(delivery.position)
         if writes.in_ledger(self.conn, ledger_id):
             return BatchOutcome(ledger_id, delivery.position, 1, 0, 1, 0, duplicate=True)
         writes.add_dead_letter(self.conn, DeadLetter(
@@ -213,8 +221,10 @@ class Committer:
         """
         stats = DrainStats() if stats is None else stats
         while not should_stop():
+            self.watch.check()  # a queue re-created since the last take is an incident
             deliveries = self.queue.take_many(self.group, self.group_bytes)
             if not deliveries:
+                self.watch.flush()  # idle: remember how far the queue's positions have gone
                 break
             for outcome in self.apply_group(deliveries):
                 stats.add(outcome)

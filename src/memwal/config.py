@@ -5,17 +5,19 @@ Every value remembers where it came from, so `mm config show` can say why it is 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from memwal.errors import ConfigError
-from memwal.safeio import NotRegularFile, TooLarge, read_regular
+from memwal.safeio import NotRegularFile, TooLarge, open_regular, read_regular
 from memwal.models import DEFAULT_MODEL, validate_model_name
 
 DEFAULT_HOME = Path("~/.memwal")
@@ -24,6 +26,7 @@ INDEX_FILE = "index.sqlite3"
 QUEUE_FILE = "queue.sqlite3"
 LOCK_FILE = "committer.lock"
 FAILURE_FILE = "committer-failure.json"  # the last committer's fatal error, until a batch commits
+HOME_ID_FILE = "home-id"  # made once, when the home is created: the default queue name comes from it
 QUEUE_BACKENDS = ("sqlite", "memory", "redis")
 MAX_TOP_K = 1000
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
@@ -159,7 +162,9 @@ OPTIONS: tuple[Option, ...] = (
            "the Redis server of the redis backend: redis://, rediss:// or unix:// "
            "(a password in it is never shown)"),
     Option("queue.name", _queue_name, None,
-           "the queue's name (key prefix on a shared backend); default: derived from the home path"),
+           "the queue's name (key prefix on a shared backend); default: memwal-<folder>-<id>, "
+           "from the id made when the home was created (<home>/home-id), so two homes never "
+           "share a queue by accident. Homes that share one queue set the same name"),
     Option("queue.batch_records", _whole(100_000), 256, "records per queued batch"),
     Option("queue.commit_group", _whole(4096), 64,
            "queued batches the committer commits in one index transaction when they are "
@@ -202,6 +207,7 @@ class Settings:
     lock_path = property(lambda self: self.home / LOCK_FILE)
     config_path = property(lambda self: self.home / CONFIG_FILE)
     failure_path = property(lambda self: self.home / FAILURE_FILE)
+    home_id_path = property(lambda self: self.home / HOME_ID_FILE)
 
     @property
     def model(self) -> str:
@@ -209,8 +215,21 @@ class Settings:
 
     @property
     def queue_name(self) -> str:
-        """`queue.name`, else a name of this home: two homes never share a queue by accident."""
+        """`queue.name`, else a name of this home: two homes never share a queue by accident.
+
+        The default comes from the home's id (`<home>/home-id`, made by `ensure_home`); a home
+        that has none yet (never written, or written before ids existed) keeps its old name,
+        derived from its path, until a writer gives it an id.
+        """
         return self.values.get("queue.name") or default_queue_name(self.home)
+
+    @property
+    def legacy_queue_name(self) -> str | None:
+        """The path-derived name this home's queue had before home ids, when the default name
+        is in use and differs from it (where queued batches of an older memwal may wait)."""
+        if self.values.get("queue.name") or read_home_id(self.home) is None:
+            return None
+        return path_queue_name(self.home)
 
     @property
     def notes_folder(self) -> Path:
@@ -238,8 +257,9 @@ class Settings:
 
             described["queue.url"]["value"] = redact(self.values["queue.url"])
         if self.values.get("queue.name") is None:
-            described["queue.name"] = {"value": self.queue_name,
-                                       "source": "default (from the home path)"}
+            source = ("default (from the home's id, <home>/home-id)" if read_home_id(self.home)
+                      else "default (from the home path: the home has no id yet)")
+            described["queue.name"] = {"value": self.queue_name, "source": source}
         if self.values.get("notes.folder") is None:
             described["notes.folder"] = {"value": str(self.notes_folder),
                                          "source": "default (<home>/notes)"}
@@ -247,9 +267,74 @@ class Settings:
 
 
 def default_queue_name(home: Path) -> str:
-    """`memwal-<folder>-<8 hex of the home's absolute path>`."""
-    folder = re.sub(r"[^A-Za-z0-9._-]", "_", home.name)[:40] or "home"
-    return f"memwal-{folder}-{hashlib.sha256(str(home).encode()).hexdigest()[:8]}"
+    """`memwal-<folder>-<12 hex of the home's id>`; `path_queue_name` for a home without an id.
+
+    Not the path: two machines whose homes have the same path would share a Redis queue, and
+    one machine's records would land in the other's index.
+    """
+    home_id = read_home_id(home)
+    if home_id is None:
+        return path_queue_name(home)
+    return f"memwal-{_folder_part(home)}-{home_id[:12]}"
+
+
+def path_queue_name(home: Path) -> str:
+    """`memwal-<folder>-<8 hex of the home's absolute path>`: the default before home ids."""
+    return f"memwal-{_folder_part(home)}-{hashlib.sha256(str(home).encode()).hexdigest()[:8]}"
+
+
+def _folder_part(home: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", home.name)[:40] or "home"
+
+
+_HOME_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def read_home_id(home: Path) -> str | None:
+    """The id in `<home>/home-id`, None if there is none (a symlink there is refused)."""
+    path = home / HOME_ID_FILE
+    try:
+        text = read_regular(path, max_bytes=256).decode("ascii", "replace").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except NotRegularFile as exc:
+        raise ConfigError(f"{path} is {exc.kind}: memwal never follows links in its home.",
+                          "Remove it; the next command that writes makes a new one.") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}.",
+                          "Check the file's permissions, or pass another --home.") from None
+    if not _HOME_ID.match(text):
+        raise ConfigError(f"{path} does not hold a home id (32 hex digits).",
+                          "Restore it from a backup of this home, or delete it: the home then "
+                          "gets a new id, and a new default queue name.")
+    return text
+
+
+def _make_home_id(home: Path) -> str:
+    """The home's id, made now if it has none: written whole, 0600, and never over another.
+
+    Two processes creating a home at once: the id is written to a file of this process, then
+    linked to `home-id`; the link fails if another process got there first, and its id is kept.
+    """
+    found = read_home_id(home)
+    if found is not None:
+        return found
+    new_id = secrets.token_hex(16)
+    temporary = home / f".{HOME_ID_FILE}.{os.getpid()}.tmp"
+    fd = open_regular(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{new_id}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, home / HOME_ID_FILE)  # never replaces: EEXIST if one is there
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
+    finally:
+        temporary.unlink(missing_ok=True)
+    return read_home_id(home) or new_id
 
 
 def _parse(option: Option, raw: Any, origin: str) -> Any:
@@ -271,7 +356,9 @@ def resolve_home(flag: str | Path | None, environ: Mapping[str, str]) -> tuple[P
 
 
 def ensure_home(home: Path) -> None:
-    """Create the home folder (0700) if needed, with a clear error when we cannot."""
+    """Create the home folder (0700) and its id (`home-id`) if needed, with a clear error when
+    we cannot. Every writer calls it before it opens the queue: the default queue name comes
+    from the id."""
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -279,6 +366,14 @@ def ensure_home(home: Path) -> None:
                           "Pass --home DIR or set MM_HOME to a writable folder.") from None
     if not home.is_dir():
         raise ConfigError(f"the home {home} is not a folder.", "Pass --home DIR or set MM_HOME.")
+    try:
+        _make_home_id(home)
+    except NotRegularFile as exc:
+        raise ConfigError(f"{exc.filename} is {exc.kind}: memwal never follows links in its "
+                          "home.", "Remove it (and find out who put it there).") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write the home's id in {home}: {exc.strerror}.",
+                          "Pass --home DIR or set MM_HOME to a writable folder.") from None
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -108,6 +108,27 @@ def _last_index_applied(settings: Settings) -> Check:
                  f"them ({shown}); run `mm index` on them again")
 
 
+def _queue_kept(settings: Settings) -> Check:
+    """No queue was lost or re-created with batches in it (memwal.queuewatch), and no Redis
+    queue of an older memwal still holds this home's batches."""
+    from memwal.queue import legacy_backlog
+    from memwal.status import queue_status
+
+    lost = queue_status(settings)["lost"]
+    loud = [incident for incident in lost if incident["loud"]]
+    backlog = legacy_backlog(settings)
+    problems = [incident["detail"] for incident in loud]
+    if backlog is not None:
+        problems.append(f"the Redis queue {backlog[0]} (this home's queue before home ids) still "
+                        f"holds {backlog[1]} batches that no committer takes: set queue.name to "
+                        f"{backlog[0]} on the home whose batches they are and the homes that write "
+                        "to it, or drain it with the memwal that queued them")
+    quiet = [incident["detail"] for incident in lost if not incident["loud"]]
+    return Check("queue_kept", not problems,
+                 " | ".join(problems) if problems else
+                 "; ".join(quiet) or "the queue is the one the committer has been reading")
+
+
 def _vector_index(settings: Settings) -> Check:
     from memwal import vectorindex
 
@@ -147,8 +168,9 @@ def _guarded(name: str, check: Callable[[], Check], damaged: Callable[[BaseExcep
 def run_doctor(settings: Settings) -> dict[str, Any]:
     """Check the invariants of docs/architecture.md: SQLite and FTS5 integrity, chunk/full-text/
     vector counts agree, every vector is of the active model and holds finite values of its
-    dimension, every ledger row sums up, nothing is stuck in flight without a committer, and no
-    committer has stopped on an error it will meet again.
+    dimension, every ledger row sums up, nothing is stuck in flight without a committer, no
+    committer has stopped on an error it will meet again, and no queue was lost under its
+    committer with batches in it (until the loss is dismissed with `mm queue lost --dismiss`).
 
     Returns {"ok", "checks": [{"name", "ok", "detail"}], "vectors_by_fingerprint"}: the
     `mm doctor --json` document; `ok` is true only if every check passes. A damaged index or
@@ -172,6 +194,7 @@ def run_doctor(settings: Settings) -> dict[str, Any]:
     checks.insert(0, _guarded("index_readable", index_checks))
     checks.append(_guarded("nothing_stuck_in_flight", lambda: _inflight(settings)))
     checks.append(_guarded("committer_progress", lambda: _progress(settings)))
+    checks.append(_guarded("queue_kept", lambda: _queue_kept(settings)))
     checks.append(_guarded("vector_index", lambda: _vector_index(settings)))
     checks.append(_guarded("last_index_applied", lambda: _last_index_applied(settings)))
     return {

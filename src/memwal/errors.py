@@ -77,6 +77,21 @@ class QueueError(UsageError):
     """The queue cannot be opened as configured (unknown backend, bad URL, unreachable server)."""
 
 
+class QueueOwned(ConfigError):
+    """A shared queue is stamped with another index: its committer must not commit into ours."""
+
+    def __init__(self, queue: str, holder: dict[str, Any], index_id: str) -> None:
+        where = ", ".join(f"{key} {holder[key]}" for key in ("host", "home") if holder.get(key))
+        super().__init__(
+            f"the queue {queue} belongs to another index (id {str(holder.get('index'))[:12]}"
+            + (f", committed on {where}" if where else "") + f"); this home's index is "
+            f"{index_id[:12]}: its committer would put that index's batches in this one.",
+            "Give this home its own queue (remove queue.name: each home then has its own), or "
+            f"run its committer where that index lives; if that index is gone for good, delete "
+            f"the stamp (redis-cli DEL memwal:{queue}:index).")
+        self.holder = holder
+
+
 class QueueUnavailable(QueueError):
     """The queue's server did not answer, after retries: nothing more could be enqueued or taken."""
 

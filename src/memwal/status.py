@@ -13,7 +13,8 @@ from memwal import remote, store
 from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.lock import committer_alive
-from memwal.queue import QueueCounts, Role, open_queue
+from memwal.queue import QueueCounts, QueueGeneration, Role, open_queue
+from memwal.queuewatch import QueueMark, incidents, judge
 from memwal.records import UndecodableBatch, decode_batch
 from memwal.safeio import read_regular
 from memwal.store import reads
@@ -33,9 +34,14 @@ def queue_status(settings: Settings) -> dict[str, Any]:
     committer holds the lock (and its pid; with a shared queue, who holds its claim, from any
     machine), the active model and the ledger's totals.
 
+    `lost` lists the queue's open incidents (re-created under its committer: memwal.queuewatch),
+    the ones the committer recorded and the one this reading finds (`recorded` false) if the
+    committer has not looked since.
+
     Read-only (works on a read-only home); the `mm queue status --json` document. On a home
     whose index is on another machine (a shared queue's producer), the committer, model, dead
-    letters and ledger are as that committer published them, and `index.here` is false.
+    letters and ledger are as that committer published them, and `index.here` is false (the
+    queue's incidents are then the committer's to find: `lost` is empty here).
     """
     return _queue_status(settings)[0]
 
@@ -46,17 +52,21 @@ def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere 
     try:
         counts, holder, oldest = queue.counts(), queue.holder(), queue.oldest()
         place = remote.elsewhere_of(settings, queue)
+        generation, shared = queue.generation(), queue.shared
     finally:
         queue.close()
     if place is not None:  # a producer machine: the index and its committer are elsewhere
-        return remote.queue_status(place, counts, _age(oldest), settings), place
+        elsewhere = remote.queue_status(place, counts, _age(oldest), settings)
+        return {"queue": settings.queue_name, **elsewhere, "lost": []}, place
     running, pid = committer_alive(settings.lock_path)
     with store.reading(settings.index_path) as conn:
         model = store.active_model(conn)
         dead = reads.unreplayed_dead_letters(conn)
         ledger = reads.ledger_totals(conn)
         last = reads.last_commit_at(conn) if conn else None
+        mark = reads.queue_mark(conn)
     return ({
+        "queue": settings.queue_name,
         "pending": counts.pending,
         "inflight": counts.inflight,
         "dead_letters": int(dead),
@@ -68,7 +78,27 @@ def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere 
         "active_model": model.as_dict() if model else None,
         "ledger": {k: ledger[k] for k in ("batches", "committed", "dead_lettered", "skipped")},
         "index": remote.index_location(None, settings),
+        "lost": queue_incidents(settings, mark, generation, shared),
     }, None)
+
+
+def queue_losses(settings: Settings) -> list[dict[str, Any]]:
+    """The queue's open incidents (`queue_status(settings)["lost"]`): each says what happened,
+    which positions may be lost (`lost_positions`), whether batches may be lost (`loud`) and how
+    to re-send them. Read-only; the `mm queue lost --json` document."""
+    return queue_status(settings)["lost"]
+
+
+def queue_incidents(settings: Settings, mark: str | None, generation: QueueGeneration,
+                    shared: bool) -> list[dict[str, Any]]:
+    """The queue's open incidents: those the committer recorded, then the one this reading of
+    the queue against the committer's mark finds (not yet recorded), if any."""
+    found = [{**incident.as_dict(), "recorded": True} for incident in incidents(settings.home)]
+    live = judge(QueueMark.loads(mark), settings.queue_name, generation, shared)[1] \
+        if mark is not None else None
+    if live is not None:
+        found.append({**live.as_dict(), "recorded": False})
+    return found
 
 
 def _age(oldest: Any) -> float | None:

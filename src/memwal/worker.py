@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -21,9 +22,10 @@ from memwal import store
 from memwal.committed import Publisher
 from memwal.committer import BatchOutcome, Committer, DrainStats
 from memwal.config import Settings, ensure_home
-from memwal.errors import CommitterBusy, NoCommitter, is_damage
+from memwal.errors import CommitterBusy, NoCommitter, QueueError, QueueOwned, is_damage
 from memwal.lock import CommitterLock
-from memwal.queue import Role, open_queue
+from memwal.queue import Role, WriteAheadQueue, legacy_backlog, open_queue
+from memwal.queuewatch import QueueWatch, record_incident
 from memwal.safeio import open_regular, read_regular, write_atomically
 from memwal.store import reads
 from memwal.vectorindex import Maintainer
@@ -41,8 +43,10 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
                       patience: float = 1.0) -> Iterator[Committer]:
     """Take the committer role for `settings.home`: lock, open, put in-flight messages back.
 
-    The session also keeps the derived vector index current. Raises CommitterBusy (naming the
-    holder's pid) if another committer is alive.
+    The session also keeps the derived vector index current, and watches the queue for being
+    lost or re-created under it (memwal.queuewatch). Raises QueueOwned (exit 2) if the shared
+    queue is stamped with another index, CommitterBusy (naming the holder's pid) if another
+    committer is alive.
     """
     ensure_home(settings.home)
     with ExitStack() as stack:
@@ -53,12 +57,17 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             lock.acquire(patience)
         queue = open_queue(settings, Role.COMMITTER)
         stack.callback(queue.close)
+        # Another index's queue is refused before anything else: before the claim (so the
+        # message says whose it is even while its committer runs) and before this home grows
+        # an index of its own.
+        bind_queue(settings, queue)
         # A shared queue: one committer across machines. Claimed before the index is opened, so
         # a home that only produces for a committer elsewhere (a server's RoleSeeker asking
         # again and again) never grows an empty index of its own.
         stack.enter_context(queue.claim())
         conn = store.open_for_write(settings.index_path)
         stack.callback(conn.close)
+        bind_queue(settings, queue, conn)  # a new index: its id stamps the queue now
         queue.recover()
         publisher = Publisher(conn, queue, settings.home)
         # On the way out, a delivery interrupted before its commit goes back to its place now,
@@ -73,8 +82,10 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             maintainer.committed(sum(outcome.committed for outcome in outcomes))
             publisher.committed(outcomes)
 
+        watch = QueueWatch(conn, queue, on_incident=lambda found: record_incident(settings.home, found),
+                           rebind=lambda: bind_queue(settings, queue, conn))
         committer = Committer(conn, queue, on_commit=on_commit, group=settings["queue.commit_group"],
-                              group_bytes=GROUP_BYTES)
+                              group_bytes=GROUP_BYTES, watch=watch)
         try:
             yield committer
         except Exception as exc:
@@ -83,6 +94,35 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             if is_damage(exc):  # the queue's own errors arrive translated: this is the index
                 raise store.damaged(settings.index_path, exc) from None
             raise
+
+
+def bind_queue(settings: Settings, queue: WriteAheadQueue,
+               conn: store.Connection | None = None) -> None:
+    """Stamp a shared queue as this index's; QueueOwned (exit 2) if another index holds it.
+
+    Without `conn`, the index is read if this home has one and never made: a home with no index
+    may not commit a queue another index holds. Also refuses to start while this home's Redis
+    queue of an older memwal (named from the home's path) still holds batches: they would be
+    abandoned in silence.
+    """
+    if conn is None:
+        with store.reading(settings.index_path) as existing:
+            index_id = None if existing is None else reads.index_id(existing)
+    else:
+        index_id = reads.index_id(conn) or ""
+    held = queue.bind(index_id, {"host": socket.gethostname(), "home": str(settings.home)})
+    if held is not None:
+        raise QueueOwned(queue.name, held, index_id or "")
+    if conn is not None:
+        return
+    backlog = legacy_backlog(settings)
+    if backlog is not None:
+        name, count = backlog
+        raise QueueError(
+            f"the Redis queue {name} (this home's queue before home ids, named from its path) "
+            f"still holds {count} batches; this home now uses {queue.name}.",
+            f"Set queue.name to {name} on the home whose batches they are and on the homes that "
+            "write to it, to keep using that queue, or drain it with the memwal that queued them.")
 
 
 class FailureRecord:
@@ -173,6 +213,7 @@ def run_worker(settings: Settings, *, once: bool = False,
             restore[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
         with committer_session(settings) as committer:
+            committer.watch.notify = on_wait  # a queue lost under the worker is said at once
             if on_start:
                 on_start(os.getpid())
             if once:
@@ -269,6 +310,10 @@ class RoleSeeker:
             # A shared queue's committer runs on another machine: stay a producer. Asking again
             # connects to the queue, so not more often than once a second.
             return max(self.poll_interval, 1.0)
+        except QueueOwned:
+            # The shared queue is another index's (this is a producer home): the role is never
+            # this home's while the stamp stands; look again now and then, without a word.
+            return max(self.poll_interval, 10.0)
         except Exception as exc:
             first, longest = self.RETRY_AFTER_FAILURE
             if self.error is None:

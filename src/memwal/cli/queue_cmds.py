@@ -57,4 +57,32 @@ def _queue_text(state: dict[str, Any]) -> str:
         ("ledger", f"{ledger['batches']} batches: {ledger['committed']} committed, "
                    f"{ledger['dead_lettered']} dead-lettered, {ledger['skipped']} skipped"),
         ("index", output.index_text(state["index"])),
+        *(("LOST" if incident["loud"] else "re-created", incident["detail"])
+          for incident in state.get("lost", [])),
     ])
+
+
+@queue_app.command("lost")
+@guarded
+def lost(
+    dismiss: Annotated[bool, typer.Option(
+        "--dismiss", help="Mark the recorded incidents dealt with (after re-sending what was "
+                          "lost): mm doctor passes again.")] = False,
+    json_out: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Queues lost or re-created under their committer: what may be lost, and how to re-send it."""
+    settings = load(home)
+    if dismiss:
+        count = memwal.dismiss_queue_losses(settings)
+        output.emit({"dismissed": count}, json_out,
+                    lambda data: f"{data['dismissed']} queue incident(s) dismissed")
+        return
+    output.emit(memwal.queue_losses(settings), json_out, _lost_text)
+
+
+def _lost_text(incidents: list[dict[str, Any]]) -> str:
+    if not incidents:
+        return "no queue was lost or re-created under its committer"
+    return "\n".join(("LOST: " if incident["loud"] else "re-created: ") + incident["detail"]
+                     for incident in incidents)

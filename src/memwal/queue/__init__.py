@@ -14,9 +14,10 @@ from typing import Iterator
 from memwal.config import Settings, ensure_home
 from memwal.errors import QueueError
 from memwal.queue.memory import MemoryQueues
-from memwal.queue.protocol import Delivery, QueueCounts, WriteAheadQueue
+from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration, WriteAheadQueue
 
-__all__ = ["Delivery", "QueueCounts", "Role", "WriteAheadQueue", "open_queue"]
+__all__ = ["Delivery", "QueueCounts", "QueueGeneration", "Role", "WriteAheadQueue", "legacy_backlog",
+           "open_queue"]
 
 
 class Role(Enum):
@@ -63,6 +64,9 @@ class _EmptyQueue:
     def published_state(self) -> None:
         return None
 
+    def generation(self) -> QueueGeneration:
+        return QueueGeneration(None, 0)
+
     def published_batches(self, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
         return {}
 
@@ -71,8 +75,14 @@ class _EmptyQueue:
 
 
 def open_queue(settings: Settings, role: Role = Role.PRODUCER) -> WriteAheadQueue:
-    """The home's write-ahead queue, on the configured backend, opened for `role`."""
+    """The home's write-ahead queue, on the configured backend, opened for `role`.
+
+    A producer or committer creates the home (and its id, which names its default queue)
+    first; a reader never writes, and reads the queue of the name the home has now.
+    """
     backend = settings["queue.backend"]
+    if role is not Role.READER:
+        ensure_home(settings.home)
     name = settings.queue_name
     if backend == "memory":
         return _MEMORY.open(name)
@@ -84,8 +94,10 @@ def open_queue(settings: Settings, role: Role = Role.PRODUCER) -> WriteAheadQueu
             if not path.exists():
                 return _EmptyQueue(name)  # type: ignore[return-value]
             return sqlite_queue(path, name, readonly=True)
-        ensure_home(settings.home)
-        return sqlite_queue(path, name, durable=role is Role.PRODUCER)
+        # Rows queued under the home's path-derived name (before home ids) are this queue's.
+        legacy = settings.legacy_queue_name
+        return sqlite_queue(path, name, durable=role is Role.PRODUCER,
+                            legacy_names=(legacy,) if legacy else ())
     if backend == "redis":
         from memwal.queue.redis import redis_queue
 
@@ -96,3 +108,24 @@ def open_queue(settings: Settings, role: Role = Role.PRODUCER) -> WriteAheadQueu
         return redis_queue(url, name)
     raise QueueError(f"unknown queue backend {backend!r}",
                      "Set queue.backend to sqlite, memory or redis.")
+
+
+def legacy_backlog(settings: Settings) -> tuple[str, int] | None:
+    """(name, messages) of this home's Redis queue under its path-derived name (before home
+    ids), if messages still wait there; None otherwise or for another backend.
+
+    A SQLite queue file renames such rows itself; a Redis queue is shared, so its old name is
+    never taken over silently: the committer refuses to start and `mm doctor` fails until it is
+    drained (or named explicitly).
+    """
+    legacy = settings.legacy_queue_name
+    if settings["queue.backend"] != "redis" or not legacy:
+        return None
+    from memwal.queue.redis import redis_queue
+
+    queue = redis_queue(settings["queue.url"], legacy)
+    try:
+        total = queue.counts().total
+    finally:
+        queue.close()
+    return (legacy, total) if total else None

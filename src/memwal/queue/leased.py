@@ -15,7 +15,7 @@ import msgpack
 from huey import Huey
 from huey.serializer import Serializer
 
-from memwal.queue.protocol import Delivery, QueueCounts
+from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration
 
 
 class MsgpackSerializer(Serializer):
@@ -119,6 +119,13 @@ class LeasedQueue:
     def durability(self) -> str | None:
         check = getattr(self.storage, "durability", None)
         return None if check is None else self._call(check)
+
+    def generation(self) -> QueueGeneration:
+        return self._call(self.storage.generation)
+
+    def bind(self, index_id: str | None, about: dict[str, Any]) -> dict[str, Any] | None:
+        bind = getattr(self.storage, "bind", None)
+        return None if bind is None else self._call(lambda: bind(index_id, about))
 
     @property
     def shared(self) -> bool:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from typing import Iterator
 
 from huey import Huey
 from huey.storage import MemoryStorage
 
 from memwal.queue.leased import LeasedQueue, leased_huey, within_budget
-from memwal.queue.protocol import Delivery, QueueCounts
+from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration
 
 
 class LeasedMemoryStorage(MemoryStorage):
@@ -28,6 +29,7 @@ class LeasedMemoryStorage(MemoryStorage):
         self._messages: dict[int, bytes] = {}  # position → data, in position order
         self._leased: set[int] = set()
         self._next = 1
+        self._epoch = uuid.uuid4().hex  # one per storage: it lives as long as the process
         self._lock = threading.RLock()
 
     def enqueue(self, data: bytes, priority: float | None = None) -> int:  # type: ignore[override]
@@ -91,6 +93,10 @@ class LeasedMemoryStorage(MemoryStorage):
 
     def durability(self) -> str:
         return "the memory backend keeps nothing once its process ends (it is for tests)"
+
+    def generation(self) -> QueueGeneration:
+        with self._lock:
+            return QueueGeneration(self._epoch, self._next - 1, persistent=False)
 
     def counts(self) -> QueueCounts:
         with self._lock:

@@ -40,6 +40,24 @@ class QueueCounts:
         return self.pending + self.inflight
 
 
+@dataclass(frozen=True)
+class QueueGeneration:
+    """Which incarnation of a queue this is, and how far its positions have gone.
+
+    `epoch` is an id the queue's storage gets when it is created (a new queue file; a Redis
+    queue's first put or first committer, so a Redis queue whose keys were lost gets a new one;
+    None before that); `last_position` is the
+    highest position handed out in this epoch (0 if none). A committer that saw a higher
+    position, or another epoch, knows the queue was re-created under it.
+    """
+
+    epoch: str | None
+    last_position: int
+    # False for a queue that lives only as long as its process (memory): a new epoch at each
+    # start is what it is, not a loss.
+    persistent: bool = True
+
+
 class WriteAheadQueue(Protocol):
     """A durable FIFO queue of opaque messages with leases. Positions are never reused."""
 
@@ -114,6 +132,20 @@ class WriteAheadQueue(Protocol):
 
     def durability(self) -> str | None:
         """Why acknowledged writes could be lost with this backend's settings, or None."""
+        ...
+
+    def generation(self) -> QueueGeneration:
+        """The queue's epoch and the highest position handed out in it (read-only)."""
+        ...
+
+    def bind(self, index_id: str | None, about: dict[str, Any]) -> dict[str, Any] | None:
+        """Stamp the queue as the queue of the index `index_id` (with `about`: host, home) if it
+        has no stamp yet; return the stamp of another index that holds it, else None. With
+        `index_id` None (a home with no index yet) only look: any stamp is another index's.
+
+        A shared backend (Redis) keeps the stamp so that a committer of another index is
+        refused; a backend whose queue lives beside its index stamps nothing (None).
+        """
         ...
 
     # A shared backend also carries what producers on other machines need to diff without the

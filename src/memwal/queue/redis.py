@@ -35,13 +35,14 @@ from huey.storage import RedisStorage
 
 from memwal.errors import CommitterBusy, QueueError, QueueUnavailable
 from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey
-from memwal.queue.protocol import Delivery, QueueCounts
+from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration
 
 SMALL = 4096
 LEASE_MS = 10 * 60 * 1000
 CLAIM_MS, RENEW_EVERY = 15_000, 5.0
 
 _ENQUEUE = """
+redis.call('SET', KEYS[5], ARGV[3], 'NX')
 local pos = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[3], pos, ARGV[1])
 redis.call('ZADD', KEYS[1], pos, pos)
@@ -117,6 +118,9 @@ class LeasedRedisStorage(RedisStorage):
         self.data_key, self.inflight_key = f"{prefix}:data", f"{prefix}:inflight"
         self.small_key, self.claim_key = f"{prefix}:small", f"{prefix}:committer"
         self.state_prefix = f"{prefix}:state"
+        # The queue's epoch (made by its first put or committer: a queue whose keys were lost
+        # gets a new one) and the stamp of the index whose committer owns it.
+        self.epoch_key, self.index_key = f"{prefix}:epoch", f"{prefix}:index"
         self.claim_lost = threading.Event()
         self._scripts = {name: self.conn.register_script(text) for name, text in (
             ("enqueue", _ENQUEUE), ("take", _TAKE), ("ack", _ACK), ("recover", _RECOVER),
@@ -129,8 +133,8 @@ class LeasedRedisStorage(RedisStorage):
 
     def enqueue(self, data: bytes, priority: float | None = None) -> int:  # type: ignore[override]
         return int(self._scripts["enqueue"](
-            keys=[self.pending_key, self.seq_key, self.data_key, self.small_key],
-            args=[data, SMALL]))
+            keys=[self.pending_key, self.seq_key, self.data_key, self.small_key, self.epoch_key],
+            args=[data, SMALL, uuid.uuid4().hex]))
 
     def take(self) -> Delivery | None:
         taken = self.take_many(1, 0)
@@ -229,6 +233,26 @@ class LeasedRedisStorage(RedisStorage):
                 self._scripts["release"](keys=[self.claim_key], args=[token])
             except Exception:
                 pass  # it expires by itself
+
+    def generation(self) -> QueueGeneration:
+        with self.conn.pipeline(transaction=True) as pipe:
+            epoch, last = pipe.get(self.epoch_key).get(self.seq_key).execute()
+        return QueueGeneration(epoch.decode() if epoch else None, int(last or 0))
+
+    def bind(self, index_id: str | None, about: dict[str, Any]) -> dict[str, Any] | None:
+        """Stamp the queue with `index_id` (SET NX) and give it an epoch if it has none; the
+        stamp of another index if one holds the queue."""
+        if index_id is None:  # only look
+            held = self.conn.get(self.index_key)
+            return None if not held else _stamp(held)
+        stamp = json.dumps({"index": index_id, **about})
+        with self.conn.pipeline(transaction=True) as pipe:
+            pipe.set(self.epoch_key, uuid.uuid4().hex, nx=True)
+            pipe.set(self.index_key, stamp, nx=True)
+            pipe.get(self.index_key)
+            held = pipe.execute()[2]
+        found = _stamp(held) if held else {}
+        return None if found.get("index") == index_id else found
 
     def holder(self) -> str | None:
         holder = self.conn.get(self.claim_key)
@@ -329,6 +353,17 @@ def redis_queue(url: str, name: str) -> LeasedQueue:
     except Exception as exc:
         raise (translate(exc) or exc) from None
     return LeasedQueue(huey, translate)
+
+
+def _stamp(held: bytes) -> dict[str, Any]:
+    """A queue's index stamp as stored (JSON), or what could be read of a damaged one."""
+    try:
+        found = json.loads(held)
+    except ValueError:
+        found = None
+    if isinstance(found, dict) and found.get("index"):
+        return found
+    return {"index": held.decode(errors="replace")}
 
 
 def _dead_here(token: str) -> bool:

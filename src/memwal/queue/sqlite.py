@@ -21,7 +21,7 @@ from huey.storage import SqliteStorage
 
 from memwal.errors import DAMAGED_QUEUE_FIX, DamagedFile, QueueError, is_damage
 from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey, within_budget
-from memwal.queue.protocol import Delivery, QueueCounts
+from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration
 from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
 
 # The name every queue file written before queue names were per home used.
@@ -45,15 +45,20 @@ class LeasedSqliteStorage(SqliteStorage):
         "create table if not exists inflight ("
         "id integer not null primary key, queue text not null, taken_at real not null)"
     )
+    # The file's own facts: its epoch, a random id made with the file. Positions (AUTOINCREMENT,
+    # strict_fifo) never go back within a file, but a deleted file starts again at 1: the epoch
+    # tells the committer so, and keeps ledger ids of the new file's positions apart.
+    table_about = "create table if not exists memwal_queue (key text primary key, value text not null)"
     _unleased = "queue = ? and id not in (select id from inflight)"
 
     def __init__(self, *args: object, synchronous: str = "FULL", readonly: bool = False,
-                 **kwargs: object) -> None:
+                 legacy_names: tuple[str, ...] = (LEGACY_NAME,), **kwargs: object) -> None:
         # huey's fsync=False means synchronous=OFF, which can corrupt a WAL file on power loss;
         # NORMAL cannot, so the level is set here instead (FULL or NORMAL).
         self._synchronous = synchronous
         self._readonly = readonly
-        self.ddl = list(self.ddl) + [self.table_inflight]
+        self._legacy_names = legacy_names
+        self.ddl = list(self.ddl) + [self.table_inflight, self.table_about]
         if readonly:
             kwargs.update(create_tables=False, journal_mode=None)
         super().__init__(*args, **kwargs)
@@ -85,11 +90,15 @@ class LeasedSqliteStorage(SqliteStorage):
                                "select id, queue, data, priority from inflight")
                 cursor.execute("drop table inflight")
                 cursor.execute(self.table_inflight)
-            # Queue files from before per-home names used one constant name.
-            if self.name != LEGACY_NAME:
-                cursor.execute("update task set queue = ? where queue = ?", (self.name, LEGACY_NAME))
-                cursor.execute("update inflight set queue = ? where queue = ?",
-                               (self.name, LEGACY_NAME))
+            # Queue files from before per-home names used one constant name, and those from
+            # before home ids a name derived from the home's path: their rows are this queue's.
+            for legacy in self._legacy_names:
+                if legacy != self.name:
+                    cursor.execute("update task set queue = ? where queue = ?", (self.name, legacy))
+                    cursor.execute("update inflight set queue = ? where queue = ?",
+                                   (self.name, legacy))
+            cursor.execute("insert or ignore into memwal_queue (key, value) values "
+                           "('epoch', lower(hex(randomblob(16))))")
 
     # -- huey's verbs, with leases -----------------------------------------------------------
 
@@ -191,6 +200,23 @@ class LeasedSqliteStorage(SqliteStorage):
                 cursor.execute("commit")
         return QueueCounts(int(total) - int(leased), int(leased))
 
+    def generation(self) -> QueueGeneration:
+        """The file's epoch and the highest position it handed out (sqlite_sequence, which
+        AUTOINCREMENT keeps even when every row is acknowledged)."""
+        if self._tables_missing() or not self.sql(
+                "select 1 from sqlite_master where name = 'memwal_queue'", results=True):
+            return QueueGeneration(None, 0)
+        with self.db() as cursor:
+            cursor.execute("begin")
+            try:
+                epoch = cursor.execute("select value from memwal_queue where key = 'epoch'"
+                                       ).fetchone()
+                last = cursor.execute("select seq from sqlite_sequence where name = 'task'"
+                                      ).fetchone()
+            finally:
+                cursor.execute("commit")
+        return QueueGeneration(epoch[0] if epoch else None, int(last[0]) if last else 0)
+
     def oldest(self) -> Delivery | None:
         if self._tables_missing():
             return None
@@ -211,9 +237,11 @@ class LeasedSqliteStorage(SqliteStorage):
 
 
 def sqlite_queue(path: Path, name: str, *, durable: bool = True, readonly: bool = False,
-                 timeout: float = 30.0) -> LeasedQueue:
+                 timeout: float = 30.0, legacy_names: tuple[str, ...] = ()) -> LeasedQueue:
     """The queue in the SQLite file `path`: durable puts (synchronous=FULL) unless `durable` is
     False (the committer's leases and acknowledgements), or a reader that never writes.
+    Rows under one of `legacy_names` (or the constant name of the first queue files) are
+    renamed to `name` by a writer that opens the file.
 
     The file and its companions are refused if they are symlinks; a new file is made private
     (0600). A damaged file is a DamagedFile error naming it, from the open or from any verb.
@@ -233,7 +261,7 @@ def sqlite_queue(path: Path, name: str, *, durable: bool = True, readonly: bool 
     try:
         huey = leased_huey(name, LeasedSqliteStorage, filename=str(path), strict_fifo=True,
                            synchronous="FULL" if durable else "NORMAL", readonly=readonly,
-                           timeout=timeout)
+                           timeout=timeout, legacy_names=(LEGACY_NAME, *legacy_names))
     except Exception as exc:
         raise (translate(exc) or exc) from None
     if created:

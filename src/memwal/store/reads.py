@@ -53,6 +53,25 @@ def ledger_counts(conn: Connection, batch_ids: Sequence[str]) -> dict[str, tuple
     return found
 
 
+def index_id(conn: Connection) -> str | None:
+    """The index's id (made by the schema's v4 step); what a shared queue is stamped with."""
+    row = conn.execute("SELECT value FROM meta WHERE key='index_id'").fetchone()
+    return row[0] if row else None
+
+
+def queue_mark(conn: Connection | None) -> str | None:
+    """The committer's mark of its queue (JSON: queue, epoch, seen, committed), if any."""
+    if conn is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key='queue_mark'").fetchone()
+    return row[0] if row else None
+
+
+def last_ledger_position(conn: Connection) -> int:
+    """The highest queue position the ledger records."""
+    return int(conn.execute("SELECT coalesce(max(position), 0) FROM ledger").fetchone()[0])
+
+
 def unbalanced_batches(conn: Connection, limit: int = 5) -> list[tuple[str, int, int, int, int]]:
     """Ledger rows where received != committed + dead-lettered + skipped."""
     return conn.execute("SELECT batch_id, received, committed, dead_lettered, skipped FROM ledger "

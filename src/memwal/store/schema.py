@@ -9,7 +9,7 @@ import sqlean
 
 from memwal.errors import SchemaTooNew
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 VECTOR_TABLE = "chunk_vectors"
 
 _V1 = """
@@ -122,11 +122,19 @@ ALTER TABLE ledger ADD COLUMN seq INTEGER;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('commit_seq', '0');
 """
 
+# v4: the index has an id (meta `index_id`), made once: the committer stamps a shared queue with
+# it, so a committer of another index is refused that queue. Its mark of the queue (meta
+# `queue_mark`: epoch, highest position seen and committed) is written by the committer.
+_V4 = """
+INSERT OR IGNORE INTO meta (key, value) VALUES ('index_id', lower(hex(randomblob(16))));
+"""
+
 Migration = Callable[[sqlean.Connection], None]
 MIGRATIONS: dict[int, Migration] = {
     1: lambda conn: _run_script(conn, _V1),
     2: lambda conn: _run_script(conn, _V2),
     3: lambda conn: _run_script(conn, _V3),
+    4: lambda conn: _run_script(conn, _V4),
 }
 
 

@@ -51,6 +51,11 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
                  "ON CONFLICT (key) DO UPDATE SET value=excluded.value", (key, value))
 
 
+def set_queue_mark(conn: Connection, mark: str) -> None:
+    """The committer's mark of its queue (see memwal.queuewatch), in the caller's transaction."""
+    set_meta(conn, "queue_mark", mark)
+
+
 def set_active_model(conn: Connection, model: ModelInfo) -> None:
     set_meta(conn, "active_model", json.dumps(model.as_dict(), sort_keys=True))
 

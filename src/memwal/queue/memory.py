@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Iterator
 
 from huey import Huey
 from huey.storage import MemoryStorage
 
 from memwal.queue.leased import LeasedQueue, leased_huey, within_budget
-from memwal.queue.protocol import Delivery, QueueCounts
+from memwal.queue.protocol import Delivery, Lease, QueueCounts
 
 
 class LeasedMemoryStorage(MemoryStorage):
@@ -26,7 +27,7 @@ class LeasedMemoryStorage(MemoryStorage):
     def __init__(self, name: str = "memwal", **options: object) -> None:
         super().__init__(name)
         self._messages: dict[int, bytes] = {}  # position → data, in position order
-        self._leased: set[int] = set()
+        self._leased: dict[int, float] = {}  # position → when it was taken (unix seconds)
         self._next = 1
         self._lock = threading.RLock()
 
@@ -46,7 +47,8 @@ class LeasedMemoryStorage(MemoryStorage):
                 ((position, data) for position, data in self._messages.items()
                  if position not in self._leased), max(1, limit)))
             taken = pending[:within_budget((len(data) for _, data in pending), max_bytes)]
-            self._leased.update(position for position, _ in taken)
+            now = time.time()
+            self._leased.update((position, now) for position, _ in taken)
         return [Delivery(position, data) for position, data in taken]
 
     def dequeue(self) -> bytes | None:
@@ -60,7 +62,7 @@ class LeasedMemoryStorage(MemoryStorage):
         with self._lock:
             for position in positions:
                 self._messages.pop(position, None)
-                self._leased.discard(position)
+                self._leased.pop(position, None)
 
     def recover(self) -> int:
         with self._lock:
@@ -95,6 +97,12 @@ class LeasedMemoryStorage(MemoryStorage):
     def counts(self) -> QueueCounts:
         with self._lock:
             return QueueCounts(len(self._messages) - len(self._leased), len(self._leased))
+
+    def stuck(self, older_than: float) -> list[Lease]:
+        now = time.time()
+        with self._lock:
+            return [Lease(position, since, now - since) for position, since
+                    in sorted(self._leased.items()) if now - since > older_than]
 
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
         with self._lock:

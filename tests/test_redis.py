@@ -3,20 +3,28 @@ per queue, faults, a kill storm with the server itself killed, and the seed scen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from helpers import MM, assert_doctor_ok, poll, upsert, write_config
+from helpers import (MM, assert_doctor_ok, batch, home_settings, poll, producer_queue, upsert,
+                     write_config)
+from memwal import store
 from memwal.config import load_settings
 from memwal.producer import enqueue_items
-from redis_server import RedisServer
+from memwal.queue import QueueCounts, Role, open_queue
+from memwal.queue import redis as redis_backend
+from memwal.records import encode_batch
+from memwal.worker import committer_session
+from redis_server import LosingProxy, RedisServer
 from test_crash import run_storm
 
 A, B = "hash-384", "hash-384-b"
@@ -227,3 +235,93 @@ def test_the_seed_scenario_on_redis_never_mixes_and_replay_commits_the_mismatche
     assert (status["dead_letters"], status["ledger"]["dead_lettered"]) == (0, 7)
     assert committer("status", "--json", env={"MM_EMBEDDING_MODEL": B}).json()["chunks"] == 2 + 12
     assert_doctor_ok(committer.home)
+
+
+# -- leases never outlive their holder (issue 22, item 1) ----------------------------------
+
+
+def script_marker(script: str) -> bytes:
+    """What identifies one of the backend's Lua scripts on the wire: its SHA1 (EVALSHA)."""
+    return hashlib.sha1(script.encode()).hexdigest().encode()
+
+
+def ledger_positions(home: Path) -> list[int]:
+    """Queue positions of the committed batches, in commit order."""
+    with store.reading(home / "index.sqlite3") as conn:
+        return [] if conn is None else [
+            row[0] for row in conn.execute("SELECT position FROM ledger ORDER BY seq")]
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, redis: RedisServer) -> Iterator[LosingProxy]:
+    """A relay to the server that loses what a test plans, with the backend's scripts already
+    loaded: the first call of a script otherwise fails NOSCRIPT and is sent again."""
+    relay = LosingProxy(redis, tmp_path / "proxy.sock")
+    warm = redis_backend.redis_queue(redis.url, "warm-up")
+    try:
+        assert warm.take_many(1, 1) == [] and warm.recover() == 0
+    finally:
+        warm.close()
+    yield relay
+    relay.close()
+
+
+def test_a_take_whose_reply_is_lost_and_retried_hands_out_its_first_leases(
+        tmp_path: Path, proxy: LosingProxy) -> None:
+    """redis-py retries a command after a dropped connection. A take that ran on the server and
+    lost its reply runs again: the retry must hand out the messages the first run leased, not
+    lease the next ones and leave those stranded ahead of everything."""
+    home = machine(tmp_path, "server", proxy)  # type: ignore[arg-type]
+    queue = open_queue(home_settings(home.home), Role.COMMITTER)
+    try:
+        positions = [queue.put(b"m%d" % i) for i in range(5)]
+        proxy.plan(script_marker(redis_backend._TAKE), "lose")
+        taken = queue.take_many(2, 1 << 20)
+        assert proxy.met == ["lose"]
+        assert [d.position for d in taken] == positions[:2]
+        assert queue.counts() == QueueCounts(pending=3, inflight=2)
+        queue.acknowledge_many([d.position for d in taken])
+        assert [d.position for d in queue.take_many(10, 1 << 20)] == positions[2:]
+    finally:
+        queue.close()
+
+
+def test_a_committer_whose_recover_fails_after_an_outage_never_commits_past_what_it_held(
+        tmp_path: Path, redis: RedisServer, proxy: LosingProxy) -> None:
+    """The defect of issue 22: the committer's take runs on the server but the connection dies
+    with its reply (and stays down through redis-py's retries); its recover then fails too; the
+    next drain reaches the server. The leases of that first take must go back before anything is
+    taken: positions 1-2 are committed first, not stranded while 3-6 are committed past them."""
+    home = machine(tmp_path, "server", proxy, queue={  # type: ignore[arg-type]
+        "backend": "redis", "url": proxy.url, "name": "team-memory", "commit_group": 2})
+    settings = home_settings(home.home)
+    queue = producer_queue(home.home)
+    try:
+        for i in range(6):
+            queue.put(encode_batch(batch(upsert(f"note {i}", source=f"/n/{i}.md"))))
+    finally:
+        queue.close()
+    stop, waits = threading.Event(), []
+    with committer_session(settings) as committer:
+        proxy.plan(script_marker(redis_backend._TAKE), "lose", *["refuse"] * len(redis_backend.RETRIES))
+        proxy.plan(script_marker(redis_backend._RECOVER), *["refuse"] * (len(redis_backend.RETRIES) + 1))
+        runner = threading.Thread(target=committer.run, args=(stop, 0.05),
+                                  kwargs={"on_wait": waits.append})
+        runner.start()
+        try:
+            poll(lambda: 6 in ledger_positions(home.home), "the last batch to be committed", 120)
+        finally:
+            stop.set()
+            runner.join()
+    assert proxy.planned() == 0 and waits, "the outage did not happen as planned"
+    assert ledger_positions(home.home) == [1, 2, 3, 4, 5, 6]
+    assert queue_counts(home) == QueueCounts(0, 0)
+    assert_doctor_ok(home.home)
+
+
+def queue_counts(home: MM) -> QueueCounts:
+    queue = open_queue(home_settings(home.home), Role.READER)
+    try:
+        return queue.counts()
+    finally:
+        queue.close()

@@ -325,3 +325,68 @@ def queue_counts(home: MM) -> QueueCounts:
         return queue.counts()
     finally:
         queue.close()
+
+
+def failing_doctor(mm: MM) -> dict | None:
+    run = mm("doctor", "--json", check=None)
+    return run.json() if run.code != 0 else None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_doctor_fails_on_leases_older_than_the_lease_timeout_while_a_committer_runs(
+        tmp_path: Path, redis: RedisServer, backend: str) -> None:
+    """A live committer holds a lease for one group commit. One that holds leases longer than
+    `queue.lease_timeout` has lost track of them (and order waits on them): doctor fails and
+    says which positions, since when. Here the committer is held after its commit, before the
+    acknowledge, and keeps running (its lock, its claim, its heartbeat)."""
+    queue: dict = {"backend": backend, "lease_timeout": 1, "batch_records": 2}
+    if backend == "redis":
+        queue.update(url=redis.url, name="team-memory")
+    mm = machine(tmp_path, "server", redis, queue=queue)
+    mm("index", "--no-wait", str(notes(tmp_path / "notes", 3)))  # a file a batch: positions 1-3
+    marker = tmp_path / "at-the-fault"
+    worker = mm.popen("queue", "worker", env={"MM_FAULT": "group-committed",
+                                              "MM_FAULT_MARKER": str(marker)})
+    try:
+        poll(marker.exists, "the committer to commit its group and stop before acknowledging", 120)
+        report = poll(lambda: failing_doctor(mm), "doctor to see the leases outlive the timeout")
+        check = next(c for c in report["checks"] if c["name"] == "nothing_stuck_in_flight")
+        assert not check["ok"], report
+        assert "positions 1-3, since " in check["detail"] and "lease_timeout (1 s)" in check["detail"]
+        assert f"pid {worker.pid}" in check["detail"], check["detail"]
+    finally:
+        worker.kill()
+        worker.wait(timeout=60)
+    mm("queue", "worker", "--once")  # puts them back; the ledger skips what was committed
+    assert ledger_positions(mm.home) == [1, 2, 3]
+    assert_doctor_ok(mm.home)
+
+
+def test_a_committer_keeps_its_leases_while_it_heartbeats_and_loses_them_once_it_stops(
+        tmp_path: Path, redis: RedisServer) -> None:
+    """Leases last `queue.lease_timeout` unless their committer renews them (with its claim).
+    A committer held for longer keeps them; once it stops heartbeating (SIGSTOP: alive, silent)
+    the next take puts them back and hands out the first, without any restart."""
+    mm = machine(tmp_path, "server", redis, queue={
+        "backend": "redis", "url": redis.url, "name": "team-memory", "lease_timeout": 3,
+        "batch_records": 2})
+    mm("index", "--no-wait", str(notes(tmp_path / "notes", 3)))
+    marker = tmp_path / "at-the-fault"
+    worker = mm.popen("queue", "worker", env={"MM_FAULT": "group-committed",
+                                              "MM_FAULT_MARKER": str(marker)})
+    other = open_queue(home_settings(mm.home), Role.COMMITTER)  # a second session, no claim
+    try:
+        poll(marker.exists, "the committer to commit its group and stop before acknowledging", 120)
+        poll(lambda: len(other.stuck(3)) == 3, "the leases to outlive the lease timeout")
+        assert other.take() is None  # renewed: still the live committer's
+        os.kill(worker.pid, signal.SIGSTOP)
+        first = poll(other.take, "the silent committer's leases to lapse and be put back")
+        assert first.position == 1 and other.counts() == QueueCounts(pending=2, inflight=1)
+        other.recover()
+    finally:
+        other.close()
+        worker.kill()  # SIGKILL ends a stopped process too
+        worker.wait(timeout=60)
+    mm("queue", "worker", "--once")
+    assert ledger_positions(mm.home) == [1, 2, 3] and queue_counts(mm) == QueueCounts(0, 0)
+    assert_doctor_ok(mm.home)

@@ -267,8 +267,8 @@ class LeasedRedisStorage(RedisStorage):
         now = seconds + micros / 1e6
         found = self.conn.zrangebyscore(self.inflight_key, "-inf", (now - older_than) * 1000,
                                         withscores=True)
-        return sorted(Lease(int(position), score / 1000, now - score / 1000)
-                      for position, score in found)
+        return sorted((Lease(int(position), score / 1000, now - score / 1000)
+                       for position, score in found), key=lambda lease: lease.position)
 
     def oldest(self) -> Delivery | None:
         first = self.conn.zrange(self.pending_key, 0, 0)

@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -390,3 +391,185 @@ def test_a_committer_keeps_its_leases_while_it_heartbeats_and_loses_them_once_it
     mm("queue", "worker", "--once")
     assert ledger_positions(mm.home) == [1, 2, 3] and queue_counts(mm) == QueueCounts(0, 0)
     assert_doctor_ok(mm.home)
+
+
+# -- the outage storm ---------------------------------------------------------------------
+
+# How long a long outage lasts past the worker's first "Retrying" line: the fault's length, not a
+# wait for anything. The worker's recover then fails too (redis-py retries ~9 s), and the server
+# is back before its next take gives up: the moment the committer of issue 22 stranded its leases.
+OUTAGE_PAST_RETRY = 12.0
+
+
+class Lines:
+    """The lines a process writes to a pipe, collected by a thread as they come."""
+
+    def __init__(self, pipe) -> None:  # type: ignore[no-untyped-def]
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(pipe), daemon=True)
+        self.thread.start()
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+
+class Probe:
+    """The test's own reads of the shared queue on the server (None while it is down)."""
+
+    def __init__(self, server: RedisServer, name: str) -> None:
+        import redis as redis_py
+
+        self.client = redis_py.Redis(unix_socket_path=str(server.socket), socket_timeout=5)
+        self.errors = (redis_py.ConnectionError, redis_py.TimeoutError, FileNotFoundError)
+        self.prefix = f"memwal:{name}"
+
+    def _read(self, read):  # type: ignore[no-untyped-def]
+        try:
+            return read()
+        except self.errors:
+            return None
+
+    def enqueued(self) -> int:
+        return int(self._read(lambda: self.client.get(f"{self.prefix}:seq")) or 0)
+
+    def counts(self) -> tuple[int, int] | None:
+        return self._read(lambda: (self.client.zcard(f"{self.prefix}:pending"),
+                                   self.client.zcard(f"{self.prefix}:inflight")))
+
+
+def write_round(folder: Path, producer: int, round_no: int, files: int = 4) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = []
+    for k in range(files):
+        path = folder / f"note-{k}.md"
+        path.write_text(f"# Producer {producer} round {round_no} note {k}\n\n"
+                        f"Marker p{producer}r{round_no}n{k}: written during the outage storm.\n")
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.torture
+@pytest.mark.no_doctor
+def test_redis_outage_storm_keeps_commit_order_and_loses_nothing(tmp_path: Path) -> None:
+    """redis-server (appendonly, fsync always) killed by SIGKILL and SIGTERM in turn and started
+    again, while two producer homes enqueue with `mm index --no-wait` and one `mm queue worker`
+    commits on a third. Outages strike while work flows (and the long ones while the worker
+    holds leases); short ones end at once (redis-py's retries ride through them), long ones
+    outlast the worker's retries and its recover. Afterwards nothing is in flight, every batch a
+    producer reported durable is committed once, the ledger's commit order is the queue's
+    order, and doctor passes."""
+    outages = int(os.environ.get("MM_TORTURE_OUTAGES", "6"))
+    server = RedisServer(tmp_path / "redis")
+    queue = {"backend": "redis", "url": server.url, "name": "shared"}
+
+    def home(name: str, **extra: object) -> MM:
+        write_config(tmp_path / name, {"queue": {**queue, **extra},
+                                       "embedding": {"model": "hash-384"}})
+        return MM(tmp_path / name)
+
+    committer = home("committer")
+    producers = [home(f"producer-{n}", batch_records=2) for n in range(2)]  # a batch a file
+    probe = Probe(server, "shared")
+    worker = committer.popen("queue", "worker")
+    assert worker.stderr is not None and worker.stdout is not None
+    said, _ = Lines(worker.stderr), Lines(worker.stdout)
+    stop = threading.Event()
+    reported: list[str] = []  # batch ids the producers reported durable
+    written: list[Path] = []
+    failures: list[str] = []
+
+    def produce(number: int, mm: MM) -> None:
+        round_no = 0
+        try:
+            while not stop.is_set():
+                written.extend(write_round(tmp_path / f"p{number}" / f"r{round_no}", number,
+                                           round_no))
+                # A run the outage stopped is run again, as a user would: what it enqueued
+                # before the error is durable, and the diff re-sends what is not committed yet.
+                while (run := mm("index", "--no-wait", "--json", str(tmp_path / f"p{number}" /
+                                 f"r{round_no}"), check=None, timeout=300)).code != 0:
+                    assert run.code == 1 and "cannot be reached" in run.stderr, str(run)
+                reported.extend(run.json()["batch_ids"])
+                round_no += 1
+        except BaseException as exc:  # surfaced by the main thread
+            failures.append(f"producer {number}: {exc}")
+
+    poll(lambda: said.count("committer running") or worker.poll() is not None,
+         "the worker to take the role (its index is created then)", 120)
+    threads = [threading.Thread(target=produce, args=(n, mm)) for n, mm in enumerate(producers)]
+    for thread in threads:
+        thread.start()
+
+    def committed() -> int:
+        return len(ledger_positions(committer.home))
+
+    def worker_alive() -> bool:
+        assert worker.poll() is None, "the worker died:\n" + "".join(said.lines[-30:])
+        assert not failures, failures
+        return True
+
+    try:
+        long_outages = 0
+        for number in range(outages):
+            kill = number % 2 == 0          # SIGKILL and SIGTERM in turn
+            long = number % 4 in (0, 3)     # each signal gets long and short outages
+            past_retry = OUTAGE_PAST_RETRY if number % 4 == 0 else 0.0
+            enqueued, done = probe.enqueued(), committed()
+            poll(lambda: worker_alive() and probe.enqueued() >= enqueued + 2 and
+                 committed() > done and (not long or (probe.counts() or (0, 0))[1] > 0),
+                 f"outage {number}: work flowing (and leases held) to strike on", 300, every=0.005)
+            retries = said.count("Retrying")
+            server.kill() if kill else server.stop()
+            if long:
+                long_outages += 1
+                poll(lambda: worker_alive() and said.count("Retrying") > retries,
+                     f"outage {number}: the worker to give up retrying and say so", 120)
+                time.sleep(past_retry)  # the fault's length (see OUTAGE_PAST_RETRY)
+            server.start()
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=600)
+        assert not failures, failures
+        poll(lambda: worker_alive() and probe.counts() == (0, 0),
+             "the worker to commit everything and hold nothing in flight", 180)
+        assert said.count("Retrying") >= long_outages
+        print(f"{outages} outages ({long_outages} long): the worker retried "
+              f"{said.count('Retrying')} times; {len(reported)} batches reported durable, "
+              f"{committed()} committed, queue position {probe.enqueued()}")
+    finally:
+        stop.set()
+        log = stop_process(worker)
+        server.stop()
+    assert "Traceback" not in log, log
+    check_storm_outcome(committer.home, reported, written)
+    server.start()  # for doctor, which reads the queue too
+    try:
+        assert_doctor_ok(committer.home)
+    finally:
+        server.stop()
+
+
+def stop_process(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    return ""
+
+
+def check_storm_outcome(home: Path, reported: list[str], written: list[Path]) -> None:
+    assert reported, "the producers reported nothing durable"
+    with store.reading(home / "index.sqlite3") as conn:
+        assert conn is not None
+        ledger = conn.execute("SELECT batch_id, position FROM ledger ORDER BY seq").fetchall()
+        sources = [row[0] for row in conn.execute("SELECT source_file FROM chunks")]
+        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+    ids = [batch_id for batch_id, _ in ledger]
+    positions = [position for _, position in ledger]
+    lost = set(reported) - set(ids)
+    assert not lost, f"{len(lost)} batches reported durable were never committed"
+    assert len(ids) == len(set(ids)), "a batch committed twice"
+    assert positions == sorted(positions) and len(set(positions)) == len(positions), \
+        f"commit order is not queue order: {[p for a, p in zip(positions, positions[1:]) if p < a][:10]}"
+    assert sorted(sources) == sorted(str(path.resolve()) for path in written), \
+        "a file is missing from the index or indexed twice"
+    assert letters == 0

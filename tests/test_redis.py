@@ -20,6 +20,7 @@ from helpers import (MM, assert_doctor_ok, batch, home_settings, poll, producer_
                      write_config)
 from memwal import store
 from memwal.config import load_settings
+from memwal.errors import QueueError
 from memwal.producer import enqueue_items
 from memwal.queue import QueueCounts, Role, open_queue
 from memwal.queue import redis as redis_backend
@@ -573,3 +574,21 @@ def check_storm_outcome(home: Path, reported: list[str], written: list[Path]) ->
     assert sorted(sources) == sorted(str(path.resolve()) for path in written), \
         "a file is missing from the index or indexed twice"
     assert letters == 0
+
+
+def test_a_committer_whose_claim_was_taken_over_takes_nothing(tmp_path: Path, redis: RedisServer) -> None:
+    """Its claim expired while the server was away and another committer holds the queue now:
+    it must not lease past the new holder, even before its renewal thread notices."""
+    mm = machine(tmp_path, "server", redis)
+    queue = open_queue(home_settings(mm.home), Role.COMMITTER)
+    try:
+        queue.put(b"first")
+        with queue.claim():
+            probe = redis_backend.redis_queue(redis.url, "team-memory")
+            probe.storage.conn.set(probe.storage.claim_key, "other-host pid 1 cafe")  # taken over
+            probe.close()
+            with pytest.raises(QueueError, match="lost its claim"):
+                queue.take()
+        assert queue.counts() == QueueCounts(pending=1, inflight=0)
+    finally:
+        queue.close()

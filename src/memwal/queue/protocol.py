@@ -14,7 +14,10 @@ backend is done when it passes. The guarantees that rest on the queue (docs/arch
 - **no lease outlives its holder**: a lease whose holder is gone (a committer that stopped
   renewing it for `queue.lease_timeout`, or this very queue object after a lost connection
   dropped the reply that would have handed it over) is put back at its place before anything
-  after it is taken, so nothing is committed ahead of it;
+  after it is taken, so nothing is committed ahead of it. A backend whose queue lives beside
+  the index (SQLite, memory) has no connection to lose, and its committer's lock dies with it:
+  the next committer's `recover` is all it needs. A queue on a server (Redis) names each
+  lease's holder and checks it on every take;
 - exactly-once *effect* is not the queue's job: the committer's ledger skips a redelivery.
 """
 

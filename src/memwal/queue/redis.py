@@ -166,9 +166,11 @@ class LeasedRedisStorage(RedisStorage):
         self.session_key = self.session_prefix + self.session
         self._label = f"{socket.gethostname()} pid {os.getpid()}"
         self._claim_token = ""
-        # Positions handed to the caller and not yet acknowledged or put back.
+        # Positions handed to the caller and not yet acknowledged or put back. Takes are one at
+        # a time: a take puts back our leases that are not in hand, so it must not run while
+        # another take's leases are on their way to the caller.
         self._held: set[int] = set()
-        self._held_lock = threading.Lock()
+        self._held_lock, self._take_lock = threading.Lock(), threading.Lock()
         self._scripts = {name: self.conn.register_script(text) for name, text in (
             ("enqueue", _ENQUEUE), ("take", _TAKE), ("ack", _ACK), ("recover", _RECOVER),
             ("renew", _RENEW), ("release", _RELEASE), ("take_over", _TAKE_OVER))}
@@ -207,23 +209,25 @@ class LeasedRedisStorage(RedisStorage):
     def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
         if self.claim_lost.is_set():
             raise _claim_lost()
-        with self._held_lock:
-            held = sorted(self._held)
-        try:
-            found = self._run("take", [self.pending_key, self.data_key, self.inflight_key,
-                                       self.owners_key, self.session_key, self.claim_key],
-                              [max(1, limit), max_bytes, self.session, self.lease_ms,
-                               self.session_prefix, self._label, self._claim_token, CLAIM_MS,
-                               *held])
-        except redis.ResponseError as exc:
-            if CLAIM_LOST not in str(exc):
-                raise
-            self.claim_lost.set()  # another committer holds the queue now
-            raise _claim_lost() from None
-        taken = [Delivery(int(found[i]), as_bytes(found[i + 1])) for i in range(0, len(found), 2)]
-        with self._held_lock:
-            self._held.update(delivery.position for delivery in taken)
-        return taken
+        with self._take_lock:
+            with self._held_lock:
+                held = sorted(self._held)
+            try:
+                found = self._run("take", [self.pending_key, self.data_key, self.inflight_key,
+                                           self.owners_key, self.session_key, self.claim_key],
+                                  [max(1, limit), max_bytes, self.session, self.lease_ms,
+                                   self.session_prefix, self._label, self._claim_token, CLAIM_MS,
+                                   *held])
+            except redis.ResponseError as exc:
+                if CLAIM_LOST not in str(exc):
+                    raise
+                self.claim_lost.set()  # another committer holds the queue now
+                raise _claim_lost() from None
+            taken = [Delivery(int(found[i]), as_bytes(found[i + 1]))
+                     for i in range(0, len(found), 2)]
+            with self._held_lock:
+                self._held.update(delivery.position for delivery in taken)
+            return taken
 
     def dequeue(self) -> bytes | None:
         delivery = self.take()

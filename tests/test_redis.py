@@ -474,7 +474,8 @@ def test_redis_outage_storm_keeps_commit_order_and_loses_nothing(tmp_path: Path)
     worker = committer.popen("queue", "worker")
     assert worker.stderr is not None and worker.stdout is not None
     said, _ = Lines(worker.stderr), Lines(worker.stdout)
-    stop = threading.Event()
+    enough = threading.Event()  # the producers finish their round and stop once it is set
+    abandoned = threading.Event()  # the test failed: the producers stop at once
     reported: list[str] = []  # batch ids the producers reported durable
     written: list[Path] = []
     failures: list[str] = []
@@ -482,7 +483,7 @@ def test_redis_outage_storm_keeps_commit_order_and_loses_nothing(tmp_path: Path)
     def produce(number: int, mm: MM) -> None:
         round_no = 0
         try:
-            while not stop.is_set():
+            while not enough.is_set():
                 written.extend(write_round(tmp_path / f"p{number}" / f"r{round_no}", number,
                                            round_no))
                 # A run the outage stopped is run again, as a user would: what it enqueued
@@ -490,6 +491,8 @@ def test_redis_outage_storm_keeps_commit_order_and_loses_nothing(tmp_path: Path)
                 while (run := mm("index", "--no-wait", "--json", str(tmp_path / f"p{number}" /
                                  f"r{round_no}"), check=None, timeout=300)).code != 0:
                     assert run.code == 1 and "cannot be reached" in run.stderr, str(run)
+                    if abandoned.is_set():
+                        return
                 reported.extend(run.json()["batch_ids"])
                 round_no += 1
         except BaseException as exc:  # surfaced by the main thread
@@ -497,7 +500,8 @@ def test_redis_outage_storm_keeps_commit_order_and_loses_nothing(tmp_path: Path)
 
     poll(lambda: said.count("committer running") or worker.poll() is not None,
          "the worker to take the role (its index is created then)", 120)
-    threads = [threading.Thread(target=produce, args=(n, mm)) for n, mm in enumerate(producers)]
+    threads = [threading.Thread(target=produce, args=(n, mm), daemon=True)
+               for n, mm in enumerate(producers)]
     for thread in threads:
         thread.start()
 
@@ -527,7 +531,7 @@ def test_redis_outage_storm_keeps_commit_order_and_loses_nothing(tmp_path: Path)
                      f"outage {number}: the worker to give up retrying and say so", 120)
                 time.sleep(past_retry)  # the fault's length (see OUTAGE_PAST_RETRY)
             server.start()
-        stop.set()
+        enough.set()
         for thread in threads:
             thread.join(timeout=600)
         assert not failures, failures
@@ -538,23 +542,21 @@ def test_redis_outage_storm_keeps_commit_order_and_loses_nothing(tmp_path: Path)
               f"{said.count('Retrying')} times; {len(reported)} batches reported durable, "
               f"{committed()} committed, queue position {probe.enqueued()}")
     finally:
-        stop.set()
-        log = stop_process(worker)
+        enough.set()
+        abandoned.set()
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=120)
+        said.thread.join(timeout=60)
         server.stop()
-    assert "Traceback" not in log, log
+    log = "".join(said.lines)
+    assert "Traceback" not in log and worker.returncode == 0, log[-3000:]
     check_storm_outcome(committer.home, reported, written)
     server.start()  # for doctor, which reads the queue too
     try:
         assert_doctor_ok(committer.home)
     finally:
         server.stop()
-
-
-def stop_process(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    process.wait(timeout=120)
-    return ""
 
 
 def check_storm_outcome(home: Path, reported: list[str], written: list[Path]) -> None:

@@ -370,8 +370,8 @@ def test_a_committer_keeps_its_leases_while_it_heartbeats_and_loses_them_once_it
     A committer held for longer keeps them; once it stops heartbeating (SIGSTOP: alive, silent)
     the next take puts them back and hands out the first, without any restart."""
     mm = machine(tmp_path, "server", redis, queue={
-        "backend": "redis", "url": redis.url, "name": "team-memory", "lease_timeout": 3,
-        "batch_records": 2})
+        "backend": "redis", "url": redis.url, "name": "team-memory", "lease_timeout": 6,
+        "batch_records": 2})  # renewed every 2 s: a loaded machine may stall the worker a while
     mm("index", "--no-wait", str(notes(tmp_path / "notes", 3)))
     marker = tmp_path / "at-the-fault"
     worker = mm.popen("queue", "worker", env={"MM_FAULT": "group-committed",
@@ -379,7 +379,7 @@ def test_a_committer_keeps_its_leases_while_it_heartbeats_and_loses_them_once_it
     other = open_queue(home_settings(mm.home), Role.COMMITTER)  # a second session, no claim
     try:
         poll(marker.exists, "the committer to commit its group and stop before acknowledging", 120)
-        poll(lambda: len(other.stuck(3)) == 3, "the leases to outlive the lease timeout")
+        poll(lambda: len(other.stuck(6)) == 3, "the leases to outlive the lease timeout")
         assert other.take() is None  # renewed: still the live committer's
         os.kill(worker.pid, signal.SIGSTOP)
         first = poll(other.take, "the silent committer's leases to lapse and be put back")

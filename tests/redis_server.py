@@ -89,3 +89,104 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+
+
+class LosingProxy:
+    """A unix-socket relay in front of a RedisServer that loses chosen requests or their replies.
+
+    `plan(marker, *faults)`: the next requests holding `marker` meet these faults, in order:
+    "lose" (it runs on the server, then its reply is dropped) or "refuse" (it never reaches the
+    server); either way the client's connection is cut, as when the network or the server's
+    process goes away. redis-py then reconnects (through the relay) and retries the command, as
+    it does after any dropped connection, until its retries run out.
+    """
+
+    def __init__(self, server: RedisServer, path: Path) -> None:
+        import socket
+        import threading
+
+        self.target, self.path = str(server.socket), path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(16)
+        self._plans: dict[bytes, list[str]] = {}
+        self.met: list[str] = []  # the faults met so far, in order
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def plan(self, marker: bytes, *faults: str) -> None:
+        assert set(faults) <= {"lose", "refuse"}
+        with self._lock:
+            self._plans.setdefault(marker, []).extend(faults)
+
+    def planned(self) -> int:
+        """Faults not met yet."""
+        with self._lock:
+            return sum(len(faults) for faults in self._plans.values())
+
+    def _fault_for(self, data: bytes) -> str | None:
+        with self._lock:
+            for marker, faults in self._plans.items():
+                if faults and marker in data:
+                    self.met.append(faults[0])
+                    return faults.pop(0)
+        return None
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            cut = threading.Event()  # the next reply on this connection is to be lost
+            threading.Thread(target=self._requests, args=(client, upstream, cut), daemon=True).start()
+            threading.Thread(target=self._replies, args=(upstream, client, cut), daemon=True).start()
+
+    def _requests(self, client, upstream, cut) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while data := client.recv(1 << 16):
+                fault = self._fault_for(data)
+                if fault == "refuse":
+                    break
+                if fault == "lose":
+                    cut.set()  # the client sends nothing more before this reply: it is the next
+                upstream.sendall(data)
+        except OSError:
+            pass
+        if not cut.is_set():
+            _hang_up(client, upstream)
+
+    def _replies(self, upstream, client, cut) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while data := upstream.recv(1 << 16):
+                if cut.is_set():
+                    break
+                client.sendall(data)
+        except OSError:
+            pass
+        _hang_up(client, upstream)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _hang_up(*ends) -> None:  # type: ignore[no-untyped-def]
+    """Close sockets so that the peer sees it now: shutdown first, or a thread blocked reading
+    one of them keeps it open."""
+    import socket
+
+    for end in ends:
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        end.close()

@@ -15,13 +15,14 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from helpers import write_config
+from helpers import poll, write_config
 from redis_server import RedisServer
 from memwal.config import load_settings
 from memwal.queue import QueueCounts, Role, WriteAheadQueue, open_queue
@@ -189,6 +190,25 @@ def test_acknowledge_many_removes_exactly_those_and_recover_returns_the_rest_in_
     queue.acknowledge_many([])
     assert queue.recover() == 2
     assert drain(queue) == [b"m1", b"m3", b"m4"]
+
+
+def test_stuck_lists_the_leases_older_than_asked_in_queue_order_with_their_age(
+        backend: Backend) -> None:
+    queue = backend.open()
+    positions = [queue.put(f"m{i}".encode()) for i in range(3)]
+    assert queue.stuck(0) == []
+    started = time.time()
+    taken = queue.take_many(2, 1 << 20)
+    poll(lambda: [lease.position for lease in queue.stuck(0)] == positions[:2],
+         "both leases to be older than 0 s")
+    for lease in queue.stuck(0):
+        assert started - 5 <= lease.since <= time.time() + 5 and lease.held_for >= 0
+    assert queue.stuck(3600) == []  # nothing has been leased for an hour
+    queue.acknowledge(taken[0].position)
+    assert [lease.position for lease in queue.stuck(0)] == positions[1:2]
+    queue.recover()
+    assert queue.stuck(0) == []
+    assert backend.open(Role.READER).stuck(0) == []
 
 
 def test_messages_can_skip_large_ones(backend: Backend) -> None:

@@ -7,7 +7,6 @@ batches pending, a SQLite queue file deleted and re-created, and homes from befo
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,9 +18,8 @@ from typing import Iterator
 import pytest
 
 from helpers import MM, Run, assert_doctor_ok, mm_command, mm_env, ok, poll, producer_queue, write_config
-from memwal.config import load_settings, path_queue_name
+from memwal.config import path_queue_name
 from memwal.queue.redis import redis_queue
-from memwal.queue.sqlite import sqlite_queue
 from redis_server import RedisServer
 
 GARBAGE = b"\xc1 this is not a batch"  # 0xc1 is never valid msgpack: an undecodable batch

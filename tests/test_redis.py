@@ -3,6 +3,7 @@ per queue, faults, a kill storm with the server itself killed, and the seed scen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -10,6 +11,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -17,10 +20,17 @@ import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from helpers import MM, assert_doctor_ok, mm_env, poll, upsert, write_config
+from helpers import (MM, assert_doctor_ok, batch, home_settings, mm_env, poll, producer_queue,
+                     upsert, write_config)
+from memwal import store
 from memwal.config import load_settings
+from memwal.errors import QueueError
 from memwal.producer import enqueue_items
-from redis_server import RedisServer
+from memwal.queue import QueueCounts, Role, open_queue
+from memwal.queue import redis as redis_backend
+from memwal.records import encode_batch
+from memwal.worker import committer_session
+from redis_server import LosingProxy, RedisServer
 from test_crash import run_storm
 
 A, B = "hash-384", "hash-384-b"
@@ -264,3 +274,360 @@ async def test_an_agent_server_beside_another_machines_worker_stays_up_as_a_prod
     finally:
         stop(worker)
     assert not (agent_home.home / "index.sqlite3").exists()  # a producer home grows no index
+
+
+# -- leases never outlive their holder (issue 22, item 1) ----------------------------------
+
+
+def script_marker(script: str) -> bytes:
+    """What identifies one of the backend's Lua scripts on the wire: its SHA1 (EVALSHA)."""
+    return hashlib.sha1(script.encode()).hexdigest().encode()
+
+
+def ledger_positions(home: Path) -> list[int]:
+    """Queue positions of the committed batches, in commit order."""
+    with store.reading(home / "index.sqlite3") as conn:
+        return [] if conn is None else [
+            row[0] for row in conn.execute("SELECT position FROM ledger ORDER BY seq")]
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, redis: RedisServer) -> Iterator[LosingProxy]:
+    """A relay to the server that loses what a test plans, with the backend's scripts already
+    loaded: the first call of a script otherwise fails NOSCRIPT and is sent again."""
+    relay = LosingProxy(redis, tmp_path / "proxy.sock")
+    warm = redis_backend.redis_queue(redis.url, "warm-up")
+    try:
+        assert warm.take_many(1, 1) == [] and warm.recover() == 0
+    finally:
+        warm.close()
+    yield relay
+    relay.close()
+
+
+def test_a_take_whose_reply_is_lost_and_retried_hands_out_its_first_leases(
+        tmp_path: Path, proxy: LosingProxy) -> None:
+    """redis-py retries a command after a dropped connection. A take that ran on the server and
+    lost its reply runs again: the retry must hand out the messages the first run leased, not
+    lease the next ones and leave those stranded ahead of everything."""
+    home = machine(tmp_path, "server", proxy)  # type: ignore[arg-type]
+    queue = open_queue(home_settings(home.home), Role.COMMITTER)
+    try:
+        positions = [queue.put(b"m%d" % i) for i in range(5)]
+        proxy.plan(script_marker(redis_backend._TAKE), "lose")
+        taken = queue.take_many(2, 1 << 20)
+        assert proxy.met == ["lose"]
+        assert [d.position for d in taken] == positions[:2]
+        assert queue.counts() == QueueCounts(pending=3, inflight=2)
+        queue.acknowledge_many([d.position for d in taken])
+        assert [d.position for d in queue.take_many(10, 1 << 20)] == positions[2:]
+    finally:
+        queue.close()
+
+
+def test_a_committer_whose_recover_fails_after_an_outage_never_commits_past_what_it_held(
+        tmp_path: Path, redis: RedisServer, proxy: LosingProxy) -> None:
+    """The defect of issue 22: the committer's take runs on the server but the connection dies
+    with its reply (and stays down through redis-py's retries); its recover then fails too; the
+    next drain reaches the server. The leases of that first take must go back before anything is
+    taken: positions 1-2 are committed first, not stranded while 3-6 are committed past them."""
+    home = machine(tmp_path, "server", proxy, queue={  # type: ignore[arg-type]
+        "backend": "redis", "url": proxy.url, "name": "team-memory", "commit_group": 2})
+    settings = home_settings(home.home)
+    queue = producer_queue(home.home)
+    try:
+        for i in range(6):
+            queue.put(encode_batch(batch(upsert(f"note {i}", source=f"/n/{i}.md"))))
+    finally:
+        queue.close()
+    stop, waits = threading.Event(), []
+    with committer_session(settings) as committer:
+        proxy.plan(script_marker(redis_backend._TAKE), "lose", *["refuse"] * len(redis_backend.RETRIES))
+        proxy.plan(script_marker(redis_backend._RECOVER), *["refuse"] * (len(redis_backend.RETRIES) + 1))
+        runner = threading.Thread(target=committer.run, args=(stop, 0.05),
+                                  kwargs={"on_wait": waits.append})
+        runner.start()
+        try:
+            poll(lambda: 6 in ledger_positions(home.home), "the last batch to be committed", 120)
+        finally:
+            stop.set()
+            runner.join()
+    assert proxy.planned() == 0 and waits, "the outage did not happen as planned"
+    assert ledger_positions(home.home) == [1, 2, 3, 4, 5, 6]
+    assert queue_counts(home) == QueueCounts(0, 0)
+    assert_doctor_ok(home.home)
+
+
+def queue_counts(home: MM) -> QueueCounts:
+    queue = open_queue(home_settings(home.home), Role.READER)
+    try:
+        return queue.counts()
+    finally:
+        queue.close()
+
+
+def failing_doctor(mm: MM) -> dict | None:
+    run = mm("doctor", "--json", check=None)
+    return run.json() if run.code != 0 else None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_doctor_fails_on_leases_older_than_the_lease_timeout_while_a_committer_runs(
+        tmp_path: Path, redis: RedisServer, backend: str) -> None:
+    """A live committer holds a lease for one group commit. One that holds leases longer than
+    `queue.lease_timeout` has lost track of them (and order waits on them): doctor fails and
+    says which positions, since when. Here the committer is held after its commit, before the
+    acknowledge, and keeps running (its lock, its claim, its heartbeat)."""
+    queue: dict = {"backend": backend, "lease_timeout": 1, "batch_records": 2}
+    if backend == "redis":
+        queue.update(url=redis.url, name="team-memory")
+    mm = machine(tmp_path, "server", redis, queue=queue)
+    mm("index", "--no-wait", str(notes(tmp_path / "notes", 3)))  # a file a batch: positions 1-3
+    marker = tmp_path / "at-the-fault"
+    worker = mm.popen("queue", "worker", env={"MM_FAULT": "group-committed",
+                                              "MM_FAULT_MARKER": str(marker)})
+    try:
+        poll(marker.exists, "the committer to commit its group and stop before acknowledging", 120)
+        report = poll(lambda: failing_doctor(mm), "doctor to see the leases outlive the timeout")
+        check = next(c for c in report["checks"] if c["name"] == "nothing_stuck_in_flight")
+        assert not check["ok"], report
+        assert "positions 1-3, since " in check["detail"] and "lease_timeout (1 s)" in check["detail"]
+        assert f"pid {worker.pid}" in check["detail"], check["detail"]
+    finally:
+        worker.kill()
+        worker.wait(timeout=60)
+    mm("queue", "worker", "--once")  # puts them back; the ledger skips what was committed
+    assert ledger_positions(mm.home) == [1, 2, 3]
+    assert_doctor_ok(mm.home)
+
+
+def test_a_committer_keeps_its_leases_while_it_heartbeats_and_loses_them_once_it_stops(
+        tmp_path: Path, redis: RedisServer) -> None:
+    """Leases last `queue.lease_timeout` unless their committer renews them (with its claim).
+    A committer held for longer keeps them; once it stops heartbeating (SIGSTOP: alive, silent)
+    the next take puts them back and hands out the first, without any restart."""
+    mm = machine(tmp_path, "server", redis, queue={
+        "backend": "redis", "url": redis.url, "name": "team-memory", "lease_timeout": 6,
+        "batch_records": 2})  # renewed every 2 s: a loaded machine may stall the worker a while
+    mm("index", "--no-wait", str(notes(tmp_path / "notes", 3)))
+    marker = tmp_path / "at-the-fault"
+    worker = mm.popen("queue", "worker", env={"MM_FAULT": "group-committed",
+                                              "MM_FAULT_MARKER": str(marker)})
+    other = open_queue(home_settings(mm.home), Role.COMMITTER)  # a second session, no claim
+    try:
+        poll(marker.exists, "the committer to commit its group and stop before acknowledging", 120)
+        poll(lambda: len(other.stuck(6)) == 3, "the leases to outlive the lease timeout")
+        assert other.take() is None  # renewed: still the live committer's
+        os.kill(worker.pid, signal.SIGSTOP)
+        first = poll(other.take, "the silent committer's leases to lapse and be put back")
+        assert first.position == 1 and other.counts() == QueueCounts(pending=2, inflight=1)
+        other.recover()
+    finally:
+        other.close()
+        worker.kill()  # SIGKILL ends a stopped process too
+        worker.wait(timeout=60)
+    mm("queue", "worker", "--once")
+    assert ledger_positions(mm.home) == [1, 2, 3] and queue_counts(mm) == QueueCounts(0, 0)
+    assert_doctor_ok(mm.home)
+
+
+# -- the outage storm ---------------------------------------------------------------------
+
+# How long a long outage lasts past the worker's first "Retrying" line: the fault's length, not a
+# wait for anything. The worker's recover then fails too (redis-py retries ~9 s), and the server
+# is back before its next take gives up: the moment the committer of issue 22 stranded its leases.
+OUTAGE_PAST_RETRY = 12.0
+
+
+class Lines:
+    """The lines a process writes to a pipe, collected by a thread as they come."""
+
+    def __init__(self, pipe) -> None:  # type: ignore[no-untyped-def]
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(pipe), daemon=True)
+        self.thread.start()
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+
+class Probe:
+    """The test's own reads of the shared queue on the server (None while it is down)."""
+
+    def __init__(self, server: RedisServer, name: str) -> None:
+        import redis as redis_py
+
+        self.client = redis_py.Redis(unix_socket_path=str(server.socket), socket_timeout=5)
+        self.errors = (redis_py.ConnectionError, redis_py.TimeoutError, FileNotFoundError)
+        self.prefix = f"memwal:{name}"
+
+    def _read(self, read):  # type: ignore[no-untyped-def]
+        try:
+            return read()
+        except self.errors:
+            return None
+
+    def enqueued(self) -> int:
+        return int(self._read(lambda: self.client.get(f"{self.prefix}:seq")) or 0)
+
+    def counts(self) -> tuple[int, int] | None:
+        return self._read(lambda: (self.client.zcard(f"{self.prefix}:pending"),
+                                   self.client.zcard(f"{self.prefix}:inflight")))
+
+
+def write_round(folder: Path, producer: int, round_no: int, files: int = 4) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = []
+    for k in range(files):
+        path = folder / f"note-{k}.md"
+        path.write_text(f"# Producer {producer} round {round_no} note {k}\n\n"
+                        f"Marker p{producer}r{round_no}n{k}: written during the outage storm.\n")
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.torture
+@pytest.mark.no_doctor
+def test_redis_outage_storm_keeps_commit_order_and_loses_nothing(tmp_path: Path) -> None:
+    """redis-server (appendonly, fsync always) killed by SIGKILL and SIGTERM in turn and started
+    again, while two producer homes enqueue with `mm index --no-wait` and one `mm queue worker`
+    commits on a third. Outages strike while work flows (and the long ones while the worker
+    holds leases); short ones end at once (redis-py's retries ride through them), long ones
+    outlast the worker's retries and its recover. Afterwards nothing is in flight, every batch a
+    producer reported durable is committed once, the ledger's commit order is the queue's
+    order, and doctor passes."""
+    outages = int(os.environ.get("MM_TORTURE_OUTAGES", "6"))
+    server = RedisServer(tmp_path / "redis")
+    queue = {"backend": "redis", "url": server.url, "name": "shared"}
+
+    def home(name: str, **extra: object) -> MM:
+        write_config(tmp_path / name, {"queue": {**queue, **extra},
+                                       "embedding": {"model": "hash-384"}})
+        return MM(tmp_path / name)
+
+    committer = home("committer")
+    producers = [home(f"producer-{n}", batch_records=2) for n in range(2)]  # a batch a file
+    probe = Probe(server, "shared")
+    worker = committer.popen("queue", "worker")
+    assert worker.stderr is not None and worker.stdout is not None
+    said, _ = Lines(worker.stderr), Lines(worker.stdout)
+    enough = threading.Event()  # the producers finish their round and stop once it is set
+    abandoned = threading.Event()  # the test failed: the producers stop at once
+    reported: list[str] = []  # batch ids the producers reported durable
+    written: list[Path] = []
+    failures: list[str] = []
+
+    def produce(number: int, mm: MM) -> None:
+        round_no = 0
+        try:
+            while not enough.is_set():
+                written.extend(write_round(tmp_path / f"p{number}" / f"r{round_no}", number,
+                                           round_no))
+                # A run the outage stopped is run again, as a user would: what it enqueued
+                # before the error is durable, and the diff re-sends what is not committed yet.
+                while (run := mm("index", "--no-wait", "--json", str(tmp_path / f"p{number}" /
+                                 f"r{round_no}"), check=None, timeout=300)).code != 0:
+                    assert run.code == 1 and "cannot be reached" in run.stderr, str(run)
+                    if abandoned.is_set():
+                        return
+                reported.extend(run.json()["batch_ids"])
+                round_no += 1
+        except BaseException as exc:  # surfaced by the main thread
+            failures.append(f"producer {number}: {exc}")
+
+    poll(lambda: said.count("committer running") or worker.poll() is not None,
+         "the worker to take the role (its index is created then)", 120)
+    threads = [threading.Thread(target=produce, args=(n, mm), daemon=True)
+               for n, mm in enumerate(producers)]
+    for thread in threads:
+        thread.start()
+
+    def committed() -> int:
+        return len(ledger_positions(committer.home))
+
+    def worker_alive() -> bool:
+        assert worker.poll() is None, "the worker died:\n" + "".join(said.lines[-30:])
+        assert not failures, failures
+        return True
+
+    try:
+        long_outages = 0
+        for number in range(outages):
+            kill = number % 2 == 0          # SIGKILL and SIGTERM in turn
+            long = number % 4 in (0, 3)     # each signal gets long and short outages
+            past_retry = OUTAGE_PAST_RETRY if number % 4 == 0 else 0.0
+            enqueued, done = probe.enqueued(), committed()
+            poll(lambda: worker_alive() and probe.enqueued() >= enqueued + 2 and
+                 committed() > done and (not long or (probe.counts() or (0, 0))[1] > 0),
+                 f"outage {number}: work flowing (and leases held) to strike on", 300, every=0.005)
+            retries = said.count("Retrying")
+            server.kill() if kill else server.stop()
+            if long:
+                long_outages += 1
+                poll(lambda: worker_alive() and said.count("Retrying") > retries,
+                     f"outage {number}: the worker to give up retrying and say so", 120)
+                time.sleep(past_retry)  # the fault's length (see OUTAGE_PAST_RETRY)
+            server.start()
+        enough.set()
+        for thread in threads:
+            thread.join(timeout=600)
+        assert not failures, failures
+        poll(lambda: worker_alive() and probe.counts() == (0, 0),
+             "the worker to commit everything and hold nothing in flight", 180)
+        assert said.count("Retrying") >= long_outages
+        print(f"{outages} outages ({long_outages} long): the worker retried "
+              f"{said.count('Retrying')} times; {len(reported)} batches reported durable, "
+              f"{committed()} committed, queue position {probe.enqueued()}")
+    finally:
+        enough.set()
+        abandoned.set()
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=120)
+        said.thread.join(timeout=60)
+        server.stop()
+    log = "".join(said.lines)
+    assert "Traceback" not in log and worker.returncode == 0, log[-3000:]
+    check_storm_outcome(committer.home, reported, written)
+    server.start()  # for doctor, which reads the queue too
+    try:
+        assert_doctor_ok(committer.home)
+    finally:
+        server.stop()
+
+
+def check_storm_outcome(home: Path, reported: list[str], written: list[Path]) -> None:
+    assert reported, "the producers reported nothing durable"
+    with store.reading(home / "index.sqlite3") as conn:
+        assert conn is not None
+        ledger = conn.execute("SELECT batch_id, position FROM ledger ORDER BY seq").fetchall()
+        sources = [row[0] for row in conn.execute("SELECT source_file FROM chunks")]
+        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+    ids = [batch_id for batch_id, _ in ledger]
+    positions = [position for _, position in ledger]
+    lost = set(reported) - set(ids)
+    assert not lost, f"{len(lost)} batches reported durable were never committed"
+    assert len(ids) == len(set(ids)), "a batch committed twice"
+    assert positions == sorted(positions) and len(set(positions)) == len(positions), \
+        f"commit order is not queue order: {[p for a, p in zip(positions, positions[1:]) if p < a][:10]}"
+    assert sorted(sources) == sorted(str(path.resolve()) for path in written), \
+        "a file is missing from the index or indexed twice"
+    assert letters == 0
+
+
+def test_a_committer_whose_claim_was_taken_over_takes_nothing(tmp_path: Path, redis: RedisServer) -> None:
+    """Its claim expired while the server was away and another committer holds the queue now:
+    it must not lease past the new holder, even before its renewal thread notices."""
+    mm = machine(tmp_path, "server", redis)
+    queue = open_queue(home_settings(mm.home), Role.COMMITTER)
+    try:
+        queue.put(b"first")
+        with queue.claim():
+            probe = redis_backend.redis_queue(redis.url, "team-memory")
+            probe.storage.conn.set(probe.storage.claim_key, "other-host pid 1 cafe")  # taken over
+            probe.close()
+            with pytest.raises(QueueError, match="lost its claim"):
+                queue.take()
+        assert queue.counts() == QueueCounts(pending=1, inflight=0)
+    finally:
+        queue.close()

@@ -238,25 +238,30 @@ class Committer:
         """Apply batches as they arrive until `stop` is set; idle waits are `poll_interval` long.
 
         A queue whose server stops answering (a Redis restart) is waited for, not given up on:
-        the loop retries with backoff, then puts back what it held in flight (a batch
-        committed but not acknowledged is redelivered, and skipped by the ledger).
+        the loop retries with backoff. After any such loss, the first thing it does once the
+        server answers, before it takes anything, is put back what it held in flight (a batch
+        committed but not acknowledged is redelivered, and skipped by the ledger; one whose
+        lease was taken but never reached us is delivered at its place). Until that recover
+        succeeds nothing is taken, so nothing is committed ahead of a message we held.
         """
         total = DrainStats()
         backoff = poll_interval
+        must_recover = False  # set by every lost connection, cleared only by a recover that worked
         while not stop.is_set():
             try:
+                if must_recover:
+                    self.queue.recover()
+                    must_recover = False
                 self.drain(stop.is_set, on_batch, total)
                 backoff = poll_interval
             except QueueUnavailable as exc:
+                must_recover = True
                 self.current = None
                 if on_wait:
                     on_wait(f"{exc.message} Retrying in {backoff:.1f} s.")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
-                try:
-                    self.queue.recover()
-                except QueueUnavailable:
-                    continue
+                continue
             if not stop.is_set():
                 stop.wait(poll_interval)
         return total

@@ -171,6 +171,9 @@ OPTIONS: tuple[Option, ...] = (
            "already waiting (1: a transaction per batch)"),
     Option("queue.poll_interval", _finite(0.001, 3600), 0.2,
            "seconds an idle committer waits between polls"),
+    Option("queue.lease_timeout", _finite(1, 86400), 60.0,
+           "seconds a committer that stopped heartbeating keeps its leases before the next "
+           "committer takes them back; `mm doctor` fails on a lease older than this"),
     Option("vectors.merge_at", _whole(100_000_000), 20_000,
            "new vectors after which the committer folds them into the derived vector index "
            "(the first one is built at that size)"),

@@ -19,7 +19,7 @@ from memwal import store
 from memwal.config import Settings
 from memwal.errors import as_memwal_error, is_damage
 from memwal.lock import committer_alive
-from memwal.status import queue_counts
+from memwal.queue import Role, open_queue
 from memwal.store import reads
 from memwal.worker import read_failure
 
@@ -77,12 +77,45 @@ def _ledger(conn: store.Connection, settings: Settings) -> Check:
 
 
 def _inflight(settings: Settings) -> Check:
-    inflight = queue_counts(settings).inflight
+    """Nothing in flight without a committer, and nothing leased longer than
+    `queue.lease_timeout` while one runs: a live committer holds a lease for one group commit
+    (seconds), so a lease that old is one it lost track of, and order waits on it."""
+    timeout = settings["queue.lease_timeout"]
+    queue = open_queue(settings, Role.READER)
+    try:
+        inflight, holder = queue.counts().inflight, queue.holder()
+        stuck = queue.stuck(timeout) if inflight else []
+    finally:
+        queue.close()
     running, pid = committer_alive(settings.lock_path)
-    ok = inflight == 0 or running
-    return Check("nothing_stuck_in_flight", ok,
-                 f"{inflight} in flight, committer {'pid ' + str(pid) if running else 'not running'}"
-                 + ("" if ok else "; run `mm queue worker --once` to put them back and commit them"))
+    who = f"pid {pid}" if running else holder if holder is not None else "not running"
+    detail = f"{inflight} in flight, committer {who}"
+    if not running and holder is None:
+        ok = inflight == 0
+        return Check("nothing_stuck_in_flight", ok, detail + (
+            "" if ok else "; run `mm queue worker --once` to put them back and commit them"))
+    if not stuck:
+        return Check("nothing_stuck_in_flight", True, detail)
+    oldest = min(stuck, key=lambda lease: lease.since)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(oldest.since))
+    return Check("nothing_stuck_in_flight", False,
+                 f"{detail}; {len(stuck)} leased longer than queue.lease_timeout ({timeout:g} s): "
+                 f"positions {_spans([lease.position for lease in stuck])}, since {when} (held "
+                 f"{oldest.held_for:.0f} s). Nothing after them is committed in order until they "
+                 "are put back: restart the committer (`mm queue worker`), which puts them back at "
+                 "their place; see docs/operations.md ('A stuck committer')")
+
+
+def _spans(positions: list[int], most: int = 10) -> str:
+    """Positions as runs ("222-226, 230"), the first `most` runs, then how many more."""
+    runs: list[list[int]] = []
+    for position in sorted(positions):
+        if runs and position == runs[-1][1] + 1:
+            runs[-1][1] = position
+        else:
+            runs.append([position, position])
+    shown = [f"{a}-{b}" if b > a else str(a) for a, b in runs[:most]]
+    return ", ".join(shown) + (f" and {len(runs) - most} more runs" if len(runs) > most else "")
 
 
 def _last_index_applied(settings: Settings) -> Check:
@@ -168,9 +201,10 @@ def _guarded(name: str, check: Callable[[], Check], damaged: Callable[[BaseExcep
 def run_doctor(settings: Settings) -> dict[str, Any]:
     """Check the invariants of docs/architecture.md: SQLite and FTS5 integrity, chunk/full-text/
     vector counts agree, every vector is of the active model and holds finite values of its
-    dimension, every ledger row sums up, nothing is stuck in flight without a committer, no
-    committer has stopped on an error it will meet again, and no queue was lost under its
-    committer with batches in it (until the loss is dismissed with `mm queue lost --dismiss`).
+    dimension, every ledger row sums up, nothing is in flight without a committer nor leased
+    longer than `queue.lease_timeout` while one runs, no committer has stopped on an error it
+    will meet again, and no queue was lost under its committer with batches in it (until the
+    loss is dismissed with `mm queue lost --dismiss`).
 
     Returns {"ok", "checks": [{"name", "ok", "detail"}], "vectors_by_fingerprint"}: the
     `mm doctor --json` document; `ok` is true only if every check passes. A damaged index or
@@ -207,8 +241,6 @@ def run_doctor(settings: Settings) -> dict[str, Any]:
 
 def _warnings(settings: Settings) -> list[str]:
     """What does not break an invariant but can lose data: the queue's persistence settings."""
-    from memwal.queue import Role, open_queue
-
     try:
         queue = open_queue(settings, Role.READER)
         try:

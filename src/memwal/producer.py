@@ -80,6 +80,8 @@ class IndexReport:
             "files": self.files, "new": self.new, "unchanged": self.unchanged,
             "deleted": self.deleted, "skipped": len(self.skipped),
             "records_enqueued": self.records_enqueued, "batches": len(self.batch_ids),
+            # Each durable in the queue: what a caller can look for in the ledger later.
+            "batch_ids": self.batch_ids, "positions": self.positions,
         }
         if self.committed is not None:
             out["committed"] = self.committed

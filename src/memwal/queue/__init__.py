@@ -14,10 +14,10 @@ from typing import Iterator
 from memwal.config import Settings, ensure_home
 from memwal.errors import QueueError
 from memwal.queue.memory import MemoryQueues
-from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration, WriteAheadQueue
+from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration, WriteAheadQueue
 
-__all__ = ["Delivery", "QueueCounts", "QueueGeneration", "Role", "WriteAheadQueue", "legacy_backlog",
-           "open_queue"]
+__all__ = ["Delivery", "Lease", "QueueCounts", "QueueGeneration", "Role", "WriteAheadQueue",
+           "legacy_backlog", "open_queue"]
 
 
 class Role(Enum):
@@ -44,6 +44,9 @@ class _EmptyQueue:
 
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
         return iter(())
+
+    def stuck(self, older_than: float) -> list[Lease]:
+        return []
 
     def _refuse(self, *args: object) -> None:
         raise QueueError("this queue was opened read-only", "Open it as a producer or committer.")
@@ -105,7 +108,7 @@ def open_queue(settings: Settings, role: Role = Role.PRODUCER) -> WriteAheadQueu
         if not url:
             raise QueueError("the redis queue backend needs a server URL.",
                              "Set queue.url (MM_QUEUE_URL), e.g. redis://127.0.0.1:6379/0.")
-        return redis_queue(url, name)
+        return redis_queue(url, name, lease_timeout=settings["queue.lease_timeout"])
     raise QueueError(f"unknown queue backend {backend!r}",
                      "Set queue.backend to sqlite, memory or redis.")
 

@@ -1,7 +1,7 @@
 """The one adapter from a leased huey storage to the WriteAheadQueue protocol, for every backend.
 
 Each backend is a subclass of one of huey's storages that adds the verbs at-least-once delivery
-needs (`take`, `acknowledge`, `recover`, `counts`, `messages`) and returns positions from
+needs (`take`, `acknowledge`, `recover`, `counts`, `messages`, `stuck`) and returns positions from
 `enqueue`; `LeasedQueue` exposes exactly those verbs over the storage of a huey instance whose
 serializer is msgpack, never pickle.
 """
@@ -15,7 +15,7 @@ import msgpack
 from huey import Huey
 from huey.serializer import Serializer
 
-from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration
+from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration
 
 
 class MsgpackSerializer(Serializer):
@@ -104,6 +104,9 @@ class LeasedQueue:
 
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
         return iter(self._call(lambda: list(self.storage.messages(max_bytes))))
+
+    def stuck(self, older_than: float) -> list[Lease]:
+        return self._call(lambda: self.storage.stuck(older_than))
 
     def claim(self) -> ContextManager[None]:
         claim = getattr(self.storage, "claim", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from typing import Iterator
 
@@ -16,7 +17,7 @@ from huey import Huey
 from huey.storage import MemoryStorage
 
 from memwal.queue.leased import LeasedQueue, leased_huey, within_budget
-from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration
+from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration
 
 
 class LeasedMemoryStorage(MemoryStorage):
@@ -27,7 +28,7 @@ class LeasedMemoryStorage(MemoryStorage):
     def __init__(self, name: str = "memwal", **options: object) -> None:
         super().__init__(name)
         self._messages: dict[int, bytes] = {}  # position → data, in position order
-        self._leased: set[int] = set()
+        self._leased: dict[int, float] = {}  # position → when it was taken (unix seconds)
         self._next = 1
         self._epoch = uuid.uuid4().hex  # one per storage: it lives as long as the process
         self._lock = threading.RLock()
@@ -48,7 +49,8 @@ class LeasedMemoryStorage(MemoryStorage):
                 ((position, data) for position, data in self._messages.items()
                  if position not in self._leased), max(1, limit)))
             taken = pending[:within_budget((len(data) for _, data in pending), max_bytes)]
-            self._leased.update(position for position, _ in taken)
+            now = time.time()
+            self._leased.update((position, now) for position, _ in taken)
         return [Delivery(position, data) for position, data in taken]
 
     def dequeue(self) -> bytes | None:
@@ -62,7 +64,7 @@ class LeasedMemoryStorage(MemoryStorage):
         with self._lock:
             for position in positions:
                 self._messages.pop(position, None)
-                self._leased.discard(position)
+                self._leased.pop(position, None)
 
     def recover(self) -> int:
         with self._lock:
@@ -101,6 +103,12 @@ class LeasedMemoryStorage(MemoryStorage):
     def counts(self) -> QueueCounts:
         with self._lock:
             return QueueCounts(len(self._messages) - len(self._leased), len(self._leased))
+
+    def stuck(self, older_than: float) -> list[Lease]:
+        now = time.time()
+        with self._lock:
+            return [Lease(position, since, now - since) for position, since
+                    in sorted(self._leased.items()) if now - since > older_than]
 
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:
         with self._lock:

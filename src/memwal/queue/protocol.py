@@ -11,6 +11,13 @@ backend is done when it passes. The guarantees that rest on the queue (docs/arch
 - **order**: messages are taken in the order they were put (FIFO by position, across producers);
   a message whose lease is released by `recover` is pending again *at its original position*,
   ahead of everything put after it;
+- **no lease outlives its holder**: a lease whose holder is gone (a committer that stopped
+  renewing it for `queue.lease_timeout`, or this very queue object after a lost connection
+  dropped the reply that would have handed it over) is put back at its place before anything
+  after it is taken, so nothing is committed ahead of it. A backend whose queue lives beside
+  the index (SQLite, memory) has no connection to lose, and its committer's lock dies with it:
+  the next committer's `recover` is all it needs. A queue on a server (Redis) names each
+  lease's holder and checks it on every take;
 - exactly-once *effect* is not the queue's job: the committer's ledger skips a redelivery.
 """
 
@@ -58,6 +65,16 @@ class QueueGeneration:
     persistent: bool = True
 
 
+@dataclass(frozen=True)
+class Lease:
+    """One in-flight message: its position, since when it is leased (unix seconds, on the
+    queue's clock) and for how long so far (seconds, measured on that same clock)."""
+
+    position: int
+    since: float
+    held_for: float
+
+
 class WriteAheadQueue(Protocol):
     """A durable FIFO queue of opaque messages with leases. Positions are never reused."""
 
@@ -73,7 +90,8 @@ class WriteAheadQueue(Protocol):
     def take(self) -> Delivery | None:
         """Lease the first pending message and return it; None if nothing is pending.
 
-        The message stays in the queue, in flight, until `acknowledge` or `recover`.
+        The message stays in the queue, in flight, until `acknowledge` or `recover`. A lease
+        no live holder has (see the module's "no lease outlives its holder") is put back first.
         """
         ...
 
@@ -105,6 +123,14 @@ class WriteAheadQueue(Protocol):
 
     def counts(self) -> QueueCounts:
         """Pending and in-flight messages, as one consistent reading."""
+        ...
+
+    def stuck(self, older_than: float) -> list[Lease]:
+        """The leases taken more than `older_than` seconds ago, in queue order, read-only.
+
+        A live committer holds a lease for one group commit (seconds); `mm doctor` asks for
+        those older than `queue.lease_timeout` to say which messages are stuck and since when.
+        """
         ...
 
     def messages(self, max_bytes: int | None = None) -> Iterator[Delivery]:

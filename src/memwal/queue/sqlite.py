@@ -21,7 +21,7 @@ from huey.storage import SqliteStorage
 
 from memwal.errors import DAMAGED_QUEUE_FIX, DamagedFile, QueueError, is_damage
 from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey, within_budget
-from memwal.queue.protocol import Delivery, QueueCounts, QueueGeneration
+from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration
 from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
 
 # The name every queue file written before queue names were per home used.
@@ -216,6 +216,14 @@ class LeasedSqliteStorage(SqliteStorage):
             finally:
                 cursor.execute("commit")
         return QueueGeneration(epoch[0] if epoch else None, int(last[0]) if last else 0)
+
+    def stuck(self, older_than: float) -> list[Lease]:
+        if self._tables_missing():
+            return []
+        now = time.time()  # `taken_at` is this machine's clock: the file is local
+        rows = self.sql("select id, taken_at from inflight where queue = ? and taken_at < ? "
+                        "order by id", (self.name, now - older_than), results=True)
+        return [Lease(int(position), float(since), now - float(since)) for position, since in rows]
 
     def oldest(self) -> Delivery | None:
         if self._tables_missing():

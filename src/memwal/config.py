@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from memwal.errors import ConfigError
-from memwal.safeio import NotRegularFile, TooLarge, open_regular, read_regular
+from memwal.errors import ConfigError, HomeNotPrivate
+from memwal.safeio import NotRegularFile, TooLarge, home_problem, open_regular, read_regular
 from memwal.models import DEFAULT_MODEL, validate_model_name
 
 DEFAULT_HOME = Path("~/.memwal")
@@ -369,6 +369,7 @@ def ensure_home(home: Path) -> None:
                           "Pass --home DIR or set MM_HOME to a writable folder.") from None
     if not home.is_dir():
         raise ConfigError(f"the home {home} is not a folder.", "Pass --home DIR or set MM_HOME.")
+    refuse_shared_home(home)
     try:
         _make_home_id(home)
     except NotRegularFile as exc:
@@ -377,6 +378,22 @@ def ensure_home(home: Path) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot write the home's id in {home}: {exc.strerror}.",
                           "Pass --home DIR or set MM_HOME to a writable folder.") from None
+
+
+def refuse_shared_home(home: Path) -> None:
+    """HomeNotPrivate if another user could replace the home's files (`safeio.home_problem`).
+
+    Writers refuse such a home, as ssh refuses a key others can write: what they would write
+    (the queue, the index, the socket of `mm serve`) could be swapped for someone else's.
+    Searching it is still allowed (`mm search` then ignores its `serve.sock`, and says so).
+    """
+    problem = home_problem(home)
+    if problem is None:
+        return
+    fix = (f"Run `chmod go-w {home}` (or `chmod 700 {home}`)." if "writable" in problem else
+           "Use a home of your own (--home DIR or MM_HOME), or have its owner give it to you.")
+    raise HomeNotPrivate(f"the home {home} {problem}: another user could replace its files, "
+                         "so memwal does not write there.", fix)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -49,6 +49,10 @@ class ConfigError(UsageError):
     """Bad configuration a user can fix; the message says how."""
 
 
+class HomeNotPrivate(ConfigError):
+    """The home folder is writable by other users, or theirs: memwal does not write there."""
+
+
 class UnknownModel(UsageError, ValueError):
     """A model name we cannot build, or a model package that is missing."""
 

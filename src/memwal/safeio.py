@@ -114,6 +114,27 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
         raise
 
 
+def home_problem(home: str | Path) -> str | None:
+    """Why another user could replace the files of the home `home`; None when it is private
+    enough (a folder owned by this user or root, that no other user can write). A home that
+    does not exist (yet) or cannot be looked at has no such problem: its callers say so.
+
+    Like ssh for its keys: a folder that others can write lets them swap the index, the queue
+    or `serve.sock` for their own (the sticky bit does not help: they can still plant a file
+    that is not there yet). Being readable by others is the owner's choice: memwal makes its
+    own files private (0600).
+    """
+    try:
+        st = os.stat(home)
+    except OSError:
+        return None
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"is writable by other users (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
 def sqlite_companions(path: Path) -> tuple[Path, Path, Path]:
     """A SQLite file and its write-ahead log and shared-memory files."""
     return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from typing import Any
 
 VALUED = {"--home": "home", "--top-k": "top_k", "-k": "top_k", "--namespace": "namespace",
@@ -60,6 +61,8 @@ def search_fast(argv: list[str]) -> int | None:
     A running server answers first; without one, the search runs in this process, still
     without typer (a third of a cold call's imports). Any error returns None, so the full
     command line runs the search again and reports it with its usual message and exit code.
+    A socket that is not to be trusted, or an answer that is late, too long or not a search
+    answer, is said once (a warning) and the search runs here: never a traceback or a hang.
     """
     options = _parse(argv)
     if options is None:
@@ -74,13 +77,35 @@ def search_fast(argv: list[str]) -> int | None:
     request = {"v": VERSION, "settings": comparable(settings),
                **{k: options.get(k) for k in ("query", "top_k", "namespace", "source_glob",
                                                 "max_per_doc")}}
-    answer = _ask(str(settings.home), SOCKET, request)
+    answer, problem = _ask_checked(str(settings.home), request)
     from memwal.cli import output
 
-    if answer is not None and "hits" in answer:
+    if problem:
+        output.warn(f"not asking the server on {settings.home / SOCKET}: {problem}; "
+                    "searching here instead.")
+    elif answer is not None and "hits" in answer:
         output.search_hits(answer["hits"], answer["warnings"], options["json"])
         return 0
     return _search_here(settings, options)
+
+
+def _ask_checked(home: str, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The server's answer (None: no server, or it declined) and why it was not used ("" if
+    nothing is worth saying): the socket is checked first, then the answer's shape."""
+    from memwal.localsearch import SOCKET, ExchangeError, reply_problem, socket_problem
+
+    problem = socket_problem(home)
+    if problem is not None:
+        return None, problem  # "" when there is no socket: nothing to say
+    try:
+        answer = _ask(home, SOCKET, request)
+    except ExchangeError as exc:
+        return None, str(exc)
+    if answer is None or (isinstance(answer, dict) and "hits" not in answer and (
+            "decline" in answer or "error" in answer)):
+        return None, ""  # no server (any more), or one that declines to answer for us
+    problem = reply_problem(answer)
+    return (None, f"its answer is not a search answer: {problem}") if problem else (answer, "")
 
 
 def _search_here(settings: Any, options: dict[str, Any]) -> int | None:
@@ -102,27 +127,39 @@ def _search_here(settings: Any, options: dict[str, Any]) -> int | None:
     return 0
 
 
-def _ask(home: str, name: str, request: dict[str, Any]) -> dict[str, Any] | None:
+def _ask(home: str, name: str, request: dict[str, Any]) -> Any:
+    """The JSON answer of the server on `<home>/<name>`; None when none answers there.
+
+    ExchangeError when one answers but not as a server of this user does: it runs as another
+    user, or its answer is not one JSON line within the deadline and MAX_REPLY bytes.
+    """
+    from memwal.localsearch import MAX_REPLY, ExchangeError, deadline, peer_problem, receive_line
+
+    until = time.monotonic() + deadline()
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(30)
+    connection.settimeout(max(until - time.monotonic(), 0.001))
     before = os.getcwd()
     try:
-        os.chdir(home)  # the socket is reached by its short name (unix paths are ~100 bytes)
-        connection.connect(name)
-    except OSError:
-        return None
-    finally:
-        os.chdir(before)
-    try:
-        connection.sendall(json.dumps(request).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            block = connection.recv(1 << 16)
-            if not block:
-                return None
-            data += block
-        return json.loads(data)
-    except (OSError, ValueError):
-        return None
+        try:
+            os.chdir(home)  # the socket is reached by its short name (unix paths are ~100 bytes)
+            connection.connect(name)
+        except OSError:
+            return None
+        finally:
+            os.chdir(before)
+        problem = peer_problem(connection)
+        if problem:
+            raise ExchangeError(problem)
+        try:
+            connection.sendall(json.dumps(request).encode() + b"\n")
+            data = receive_line(connection, MAX_REPLY, until)
+        except ExchangeError as exc:
+            raise ExchangeError(f"its answer was not usable: {exc}") from None
+        except OSError as exc:
+            raise ExchangeError(f"the exchange failed ({exc.strerror or exc})") from None
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise ExchangeError("its answer is not JSON") from None
     finally:
         connection.close()

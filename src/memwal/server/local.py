@@ -6,6 +6,8 @@ only the home's owner can open it), and `mm search` sends it its query, one JSON
 prints the answer, as dmypy and eslint_d do for their tools. The server answers only when the
 caller's effective settings are its own (same home, same model, same search settings);
 otherwise, or when no server answers, `mm search` searches in its own process, as before.
+In a home other users could write (`safeio.home_problem`) there is no socket: they could
+swap it for their own, and `mm search` would not trust it anyway (`localsearch`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ import os
 import socket
 import socketserver
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
 import memwal
-from memwal.localsearch import SOCKET, VERSION, comparable
+from memwal.localsearch import (
+    DEADLINE, MAX_REQUEST, SOCKET, VERSION, ExchangeError, comparable, receive_line,
+)
+from memwal.safeio import home_problem
 from memwal.server.state import ServerState
 
 @contextmanager
@@ -36,16 +42,31 @@ def _in(folder: Path) -> Iterator[None]:
         os.chdir(before)
 
 
-class _Handler(socketserver.StreamRequestHandler):
+class _Handler(socketserver.BaseRequestHandler):
+    """One caller: one request line in, one answer line out, each within DEADLINE seconds.
+
+    Only this user can connect (the socket is 0600 in a private home), but a stuck or buggy
+    caller must not hold a thread, or the server's memory, for ever: the request is cut at
+    MAX_REQUEST bytes and the whole exchange at the deadline.
+    """
+
     def handle(self) -> None:
         state: ServerState = self.server.state  # type: ignore[attr-defined]
+        connection: socket.socket = self.request
+        until = time.monotonic() + DEADLINE
         try:
-            request = json.loads(self.rfile.readline(1 << 20))
+            request = json.loads(receive_line(connection, MAX_REQUEST, until))
             answer = _answer(state, request)
+        except ExchangeError:
+            return  # a caller that did not send one line in time: nothing to answer
         except Exception as exc:  # never lets a caller crash the server
             error = memwal.as_memwal_error(exc)
             answer = {"error": error.as_dict()} if error else {"decline": f"server error: {exc}"}
-        self.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
+        try:
+            connection.settimeout(max(until - time.monotonic(), 1.0))  # for the whole sendall
+            connection.sendall(json.dumps(answer, default=str).encode() + b"\n")
+        except OSError:
+            pass  # the caller went away or stopped reading: its loss
 
 
 def _answer(state: ServerState, request: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +93,9 @@ def listening(state: ServerState) -> Iterator[Path | None]:
     """Serve the local socket for the block; yields its path (None if it could not be made)."""
     home = state.settings.home
     path = home / SOCKET
+    if home_problem(home) is not None:
+        yield None  # others could swap the socket: `mm search` would ignore it anyway
+        return
     if _answers(path):
         yield None  # another server of this home already answers there
         return

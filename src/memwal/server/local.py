@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import memwal
 from memwal.localsearch import (
-    DEADLINE, MAX_REQUEST, SOCKET, VERSION, ExchangeError, comparable, receive_line,
+    MAX_REQUEST, SOCKET, VERSION, ExchangeError, comparable, deadline, receive_line,
 )
 from memwal.safeio import home_problem
 from memwal.server.state import ServerState
@@ -43,7 +43,7 @@ def _in(folder: Path) -> Iterator[None]:
 
 
 class _Handler(socketserver.BaseRequestHandler):
-    """One caller: one request line in, one answer line out, each within DEADLINE seconds.
+    """One caller: one request line in, one answer line out, within `localsearch.deadline()`.
 
     Only this user can connect (the socket is 0600 in a private home), but a stuck or buggy
     caller must not hold a thread, or the server's memory, for ever: the request is cut at
@@ -53,7 +53,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         state: ServerState = self.server.state  # type: ignore[attr-defined]
         connection: socket.socket = self.request
-        until = time.monotonic() + DEADLINE
+        until = time.monotonic() + deadline()
         try:
             request = json.loads(receive_line(connection, MAX_REQUEST, until))
             answer = _answer(state, request)

@@ -13,6 +13,7 @@ import os
 import pwd
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from helpers import MM, Run, write_config
+from helpers import MM, Run, mm_command, mm_env, write_config
 
 QUERY = ("search", "--json", "moons")
 SHORT = {"MM_LOCAL_SEARCH_DEADLINE": "2"}  # the client's total deadline, short for the tests
@@ -345,3 +346,20 @@ def connect(home: Path) -> socket.socket:
     finally:
         os.chdir(before)
     return connection
+
+
+def test_mm_serve_makes_no_socket_in_a_home_others_can_write(mm: MM, direct: Run) -> None:
+    os.chmod(mm.home, 0o777)
+    server = subprocess.Popen(mm_command("serve", "--port", "0", "--home", str(mm.home)),
+                              env=mm_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stderr is not None
+        warning = server.stderr.readline()  # printed before the server is ready, or it exits
+        assert "writable by other users" in warning and "chmod go-w" in warning, warning
+        assert "serving http://" in server.stderr.readline()
+        assert not (mm.home / "serve.sock").exists()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        os.chmod(mm.home, 0o755)

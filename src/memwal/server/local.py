@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import socketserver
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -93,8 +94,11 @@ def listening(state: ServerState) -> Iterator[Path | None]:
     """Serve the local socket for the block; yields its path (None if it could not be made)."""
     home = state.settings.home
     path = home / SOCKET
-    if home_problem(home) is not None:
-        yield None  # others could swap the socket: `mm search` would ignore it anyway
+    problem = home_problem(home)
+    if problem is not None:  # others could swap the socket: `mm search` would ignore it anyway
+        sys.stderr.write(f"warning: the home {home} {problem}: no {SOCKET} for `mm search`, "
+                         f"which searches in its own process. Run `chmod go-w {home}`.\n")
+        yield None
         return
     if _answers(path):
         yield None  # another server of this home already answers there

@@ -96,8 +96,9 @@ def listening(state: ServerState) -> Iterator[Path | None]:
     path = home / SOCKET
     problem = home_problem(home)
     if problem is not None:  # others could swap the socket: `mm search` would ignore it anyway
+        fix = f"Run `chmod go-w {home}`." if "writable" in problem else "Use a home of your own."
         sys.stderr.write(f"warning: the home {home} {problem}: no {SOCKET} for `mm search`, "
-                         f"which searches in its own process. Run `chmod go-w {home}`.\n")
+                         f"which searches in its own process. {fix}\n")
         yield None
         return
     if _answers(path):

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from memwal.errors import ConfigError, HomeNotPrivate
-from memwal.safeio import NotRegularFile, TooLarge, home_problem, open_regular, read_regular
+from memwal.safeio import (
+    NotRegularFile, TooLarge, home_problem, open_regular, read_regular,
+)
 from memwal.models import DEFAULT_MODEL, validate_model_name
 
 DEFAULT_HOME = Path("~/.memwal")

@@ -60,6 +60,12 @@ def index_command(
         output.warn(f"kept the {count} indexed files of {root}: it holds no indexable files now "
                     "(an unmounted drive?). If they were really removed, run again with "
                     "--allow-empty-root.")
+    if report.not_committed_note():
+        output.warn(report.not_committed_note())
+    if report.dead_lettered:
+        output.warn("some records were dead-lettered: see `mm queue dead-letters list`")
+    # The report comes last: once it is out, the work is done, and nothing is left for a
+    # Ctrl-C to interrupt.
     if json_out:
         output.print_json(report.as_json())
     else:
@@ -71,11 +77,7 @@ def index_command(
         else:
             line += " (enqueued; not waiting for the committer)"
         output.info(line)
-    if report.not_committed_note():
-        output.warn(report.not_committed_note())
     if report.failed or (report.dead_lettered or 0) > 0:
-        if report.dead_lettered:
-            output.warn("some records were dead-lettered: see `mm queue dead-letters list`")
         raise typer.Exit(output.EXIT_FAILED)
 
 

@@ -110,7 +110,12 @@ class Doors:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        await self.app(scope, receive, send_safely)
+        from starlette.requests import ClientDisconnect
+
+        try:
+            await self.app(scope, receive, send_safely)
+        except ClientDisconnect:
+            pass  # the client left, or was cut off at its body deadline: nobody to answer
 
     def _refusal(self, scope: Scope) -> Callable[[Any], Awaitable[None]] | None:
         """The answer that refuses this request, or None to let it in; in the documented order."""

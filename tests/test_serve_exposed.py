@@ -242,3 +242,32 @@ def test_a_server_bound_to_127_0_0_2_answers_its_own_address(mm: MM) -> None:
             assert client.get(server.base + "/api/status").status_code == 200
     finally:
         server.stop()
+
+
+def test_a_browser_on_another_machine_signs_in_and_uses_the_page(
+        remote: HttpServer) -> None:
+    """Chromium reaching the server by a name that is not loopback (its resolver maps it to
+    127.0.0.1): the login form and the page work without --allow-origin."""
+    from test_web import CHROMIUM, FLAGS
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium here (apt-get install chromium, or set MM_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    host, origin = as_remote(remote)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=[*FLAGS, "--host-resolver-rules=MAP memory.lan 127.0.0.1"])
+        try:
+            page = browser.new_page()
+            page.goto(origin + "/")
+            assert page.url == origin + "/login"
+            page.fill("input[name=token]", TOKEN)
+            page.click("button[type=submit]")
+            page.wait_for_url(origin + "/")
+            assert page.get_by_test_id("chunks").inner_text().strip() == "0"
+            page.goto(origin + "/dead-letters")
+            assert page.get_by_test_id("no-letters").is_visible()
+        finally:
+            browser.close()

@@ -215,7 +215,7 @@ def test_two_origin_or_host_headers_are_refused(remote: HttpServer) -> None:
 
 def test_a_blank_token_is_refused_with_the_fix(mm: MM) -> None:
     run = mm("serve", "--port", "0", "--token", "   ", check=2)
-    assert "blank" in run.stderr and "--token" in run.stderr and "Traceback" not in run.stderr
+    assert "blank" in run.stderr and "--token" in run.stderr and "secrets" in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
 
 
@@ -271,3 +271,22 @@ def test_a_browser_on_another_machine_signs_in_and_uses_the_page(
             assert page.get_by_test_id("no-letters").is_visible()
         finally:
             browser.close()
+
+
+def test_running_out_of_descriptors_at_accept_is_one_line_and_never_raises(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import errno
+
+    from memwal.server.limits import Throttled, loop_errors
+
+    handle = loop_errors(Throttled())
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(100):
+            handle(loop, {"message": "socket.accept() out of system resource",
+                          "exception": OSError(errno.EMFILE, "Too many open files")})
+    finally:
+        loop.close()
+    said = [r for r in caplog.records if "cannot accept" in r.getMessage()]
+    assert len(said) == 1 and "Too many open files" in said[0].getMessage()

@@ -78,12 +78,12 @@ def check_bind(options: ServerOptions) -> None:
     UsageError (exit 2) otherwise."""
     token = options.token
     if token is not None and not token.strip():
-        raise memwal.UsageError("--token is blank: every request would have to send an empty one.",
+        raise memwal.UsageError("the token (--token or MM_SERVE_TOKEN) is blank: anyone could send it.",
                                 "Pass a real one, e.g. --token \"$(python3 -c 'import secrets; "
                                 "print(secrets.token_urlsafe(32))')\".")
     if token is not None and (token != token.strip() or not token.isprintable()
                               or not token.isascii()):
-        raise memwal.UsageError("--token has spaces around it, control or non-ASCII characters: "
+        raise memwal.UsageError("the token (--token or MM_SERVE_TOKEN) has spaces around it, control or non-ASCII characters: "
                                 "no HTTP header can carry it as it is.",
                                 "Use printable ASCII characters, e.g. from "
                                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`.")

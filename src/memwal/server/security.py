@@ -137,7 +137,9 @@ class Doors:
         if origin and not self._origin_ok(origin, host, authorized or login):
             return _refuse(403, f"Origin {origin!r} is not allowed",
                            "Call the server from its own origin, or start it with --allow-origin.")
-        if self.expected is not None and not authorized and (login or _offers_token(headers)):
+        # A stale cookie must not keep its browser from the login page itself.
+        tries = login or (_offers_token(headers) and path != "/login")
+        if self.expected is not None and not authorized and tries:
             wait = self.throttle.wait(_client(scope))
             if wait:
                 return _refuse(429, "too many login attempts from this address",

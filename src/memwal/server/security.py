@@ -53,9 +53,11 @@ def is_loopback(host: str) -> bool:
 
 def own_hosts(port: int, bound: str = "127.0.0.1") -> set[str]:
     """The Host values a loopback server answers: the usual names and the address it is bound to."""
-    address = bound.strip("[]")
-    named = f"[{address}]" if ":" in address else address
-    return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]", named)}
+    names = {"127.0.0.1", "localhost", "[::1]"}
+    if is_loopback(bound):  # e.g. --host 127.0.0.2
+        address = bound.strip("[]")
+        names.add(f"[{address}]" if ":" in address else address)
+    return {f"{name}:{port}" for name in names}
 
 
 class Throttle:

@@ -114,9 +114,17 @@ class Gate:
         self.waiting: OrderedDict[Any, None] = OrderedDict()  # no complete headers yet, oldest first
         self.evicting: set[Any] = set()
 
+    def full(self) -> bool:
+        return self.accepted + len(self.live) - len(self.evicting) >= self.cap
+
+    def ready(self) -> bool:
+        """False while the connections evicted to make room have not closed yet (a tick or
+        two): the next connection waits in the kernel's queue instead of being refused."""
+        return len(self.evicting) < EVICTING_SLACK or not self.full()
+
     def admit(self) -> bool:
         """Called for each accepted socket: True to keep it, False to close it now."""
-        if self.accepted + len(self.live) - len(self.evicting) >= self.cap:
+        if self.full():
             if not self._evict_one():
                 self.say.warn("full", f"{self.cap} connections are open and none can be closed yet "
                                       "(serve.max_connections): refusing new ones for now")
@@ -133,7 +141,7 @@ class Gate:
             victim, _ = self.waiting.popitem(last=False)
             if not victim.transport.is_closing():
                 self.evicting.add(victim)
-                victim.transport.close()
+                victim.transport.abort()  # at once: a client that reads nothing cannot hold it
                 return True
         return False
 
@@ -155,6 +163,8 @@ class GuardedListener(socket.socket):
 
     def accept(self) -> tuple[socket.socket, Any]:
         for _ in range(64):  # then let the loop run: it calls us again while more are waiting
+            if self.gate is not None and not self.gate.ready():
+                break
             conn, address = super().accept()
             if self.gate is None or self.gate.admit():
                 return conn, address
@@ -223,6 +233,9 @@ def guarded_protocol(gate: Gate, limits: Limits) -> type:
             if self.transport.is_closing():
                 return
             waiting = self in gate.waiting
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()  # a client that does not read its answers either
+                return
             if (self.partial if waiting else not (self.cycle and self.cycle.response_started)):
                 self.transport.write(REQUEST_TIMEOUT)
             self.transport.close()

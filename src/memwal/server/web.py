@@ -3,8 +3,9 @@
 Every handler gathers its data from the public API, then returns it as JSON under `/api/` or
 renders it through a template (jinja2, autoescaped: a note's `<script>` is shown as text). Every
 page state is a URL (filters and searches are GET parameters). The one state-changing request,
-a replay, is a POST carrying the server's CSRF token, after a confirmation page; the Doors in
-front of the app (security.py) check Host, Origin and the token first.
+a replay, needs --allow-destructive and is a POST carrying the server's CSRF token, after a
+confirmation page; the Doors in front of the app (security.py) check Host, Origin and the
+token first.
 """
 
 from __future__ import annotations

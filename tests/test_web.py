@@ -116,7 +116,7 @@ def test_dead_letters_after_a_model_switch_show_both_fingerprints_and_replay_fro
     enqueue_items(settings, [upsert(f"late note {i}", source=f"/late/{i}.md") for i in range(3)])
     mm("queue", "worker", "--once")  # three A records behind the reset: dead-lettered
     mm("embedding-reset", "--mode", "apply-current", "--yes")  # back to A: replayable as they are
-    server = HttpServer(mm.home, "--worker")
+    server = HttpServer(mm.home, "--worker", "--allow-destructive")  # the page replays
     try:
         page.goto(server.base + "/dead-letters?reason=fingerprint_mismatch")
         rows = page.locator("[data-testid^=letter-]")

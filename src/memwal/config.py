@@ -190,6 +190,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("search.url", _search_url, None,
            "on a home whose index is on another machine (a shared queue): the address of a "
            "`mm serve` there, which `mm search` asks (its token, if any, in env MM_SEARCH_TOKEN)"),
+    Option("serve.max_connections", _integer(1, 1_000_000), 1000,
+           "connections `mm serve` keeps open at once (kept below the descriptor limit); past it, "
+           "the oldest that has not sent a request is closed, else the new one"),
+    Option("serve.header_timeout", _finite(0.1, 3600), 10.0,
+           "seconds `mm serve` waits for a request's headers (from the connection or the "
+           "previous response) before answering 408 and closing"),
+    Option("serve.body_timeout", _finite(0.1, 86400), 60.0,
+           "seconds `mm serve` waits for a request's body once its headers are in"),
+    Option("serve.max_body_bytes", _integer(1024, 1 << 40), 16 * 1024 * 1024,
+           "the largest request body `mm serve` accepts (413 beyond; a body must say its "
+           "Content-Length)"),
 )
 OPTIONS_BY_KEY = {option.key: option for option in OPTIONS}
 

@@ -74,17 +74,32 @@ def serve_stdio(settings: memwal.Settings, options: ServerOptions = ServerOption
 
 
 def check_bind(options: ServerOptions) -> None:
-    """A non-loopback address needs a token: UsageError (exit 2) otherwise."""
-    if not is_loopback(options.host) and not options.token:
+    """A non-loopback address needs a token, and a token must be one a header can carry:
+    UsageError (exit 2) otherwise."""
+    token = options.token
+    if token is not None and not token.strip():
+        raise memwal.UsageError("the token (--token or MM_SERVE_TOKEN) is blank: anyone could send it.",
+                                "Pass a real one, e.g. --token \"$(python3 -c 'import secrets; "
+                                "print(secrets.token_urlsafe(32))')\".")
+    if token is not None and (token != token.strip() or not token.isprintable()
+                              or not token.isascii()):
+        raise memwal.UsageError("the token (--token or MM_SERVE_TOKEN) has spaces around it, control or non-ASCII characters: "
+                                "no HTTP header can carry it as it is.",
+                                "Use printable ASCII characters, e.g. from "
+                                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`.")
+    if not is_loopback(options.host) and not token:
         raise memwal.UsageError(
             f"binding {options.host} exposes the memory beyond this machine without a token.",
             "Pass --token TOKEN (or set MM_SERVE_TOKEN), or bind 127.0.0.1.")
 
 
-def build_app(state: ServerState, options: ServerOptions, port: int) -> Any:
+def build_app(state: ServerState, options: ServerOptions, port: int,
+              max_body_bytes: int = 16 * 1024 * 1024) -> Any:
     """The ASGI app: MCP (streamable HTTP) at /mcp, the JSON API at /api, the web page at /,
     all behind the token and Host/Origin doors."""
     from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
 
     from memwal.server.tools import build_server
     from memwal.server.web import Web
@@ -99,21 +114,31 @@ def build_app(state: ServerState, options: ServerOptions, port: int) -> Any:
         async with server.session_manager.run():
             yield
 
+    async def no_stream(request: Any) -> Any:
+        # A stateless server has no stream of its own to offer: without this, GET /mcp opened
+        # an event stream that never ended (the spec's answer is 405).
+        return JSONResponse({"error": {"message": "this server sends no event stream",
+                                       "fix": "POST JSON-RPC requests to /mcp."}},
+                            status_code=405, headers={"Allow": "POST"})
+
     web = Web(state, options.token)
-    app = Starlette(routes=[*web.routes(), *mcp_app.routes], lifespan=lifespan)
+    routes = [*web.routes(), Route("/mcp", no_stream, methods=["GET"]), *mcp_app.routes]
+    app = Starlette(routes=routes, lifespan=lifespan)
     return Doors(app, port=port, token=options.token, check_host=is_loopback(options.host),
-                 origins=options.allow_origins)
+                 origins=options.allow_origins, bound=options.host, max_body_bytes=max_body_bytes)
 
 
-def tcp_listener(host: str, port: int) -> socket.socket:
+def tcp_listener(host: str, port: int) -> Any:
     """A bound TCP socket for uvicorn; StorageError when the address cannot be had.
 
     Made with protocol IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on the connections a
     listener accepts only when the listener says it is TCP. Without it every response (headers
     and body in two writes) waited ~40 ms for the client's delayed ACK.
     """
+    from memwal.server.limits import GuardedListener
+
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener = GuardedListener(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host.strip("[]"), port))
@@ -132,26 +157,43 @@ def serve_http(settings: memwal.Settings, options: ServerOptions = ServerOptions
     """
     import uvicorn
 
+    from memwal.server import limits as lim
+
     check_bind(options)
+    lim.plain_logging()  # before the MCP SDK installs its rich handler (see limits.py)
+    limits = lim.Limits.of(settings)
+    say = lim.Throttled()
+    gate = lim.Gate(lim.connection_cap(limits.max_connections, lim.raise_descriptor_limit()), say)
     listener = tcp_listener(options.host, options.port)
+    listener.gate = gate
     family = listener.family
     port = listener.getsockname()[1]
     from memwal.server.local import listening
 
     with _running(settings, options) as state, listening(state):
-        app = build_app(state, options, port)
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        app = build_app(state, options, port, limits.max_body_bytes)
+        # Our own accept gate and h11 protocol with deadlines (limits.py); the selector loop,
+        # which calls the listener's accept(); no websockets; in-flight requests get 10 s to
+        # finish on SIGTERM. limit_concurrency is left off: it counts idle connections too, and
+        # only once headers are complete; the gate bounds connections before that.
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                                http=lim.guarded_protocol(gate, limits), loop="asyncio", ws="none",
+                                h11_max_incomplete_event_size=lim.MAX_HEADER_BYTES,
+                                timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)
-        if options.on_ready:
-            host = f"[{options.host}]" if family == socket.AF_INET6 else options.host
-            ready = options.on_ready
-            original = server.startup
+        host = f"[{options.host}]" if family == socket.AF_INET6 else options.host
+        ready = options.on_ready
+        original = server.startup
 
-            async def startup(sockets: Any = None) -> None:
-                await original(sockets=sockets)
+        async def startup(sockets: Any = None) -> None:
+            import asyncio
+
+            asyncio.get_running_loop().set_exception_handler(lim.loop_errors(say))
+            await original(sockets=sockets)
+            if ready:
                 ready(f"http://{host}:{port}/mcp")
 
-            server.startup = startup  # type: ignore[method-assign]
+        server.startup = startup  # type: ignore[method-assign]
         # uvicorn re-raises SIGINT/SIGTERM once it has shut down, which would end the process
         # before the committer, the watcher and the local socket are closed: stop it ourselves.
         server.capture_signals = _stop_on_signals(server)  # type: ignore[method-assign]

@@ -3,8 +3,9 @@
 Every handler gathers its data from the public API, then returns it as JSON under `/api/` or
 renders it through a template (jinja2, autoescaped: a note's `<script>` is shown as text). Every
 page state is a URL (filters and searches are GET parameters). The one state-changing request,
-a replay, is a POST carrying the server's CSRF token, after a confirmation page; the Doors in
-front of the app (security.py) check Host, Origin and the token first.
+a replay, needs --allow-destructive and is a POST carrying the server's CSRF token, after a
+confirmation page; the Doors in front of the app (security.py) check Host, Origin and the
+token first.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from memwal.config import MAX_TOP_K
 from memwal.server.state import ServerState
 
 TEMPLATES = Path(__file__).with_name("templates")
+
+
+class Forbidden(memwal.UsageError):
+    """A destructive action on a server started without --allow-destructive (HTTP 403)."""
 
 
 def _when(t: float | None) -> str:
@@ -65,7 +70,8 @@ class Web:
         html = self.env.get_template(template).render(home=str(self.state.settings.home), **data)
         return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self'; "
                                            "script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                                           "img-src 'self' data:", "X-Content-Type-Options": "nosniff"})
+                                           "img-src 'self' data:; frame-ancestors 'none'",
+                                           "X-Content-Type-Options": "nosniff"})
 
     def guarded(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         """Errors a user can act on become a 4xx answer with the fix (JSON or text)."""
@@ -79,7 +85,8 @@ class Web:
                 error = memwal.as_memwal_error(exc)
                 if error is None:
                     raise
-                status = 404 if "no dead letter" in error.message else 400
+                status = (403 if isinstance(error, Forbidden) else
+                          404 if "no dead letter" in error.message else 400)
                 if request.url.path.startswith("/api/"):
                     return JSONResponse({"error": error.as_dict()}, status_code=status)
                 return HTMLResponse(self.env.from_string(
@@ -150,7 +157,8 @@ class Web:
         if request.query_params.get("replayed_batches"):
             batch_ids = request.query_params["replayed_batches"].split(",")
             replayed = {"batch_ids": batch_ids, "count": request.query_params.get("count", "")}
-        return self.page("dead_letters.html", replayed=replayed, **self.letters(request))
+        return self.page("dead_letters.html", replayed=replayed,
+                         destructive=self.state.allow_destructive, **self.letters(request))
 
     def api_letters(self, request: Request) -> Response:
         return JSONResponse(json.loads(json.dumps(self.letters(request)["rows"], default=str)))
@@ -162,7 +170,15 @@ class Web:
         return JSONResponse(json.loads(json.dumps(self.letter(_letter_id(request))["letter"],
                                                   default=str)))
 
+    def destructive(self) -> None:
+        """Replaying (like switching models or purging) needs --allow-destructive, as over MCP."""
+        if not self.state.allow_destructive:
+            raise Forbidden("replaying dead letters from this server is not allowed.",
+                            "Start `mm serve` with --allow-destructive, or run "
+                            "`mm queue dead-letters replay` on its machine.")
+
     def replay_page(self, request: Request) -> Response:
+        self.destructive()
         ids = self._ids(request.query_params.getlist("ids"))
         rows = memwal.list_dead_letters(self.state.settings, memwal.Selection(ids=ids))
         if len(rows) != len(ids):
@@ -179,6 +195,10 @@ class Web:
     async def replay_post(self, request: Request) -> Response:
         import anyio
 
+        try:
+            self.destructive()
+        except Forbidden as exc:
+            return HTMLResponse(f"<p>{markupsafe.escape(str(exc))}</p>", status_code=403)
         form = await request.form()
         if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf):
             return HTMLResponse("refused: this form did not come from this server's page (CSRF "
@@ -194,6 +214,10 @@ class Web:
     async def api_replay(self, request: Request) -> Response:
         import anyio
 
+        try:
+            self.destructive()
+        except Forbidden as exc:
+            return JSONResponse({"error": exc.as_dict()}, status_code=403)
         if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), self.csrf):
             return JSONResponse({"error": {"message": "missing or wrong X-CSRF-Token header",
                                            "fix": "Read it from GET /api/csrf."}}, status_code=403)

@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Self, Sequence
 
 from memwal import store
 from memwal.committed import Publisher
@@ -224,25 +224,21 @@ def run_worker(settings: Settings, *, once: bool = False,
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
-class BackgroundCommitter:
-    """Runs the committer in a thread of this process while we hold the lock."""
+class _CommitterThread:
+    """A thread of this process that hosts the committer: started, then stopped by `join()`,
+    which lets the batches in hand be committed and raises the error the thread ended on."""
 
-    def __init__(self, settings: Settings, lock: CommitterLock, poll_interval: float = 0.05) -> None:
-        self.settings = settings
-        self.lock = lock
-        self.poll_interval = poll_interval
+    name = "memwal-committer"
+
+    def __init__(self) -> None:
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="memwal-committer", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def _run(self) -> None:
-        try:
-            with committer_session(self.settings, self.lock) as committer:
-                committer.run(self.stop, poll_interval=self.poll_interval)
-        except BaseException as exc:  # surfaced by join()
-            self.error = exc
+        raise NotImplementedError
 
-    def start(self) -> "BackgroundCommitter":
+    def start(self) -> Self:
         self.thread.start()
         return self
 
@@ -253,7 +249,24 @@ class BackgroundCommitter:
             raise self.error
 
 
-class RoleSeeker:
+class BackgroundCommitter(_CommitterThread):
+    """Runs the committer in a thread of this process while we hold the lock."""
+
+    def __init__(self, settings: Settings, lock: CommitterLock, poll_interval: float = 0.05) -> None:
+        self.settings = settings
+        self.lock = lock
+        self.poll_interval = poll_interval
+        super().__init__()
+
+    def _run(self) -> None:
+        try:
+            with committer_session(self.settings, self.lock) as committer:
+                committer.run(self.stop, poll_interval=self.poll_interval)
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+
+class RoleSeeker(_CommitterThread):
     """Hosts the committer role in a thread of a long-lived process, whenever the role is free.
 
     What a server started with `--worker` runs: any number of them (agents) can share a home
@@ -267,26 +280,15 @@ class RoleSeeker:
 
     RETRY_AFTER_FAILURE = (1.0, 60.0)  # seconds: first delay, longest delay
 
+    name = "memwal-role-seeker"
+
     def __init__(self, settings: Settings, poll_interval: float | None = None) -> None:
         self.settings = settings
         self.poll_interval = settings["queue.poll_interval"] if poll_interval is None else poll_interval
         self.lock = CommitterLock(settings.lock_path)
-        self.stop = threading.Event()
         self.holding = threading.Event()  # set while this process is the committer
-        self.error: BaseException | None = None
         self.failures = 0  # in a row: the delay before the next try grows with them
-        self.thread = threading.Thread(target=self._run, name="memwal-role-seeker", daemon=True)
-
-    def start(self) -> "RoleSeeker":
-        self.thread.start()
-        return self
-
-    def join(self) -> None:
-        """Stop: let the batches in hand be committed, give the role up, raise a lasting error."""
-        self.stop.set()
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
+        super().__init__()
 
     def _run(self) -> None:
         while not self.stop.is_set():

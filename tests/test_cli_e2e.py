@@ -84,8 +84,13 @@ def start_worker(mm: MM, *args: str) -> subprocess.Popen:
     return worker
 
 
-def stop(process: subprocess.Popen, timeout: float = 10.0) -> int:
-    """SIGTERM a process we started and wait for it; SIGKILL it if it does not go."""
+def stop(process: subprocess.Popen, timeout: float = 60.0) -> int:
+    """SIGTERM a process we started and wait for it; SIGKILL it if it does not go.
+
+    The bound is generous (a worker just woken by SIGCONT first commits what waited, and
+    closes its index and derived vector index): it catches a worker that ignores SIGTERM, not a
+    slow one (10 s was once too short in a full run).
+    """
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:

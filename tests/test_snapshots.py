@@ -27,12 +27,20 @@ def write(path: Path, text: str, mtime_s: int) -> None:
     os.utime(path, (mtime_s, mtime_s))
 
 
-def test_a_file_restored_with_an_older_mtime_is_committed_and_found(mm: MM, tmp_path: Path) -> None:
+def indexed_note(mm: MM, tmp_path: Path, text: str) -> tuple[Path, Path]:
+    """A notes folder holding one note `a.md` (with an mtime of 1_700_000_000), indexed and
+    committed: (the folder, the note)."""
     notes = tmp_path / "notes"
     notes.mkdir()
-    note, backup = notes / "a.md", tmp_path / "a.md.backup"
-    write(note, "alpha version one\n", 1_700_000_000)
+    note = notes / "a.md"
+    write(note, text, 1_700_000_000)
     ok(mm("index", str(notes)))
+    return notes, note
+
+
+def test_a_file_restored_with_an_older_mtime_is_committed_and_found(mm: MM, tmp_path: Path) -> None:
+    notes, note = indexed_note(mm, tmp_path, "alpha version one\n")
+    backup = tmp_path / "a.md.backup"
     shutil.copy2(note, backup)  # what cp -p, rsync -a or tar -x keep: the old mtime
     write(note, "beta version two\n", 1_700_000_100)
     ok(mm("index", str(notes)))
@@ -50,11 +58,7 @@ def test_a_file_restored_with_an_older_mtime_is_committed_and_found(mm: MM, tmp_
 def test_two_producers_racing_on_one_file_end_with_the_later_snapshot(mm: MM, tmp_path: Path) -> None:
     """Both producers diffed against the same committed snapshot; the queue holds both. The
     later-enqueued (and later-read) one is what the index ends with, whatever the mtimes."""
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    note = notes / "a.md"
-    write(note, "first draft of the plan\n", 1_700_000_000)
-    ok(mm("index", str(notes)))
+    notes, note = indexed_note(mm, tmp_path, "first draft of the plan\n")
     write(note, "second draft of the plan\n", 1_700_000_200)
     ok(mm("index", str(notes), "--no-wait"))
     write(note, "third draft of the plan\n", 1_700_000_300)
@@ -70,11 +74,7 @@ def test_a_snapshot_read_before_one_committed_meanwhile_is_skipped_and_the_produ
         mm: MM, tmp_path: Path) -> None:
     """A producer that read the file before another producer's newer read was committed does not
     roll it back (DESIGN.md: the older read loses), and its `mm index` says so."""
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    note = notes / "a.md"
-    write(note, "version one\n", 1_700_000_000)
-    ok(mm("index", str(notes)))
+    notes, note = indexed_note(mm, tmp_path, "version one\n")
     write(note, "version two\n", 1_700_000_100)
     # Producer A reads version two and queues it (nobody commits yet).
     ok(mm("index", str(notes), "--no-wait"))

@@ -120,7 +120,6 @@ def _spans(positions: list[int], most: int = 10) -> str:
 
 def _last_index_applied(settings: Settings) -> Check:
     from memwal import committed, notapplied
-    from memwal.queue import Role, open_queue
 
     queue = open_queue(settings, Role.READER)
     try:

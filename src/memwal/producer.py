@@ -356,7 +356,7 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
         remember.for_model(embedder.fingerprint)
     background: BackgroundCommitter | None = None
     conn = stack.enter_context(store.reading(settings.index_path))
-    check_model(embedder, target_model(committed_view.active_model(conn, queue), queue))
+    _gate(conn, queue, embedder)
     found = discover(roots, ignore=settings["index.ignore"],
                      max_file_bytes=settings["index.max_file_bytes"])
     report.files = len(found.files)
@@ -375,7 +375,6 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
     pipeline = _Pipeline(settings, namespace, embedder, committed, writer, report, progress)
     seen: set[str] = set()
     sent: list[_FileWork] = []
-    deleted: list[str] = []
     for item in found.files:
         seen.add(item.source_file)
         if not force and (committed.is_unchanged(item) or
@@ -411,13 +410,13 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
                                            base=committed.base(source))])
             report.sent[source] = ""
             report.deleted += 1
-            deleted.append(source)
     writer.flush()
     if remember is not None:  # durable now: what this producer need not send again
         for work in sent:
             remember.queued(namespace, work.found, work.digest)
-        for source in deleted:
-            remember.queued_deletion(namespace, source)
+        for source, digest in report.sent.items():
+            if not digest:  # a deletion
+                remember.queued_deletion(namespace, source)
     report.batch_ids, report.positions = writer.batch_ids, writer.positions
     report.records_enqueued = writer.records
     if not wait:
@@ -502,9 +501,15 @@ def check_gate(settings: Settings, embedder: Embedder) -> None:
     queue = open_queue(settings, Role.READER)
     try:
         with store.reading(settings.index_path) as conn:
-            check_model(embedder, target_model(committed_view.active_model(conn, queue), queue))
+            _gate(conn, queue, embedder)
     finally:
         queue.close()
+
+
+def _gate(conn: store.Connection | None, queue: WriteAheadQueue, embedder: Embedder) -> None:
+    """ModelMismatch unless `embedder` is the model the index will have once the queue drains:
+    the index's (or, on a shared queue, the published) active model, or the last queued reset's."""
+    check_model(embedder, target_model(committed_view.active_model(conn, queue), queue))
 
 
 async def index_paths_async(settings: Settings, paths: Sequence[Path], **options: object) -> IndexReport:

@@ -52,12 +52,15 @@ def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere 
     try:
         counts, holder, oldest = queue.counts(), queue.holder(), queue.oldest()
         place = remote.elsewhere_of(settings, queue)
-        generation, shared = queue.generation(), queue.shared
+        # Incidents are judged against this home's index: a producer machine has none to read.
+        generation = queue.generation() if place is None else None
+        shared = queue.shared
     finally:
         queue.close()
     if place is not None:  # a producer machine: the index and its committer are elsewhere
         elsewhere = remote.queue_status(place, counts, _age(oldest), settings)
         return {"queue": settings.queue_name, **elsewhere, "lost": []}, place
+    assert generation is not None  # read above: the index is here
     running, pid = committer_alive(settings.lock_path)
     with store.reading(settings.index_path) as conn:
         model = store.active_model(conn)

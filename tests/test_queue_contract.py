@@ -317,6 +317,23 @@ def test_messages_are_msgpack_never_pickle_in_the_huey_instance(backend: Backend
     assert huey.serializer.deserialize(huey.serializer.serialize({"a": 1})) == {"a": 1}
 
 
+def test_hueys_own_verbs_lease_and_count_pending_messages_only(backend: Backend) -> None:
+    """A huey consumer pointed at our storage leases, as the committer does (one mixin for every
+    backend): what it dequeued stays in the queue until acknowledged."""
+    with backend.open(Role.COMMITTER, queue_name="huey-verbs") as queue:
+        storage = queue.huey.storage  # type: ignore[attr-defined]
+        for data in (b"a", b"b", b"c"):
+            queue.put(data)
+        assert storage.dequeue() == b"a"
+        assert storage.queue_size() == 2 and storage.enqueued_items() == [b"b", b"c"]
+        assert storage.enqueued_items(limit=1) == [b"b"]
+        assert queue.counts() == QueueCounts(pending=2, inflight=1)
+        assert queue.recover() == 1 and storage.queue_size() == 3  # never deleted by dequeue
+        storage.acknowledge(queue.take().position)
+        storage.flush_queue()
+        assert storage.queue_size() == 0 and queue.counts().total == 0
+        assert queue.put(b"d") == 4  # positions are never reused
+
 
 @pytest.mark.parametrize("backend_name", ["sqlite", "memory"])
 def test_hueys_own_storage_suite_passes_on_our_storage(backend_name: str) -> None:
@@ -385,9 +402,25 @@ def test_only_a_shared_queue_is_stamped_with_the_index_of_its_committer(backend:
         assert queue.bind("index-a", {"home": "/a"}) is None
         assert queue.bind("index-a", {"home": "/a"}) is None  # its own stamp: free to go on
         held = queue.bind("index-b", {"home": "/b"})
-        if queue.shared:
+        if queue.publication is not None:
             assert held == {"index": "index-a", "home": "/a"}
         else:  # its queue lives beside its index, whose lock already makes it the only one
             assert held is None
     finally:
         queue.close()
+
+
+def test_only_a_shared_queue_carries_a_publication_and_it_round_trips(backend: Backend) -> None:
+    with backend.open(Role.COMMITTER, queue_name="published") as queue:
+        publication = queue.publication
+        if backend.name != "redis":  # the index is beside the queue: producers read it there
+            assert publication is None
+            return
+        assert publication is not None and publication.published_state() is None
+        entry = {"digest": "d", "size": 1}
+        publication.publish({"seq": 3}, {"ns": {"/a.md": entry}}, {}, {"batch-1": [2, 0, 0]})
+        assert publication.published_state() == {"seq": 3}
+        assert publication.published_files("ns", None) == {"/a.md": entry}
+        assert publication.published_batches(["batch-1", "batch-2"]) == {"batch-1": (2, 0, 0)}
+        publication.publish({"seq": 4}, {}, {"ns": ["/a.md"]}, {})
+        assert publication.published_files("ns", ["/a.md"]) == {}

@@ -1,4 +1,4 @@
-"""What is committed, as a producer sees it to decide what changed.
+"""What is committed, as a producer sees it: the one module that knows where that is.
 
 With a queue beside the index (SQLite), a producer reads the index itself (`IndexView`), by
 indexed lookups of one file at a time. With a queue shared across machines (Redis), a producer
@@ -7,6 +7,10 @@ producers need (`Publisher`: the active model, the commit sequence, and per file
 mtime, digest and the keys of its chunks that hold a vector of the active model), and producers
 diff against that (`PublishedView`). Either view is stale by design (the queue may hold more);
 the file snapshot in every batch makes a stale diff harmless.
+
+`Committed` asks every question a producer has of the committed state (the model gate, the
+diff, the ledger counts of its batches, whether a committer runs) through one queue handle and
+one read connection, whichever the topology; nothing else branches on it.
 """
 
 from __future__ import annotations
@@ -15,16 +19,28 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
 
 from memwal import store
+from memwal.config import Settings
 from memwal.discover import FoundFile
+from memwal.errors import ModelMismatch
 from memwal.fingerprint import ModelInfo
-from memwal.queue import WriteAheadQueue
+from memwal.lock import committer_alive
+from memwal.queue import Publication, WriteAheadQueue
+from memwal.records import Reset, UndecodableBatch, decode_batch, parse_item
 from memwal.store import reads
 from memwal.store.reads import CommittedFile
 
-__all__ = ["CommittedFile", "IndexView", "PublishedView", "Publisher", "active_model", "view"]
+if TYPE_CHECKING:
+    from memwal.embedders import Embedder
+
+__all__ = ["Committed", "CommittedFile", "IndexView", "PublishedView", "Publisher", "check_model",
+           "queued_resets"]
+
+# A reset batch is one small item; larger messages are data and are not decoded to find resets.
+RESET_MAX_BYTES = 4096
 
 
 def _below(source: str, root: Path) -> bool:
@@ -75,18 +91,18 @@ class IndexView:
 class PublishedView(IndexView):
     """What the committer of a shared queue published, for producers without the index."""
 
-    def __init__(self, queue: WriteAheadQueue, namespace: str, fingerprint: str) -> None:
+    def __init__(self, publication: Publication, namespace: str, fingerprint: str) -> None:
         super().__init__(None, namespace, fingerprint)
-        self.queue = queue
+        self.publication = publication
         self.entries: dict[str, dict[str, Any]] = {}
         self._all = False
 
     def prefetch(self, sources: list[str]) -> None:
-        self.entries.update(self.queue.published_files(self.namespace, sources))
+        self.entries.update(self.publication.published_files(self.namespace, sources))
 
     def _entry(self, source_file: str) -> dict[str, Any] | None:
         if source_file not in self.entries and not self._all:
-            self.entries.update(self.queue.published_files(self.namespace, [source_file]))
+            self.entries.update(self.publication.published_files(self.namespace, [source_file]))
         return self.entries.get(source_file)
 
     def file(self, source_file: str) -> CommittedFile | None:
@@ -105,25 +121,114 @@ class PublishedView(IndexView):
 
     def sources_under(self, root: Path) -> list[str]:
         if not self._all:
-            self.entries = self.queue.published_files(self.namespace, None)
+            self.entries = self.publication.published_files(self.namespace, None)
             self._all = True
         return sorted(s for s in self.entries if _below(s, root))
 
 
-def view(conn: store.Connection | None, queue: WriteAheadQueue, namespace: str,
-         fingerprint: str) -> IndexView:
-    """The view a producer diffs against: the index, or the published state of a shared queue."""
-    return PublishedView(queue, namespace, fingerprint) if queue.shared else \
-        IndexView(conn, namespace, fingerprint)
+class Committed:
+    """The committed state as this home sees it, for the length of one producer's work (a run of
+    `mm index`, its wait for the committer, a watcher's life): one queue handle (the caller's)
+    and one read connection to the index, opened once the index exists and closed by `close()`.
+
+    With a shared queue the index is the committer's, maybe on another machine: every answer
+    then comes from what it published (the queue's Publication), and no index is opened here.
+    """
+
+    def __init__(self, settings: Settings, queue: WriteAheadQueue) -> None:
+        self.settings, self.queue = settings, queue
+        self.publication = queue.publication
+        self._conn: store.Connection | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether the queue is shared across machines: its committer commits into its own index,
+        so a producer here never takes the role."""
+        return self.publication is not None
+
+    def conn(self) -> store.Connection | None:
+        """The read connection to this home's index (None while nothing is committed, or when
+        the index is the shared queue's committer's)."""
+        if self._conn is None and self.publication is None:
+            self._conn = store.open_for_read(self.settings.index_path)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def active_model(self) -> ModelInfo | None:
+        """The index's active model: from the index, or as the committer of a shared queue published."""
+        if self.publication is None:
+            return store.active_model(self.conn())
+        model = (self.publication.published_state() or {}).get("active")
+        return ModelInfo(model["name"], model["dim"], model["fingerprint"]) if model else None
+
+    def target_model(self) -> ModelInfo | None:
+        """The model the index will have once the queue drains: the last queued reset, else active."""
+        resets = queued_resets(self.queue)
+        if resets:
+            reset = resets[-1][1]
+            return ModelInfo(reset.name, reset.dim, reset.fingerprint)
+        return self.active_model()
+
+    def gate(self, embedder: Embedder) -> None:
+        """The model gate every producer passes before it embeds: ModelMismatch (exit 2) unless
+        `embedder` is the model the index will have once the queue drains."""
+        check_model(embedder, self.target_model())
+
+    def view(self, namespace: str, fingerprint: str) -> IndexView:
+        """What a producer diffs against: the index, or the published state of a shared queue."""
+        if self.publication is not None:
+            return PublishedView(self.publication, namespace, fingerprint)
+        return IndexView(self.conn(), namespace, fingerprint)
+
+    def ledger_counts(self, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        """(committed, dead_lettered, skipped) of the given batches that are in the ledger: the
+        index's, or what the committer of a shared queue published."""
+        if self.publication is not None:
+            return self.publication.published_batches(list(batch_ids))
+        conn = self.conn()
+        return {} if conn is None else reads.ledger_counts(conn, batch_ids)
+
+    def committer_running(self) -> bool:
+        """Whether a committer will commit what is queued: one holds the home's lock, or (a shared
+        queue) the queue's claim, from any machine."""
+        if self.publication is not None:
+            return self.queue.holder() is not None
+        return committer_alive(self.settings.lock_path)[0]
 
 
-def active_model(conn: store.Connection | None, queue: WriteAheadQueue) -> ModelInfo | None:
-    """The index's active model: from the index, or as the committer of a shared queue published."""
-    if not queue.shared:
-        return store.active_model(conn)
-    state = queue.published_state()
-    model = (state or {}).get("active")
-    return ModelInfo(model["name"], model["dim"], model["fingerprint"]) if model else None
+def queued_resets(queue: WriteAheadQueue) -> list[tuple[int, Reset]]:
+    """(position, reset) of every reset waiting in the queue, in queue order."""
+    found: list[tuple[int, Reset]] = []
+    for delivery in queue.messages(max_bytes=RESET_MAX_BYTES):
+        try:
+            batch = decode_batch(delivery.data)
+        except UndecodableBatch:
+            continue
+        for raw in batch.raw_items:
+            if isinstance(raw, dict) and raw.get("kind") == "reset":
+                try:
+                    item = parse_item(raw)
+                except ValueError:
+                    continue
+                assert isinstance(item, Reset)
+                found.append((delivery.position, item))
+    return found
+
+
+def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
+    """Refuse, naming both models and the fix, if the embedder is not the index's model."""
+    if target is None or target.fingerprint == embedder.fingerprint:
+        return
+    raise ModelMismatch(
+        f"the index uses {target.name} ({target.fingerprint}, {target.dim}-d) but the configured "
+        f"model is {embedder.name} ({embedder.fingerprint}, {embedder.dim}-d).",
+        f"Either configure {target.name} again (MM_EMBEDDING_MODEL={target.name} or "
+        "embedding.model in config.json), or switch the index to the configured model with "
+        "`mm embedding-reset --mode apply-current`.")
 
 
 class Publisher:
@@ -136,12 +241,12 @@ class Publisher:
 
     def __init__(self, conn: store.Connection, queue: WriteAheadQueue,
                  home: Path | None = None) -> None:
-        self.conn, self.queue = conn, queue
+        self.conn, self.publication = conn, queue.publication
         self.summary = Summary()
         self.committer = {"host": socket.gethostname(), "pid": os.getpid(),
                           "home": str(home) if home is not None else None, "since": time.time()}
-        if queue.shared:
-            state = queue.published_state() or {}
+        if self.publication is not None:
+            state = self.publication.published_state() or {}
             behind = state.get("seq") != reads.commit_seq(conn) or not state.get("complete")
             # Behind: publish everything. Else only the state: this committer is a new one.
             self._publish(self._all_files() if behind else [], complete=True)
@@ -153,7 +258,7 @@ class Publisher:
     def committed(self, outcomes: Sequence[Any]) -> None:
         """After a group of batches (a committer's BatchOutcomes) is committed and acknowledged:
         one publication, so the published commit sequence never runs ahead of published files."""
-        if self.queue.shared:
+        if self.publication is not None:
             touched = sorted({file for outcome in outcomes for file in outcome.touched})
             # A redelivered batch did nothing this time: what it did is in the ledger (its
             # first publication may have been lost with the committer that committed it).
@@ -185,7 +290,8 @@ class Publisher:
                  "seq": reads.commit_seq(self.conn), "complete": complete,
                  "committer": self.committer, "summary": self.summary(self.conn, fingerprint),
                  "published_at": time.time()}
-        self.queue.publish(state, files, gone, batches or {})
+        assert self.publication is not None
+        self.publication.publish(state, files, gone, batches or {})
 
 
 # The vector counts scan an index of every chunk (~50 ms a million chunks): counted again at most

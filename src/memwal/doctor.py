@@ -119,18 +119,19 @@ def _spans(positions: list[int], most: int = 10) -> str:
 
 
 def _last_index_applied(settings: Settings) -> Check:
-    from memwal import committed, notapplied
+    from memwal import notapplied
+    from memwal.committed import Committed
 
-    queue = open_queue(settings, Role.READER)
-    try:
-        with store.reading(settings.index_path) as conn:
+    with open_queue(settings, Role.READER) as queue:
+        committed = Committed(settings, queue)
+        try:
             def digest(namespace: str, source: str) -> str | None:
-                found = committed.view(conn, queue, namespace, "").file(source)
+                found = committed.view(namespace, "").file(source)
                 return None if found is None else found.digest
 
             differ = notapplied.disagreements(settings, digest)
-    finally:
-        queue.close()
+        finally:
+            committed.close()
     if not differ:
         return Check("last_index_applied", True, "what the last mm index read is committed")
     shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")

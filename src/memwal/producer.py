@@ -12,24 +12,21 @@ import asyncio
 import os
 import stat
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from memwal import committed as committed_view
-from memwal import faults, notapplied, store
+from memwal import faults, notapplied
 from memwal.chunking import Chunk, chunk_text, is_markdown
+from memwal.committed import Committed, CommittedFile, IndexView
 from memwal.config import Settings, ensure_home
 from memwal.discover import FoundFile, Skipped, discover, load_text
 from memwal.embedders import Embedder, configured_embedder
 from memwal.errors import NO_COMMITTER_NOTE, PathError, QueueUnavailable
-from memwal.lock import CommitterLock, committer_alive
 from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import Batch, ChunkKey, FileSnapshot, Item, Producer, Upsert, encode_batch
-from memwal.reset import check_model, target_model
 from memwal.vectors import to_bytes
-from memwal.worker import BackgroundCommitter, await_ledger
+from memwal.worker import Host, hosting
 
 # Failures a user must hear about (exit 1); the other skip reasons are policy, not failures.
 FAILURE_REASONS = frozenset({"unreadable"})
@@ -169,15 +166,12 @@ def enqueue_items(settings: Settings, items: Iterable[Item], command: str = "mem
     `queue.batch_records`, each durable before the next; nothing waits for the committer
     (`wait_committed` does).
     """
-    queue = open_queue(settings, Role.PRODUCER)
-    try:
+    with open_queue(settings, Role.PRODUCER) as queue:
         writer = BatchWriter(queue, Producer.current(command), settings["queue.batch_records"])
         for item in items:
             writer.add_group([item])
         writer.flush()
         return writer.batch_ids
-    finally:
-        queue.close()
 
 
 class QueuedSnapshots:
@@ -219,14 +213,6 @@ class QueuedSnapshots:
         self.files[(namespace, source)] = self.GONE
 
 
-def committer_running(settings: Settings, queue: WriteAheadQueue) -> bool:
-    """Whether a committer will commit what is queued: one holds the home's lock, or (a shared
-    queue) the queue's claim, from any machine."""
-    if queue.shared:
-        return queue.holder() is not None
-    return committer_alive(settings.lock_path)[0]
-
-
 # -- the pipeline --------------------------------------------------------------------------
 
 
@@ -239,17 +225,32 @@ class _FileWork:
     base: str | None
 
 
+@dataclass
+class IndexJob:
+    """What one `index_paths` call was asked to do, as one value."""
+
+    settings: Settings
+    roots: list[Path]
+    namespace: str
+    embedder: Embedder
+    command: str
+    force: bool = False
+    wait: bool = True
+    allow_empty_root: bool = False
+    on_start: Callable[[int], None] | None = None
+    on_progress: Callable[[int], None] = lambda n: None
+    on_wait: Callable[[str], None] | None = None
+    # A long-lived producer's QueuedSnapshots (never with `force`: everything is sent again).
+    remember: QueuedSnapshots | None = None
+
+
 class _Pipeline:
-    def __init__(self, settings: Settings, namespace: str, embedder: Embedder,
-                 committed: committed_view.IndexView, writer: BatchWriter, report: IndexReport,
-                 progress: Callable[[int], None]) -> None:
-        self.settings = settings
-        self.namespace = namespace
-        self.embedder = embedder
-        self.committed = committed
+    def __init__(self, job: IndexJob, writer: BatchWriter, report: IndexReport) -> None:
+        self.namespace = job.namespace
+        self.embedder = job.embedder
         self.writer = writer
         self.report = report
-        self.progress = progress
+        self.progress = job.on_progress
         self.waiting: list[_FileWork] = []
         self.waiting_texts = 0
 
@@ -300,6 +301,7 @@ def index_paths(
     allow_empty_root: bool = False,
     on_wait: Callable[[str], None] | None = None,
     remember: QueuedSnapshots | None = None,
+    host: Host | None = None,
 ) -> IndexReport:
     """Index files and folders: discover, chunk, diff, embed, enqueue. Never writes the index.
 
@@ -313,6 +315,7 @@ def index_paths(
     shared queue, `on_wait(message)` says what for (within a second, and when that changes).
     Without `wait`, `report.committer_running` says whether any committer will commit the
     work. `remember` (a long-lived producer's QueuedSnapshots) skips files it already queued.
+    `host` (a long-lived producer's, see `memwal.worker.hosting`) is used instead of a new one.
 
     Returns an IndexReport (its `as_json()` is `mm index --json`). Raises PathError (exit 2),
     before anything is read or enqueued, for a path that does not exist or cannot be read;
@@ -322,67 +325,66 @@ def index_paths(
     it leaves only whole batches in the queue.
     """
     ensure_home(settings.home)
-    namespace = namespace or settings["index.namespace"]
-    embedder = embedder or configured_embedder(settings)
-    roots = checked_roots(paths)
+    job = IndexJob(settings, [], namespace or settings["index.namespace"],
+                   embedder or configured_embedder(settings), command, force, wait,
+                   allow_empty_root, on_start, on_progress or (lambda n: None), on_wait,
+                   None if force else remember)
+    job.roots = checked_roots(paths)
+    if host is not None:
+        return _index(job, host)
+    with hosting(settings) as own:
+        return _index(job, own)
+
+
+def _index(job: IndexJob, host: Host) -> IndexReport:
+    """The body of `index_paths`, through `host`'s queue and committed state."""
     report = IndexReport()
-    lock = CommitterLock(settings.lock_path)
     writer: BatchWriter | None = None
     try:
-        with ExitStack() as stack:
-            queue = open_queue(settings, Role.PRODUCER)
-            stack.callback(queue.close)
-            writer = BatchWriter(queue, Producer.current(command), settings["queue.batch_records"])
-            _index(settings, roots, namespace, embedder, force, wait, allow_empty_root, queue,
-                   stack, writer, lock, report, on_start, on_progress, on_wait, remember)
-            return report
+        writer = BatchWriter(host.queue, Producer.current(job.command),
+                             job.settings["queue.batch_records"])
+        seen = _enqueue(job, host, writer, report)
     except QueueUnavailable as exc:
         done = "nothing was enqueued" if writer is None or not writer.positions else (
             f"{len(writer.batch_ids)} batches ({writer.records} records) were enqueued before it, "
             f"the last at queue position {writer.positions[-1]}")
         raise QueueUnavailable(f"{exc.message} {done}; nothing after.", exc.fix) from None
+    if job.wait:
+        _wait(job, host, report, seen)
+    else:
+        report.committer_running = host.committed.committer_running()
+    return report
 
 
-def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embedder, force: bool,
-           wait: bool, allow_empty_root: bool, queue: WriteAheadQueue, stack: ExitStack,
-           writer: BatchWriter, lock: CommitterLock, report: IndexReport,
-           on_start: Callable[[int], None] | None,
-           on_progress: Callable[[int], None] | None,
-           on_wait: Callable[[str], None] | None = None,
-           remember: QueuedSnapshots | None = None) -> None:
-    """The body of `index_paths`, within its open queue (closed by `stack`)."""
-    remember = remember if remember is not None and not force else None
+def _enqueue(job: IndexJob, host: Host, writer: BatchWriter, report: IndexReport) -> set[str]:
+    """Discover, diff, embed and enqueue: every batch durable when this returns. Returns the
+    files seen under the roots."""
+    remember, namespace = job.remember, job.namespace
     if remember is not None:
-        remember.for_model(embedder.fingerprint)
-    background: BackgroundCommitter | None = None
-    conn = stack.enter_context(store.reading(settings.index_path))
-    _gate(conn, queue, embedder)
-    found = discover(roots, ignore=settings["index.ignore"],
-                     max_file_bytes=settings["index.max_file_bytes"])
+        remember.for_model(job.embedder.fingerprint)
+    host.committed.gate(job.embedder)
+    found = discover(job.roots, ignore=job.settings["index.ignore"],
+                     max_file_bytes=job.settings["index.max_file_bytes"])
     report.files = len(found.files)
     report.skipped.extend(found.skipped)
-    if on_start:
-        on_start(len(found.files))
-    progress = on_progress or (lambda n: None)
-    committed = committed_view.view(conn, queue, namespace, embedder.fingerprint)
+    if job.on_start:
+        job.on_start(len(found.files))
+    progress = job.on_progress
+    committed = host.committed.view(namespace, job.embedder.fingerprint)
     committed.prefetch([f.source_file for f in found.files])
-    # A shared queue (Redis) is committed by its own worker, into its own index: a producer
-    # elsewhere never takes the role (it would commit into an index of its own).
-    if wait and not queue.shared and lock.try_acquire():
-        stack.callback(lock.release)
-        background = BackgroundCommitter(settings, lock).start()
-        stack.callback(background.join)
-    pipeline = _Pipeline(settings, namespace, embedder, committed, writer, report, progress)
+    if job.wait:
+        host.take_role()  # committing overlaps embedding when no committer is alive
+    pipeline = _Pipeline(job, writer, report)
     seen: set[str] = set()
     sent: list[_FileWork] = []
     for item in found.files:
         seen.add(item.source_file)
-        if not force and (committed.is_unchanged(item) or
-                          (remember is not None and remember.unchanged(namespace, item))):
+        if not job.force and (committed.is_unchanged(item) or
+                              (remember is not None and remember.unchanged(namespace, item))):
             report.unchanged += 1
             progress(1)
             continue
-        work = _read_and_diff(item, settings, committed, force, report)
+        work = _read_and_diff(job, item, committed, report)
         if work is None:
             progress(1)
             continue
@@ -395,10 +397,10 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
         sent.append(work)
         pipeline.add(work)
     pipeline.flush()
-    for root in roots:
+    for root in job.roots:
         gone = [source for source in committed.sources_under(root)
                 if source not in seen and not _still_there(source, report)]
-        if gone and not any(_below(source, root) for source in seen) and not allow_empty_root:
+        if gone and not any(_below(source, root) for source in seen) and not job.allow_empty_root:
             # Every indexed file of this root vanished at once: far likelier an unmounted
             # drive or an emptied mount point than a user deleting them all. Keep them.
             report.kept_roots.append((str(root), len(gone)))
@@ -419,31 +421,30 @@ def _index(settings: Settings, roots: list[Path], namespace: str, embedder: Embe
                 remember.queued_deletion(namespace, source)
     report.batch_ids, report.positions = writer.batch_ids, writer.positions
     report.records_enqueued = writer.records
-    if not wait:
-        report.committer_running = committer_running(settings, queue)
-    if wait:
-        totals = await_ledger(settings, writer.batch_ids, background, lock,
-                              take_role=not queue.shared, on_wait=on_wait)
-        assert totals is not None  # no timeout: it returns only once all are committed
-        report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
-        if totals.skipped:
-            report.not_applied = _not_applied(settings, queue, namespace, embedder, report.sent)
-        notapplied.record(settings, namespace, seen | set(report.sent),
-                          {source: report.sent[source] for source in report.not_applied})
+    return seen
 
 
-def _not_applied(settings: Settings, queue: WriteAheadQueue, namespace: str, embedder: Embedder,
-                 sent: dict[str, str]) -> list[str]:
+def _wait(job: IndexJob, host: Host, report: IndexReport, seen: set[str]) -> None:
+    """Until this run's batches are committed; then which of its snapshots were not applied."""
+    totals = host.wait(report.batch_ids, on_wait=job.on_wait)
+    assert totals is not None  # no timeout: it returns only once all are committed
+    report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
+    if totals.skipped:
+        report.not_applied = _not_applied(job, host.committed, report.sent)
+    notapplied.record(job.settings, job.namespace, seen | set(report.sent),
+                      {source: report.sent[source] for source in report.not_applied})
+
+
+def _not_applied(job: IndexJob, committed: Committed, sent: dict[str, str]) -> list[str]:
     """The files whose committed digest is not the one this run sent: the committer skipped our
     snapshot of them as an older read than one committed meanwhile."""
-    with store.reading(settings.index_path) as conn:
-        after = committed_view.view(conn, queue, namespace, embedder.fingerprint)
-        after.prefetch(sorted(sent))
-        return [source for source, digest in sorted(sent.items())
-                if (after.file(source) or _GONE).digest != digest]
+    after = committed.view(job.namespace, job.embedder.fingerprint)
+    after.prefetch(sorted(sent))
+    return [source for source, digest in sorted(sent.items())
+            if (after.file(source) or _GONE).digest != digest]
 
 
-_GONE = committed_view.CommittedFile("", 0, 0, 0, 0, 0)
+_GONE = CommittedFile("", 0, 0, 0, 0, 0)
 
 
 def _below(source: str, root: Path) -> bool:
@@ -455,8 +456,9 @@ def _still_there(source: str, report: IndexReport) -> bool:
     return any(s.path == source and s.reason != "not_found" for s in report.skipped)
 
 
-def _read_and_diff(found: FoundFile, settings: Settings, committed: committed_view.IndexView,
-                   force: bool, report: IndexReport) -> _FileWork | None:
+def _read_and_diff(job: IndexJob, found: FoundFile, committed: IndexView,
+                   report: IndexReport) -> _FileWork | None:
+    settings = job.settings
     loaded = load_text(found, settings["index.max_file_bytes"])
     if isinstance(loaded, Skipped):
         report.skipped.append(loaded)
@@ -466,7 +468,7 @@ def _read_and_diff(found: FoundFile, settings: Settings, committed: committed_vi
     chunks = chunk_text(loaded.text, markdown=is_markdown(found.source_file),
                         max_chars=settings["index.chunk_max_chars"],
                         min_chars=settings["index.chunk_min_chars"])
-    current = set() if force else committed.current_keys(found.source_file)
+    current = set() if job.force else committed.current_keys(found.source_file)
     to_embed = [c for c in chunks if (c.content_hash, c.start_line) not in current]
     return _FileWork(found, loaded.digest, chunks, to_embed, committed.base(found.source_file))
 
@@ -485,31 +487,16 @@ def add_note(settings: Settings, content: str, *, title: str | None = None,
     from memwal.notes import undo_note, write_note_undoably
 
     embedder = configured_embedder(settings)
-    check_gate(settings, embedder)
-    note = write_note_undoably(settings, content, title=title, tags=tags, file=file)
-    try:
-        report = index_paths(settings, [note.path], wait=False, command=command, embedder=embedder)
-    except BaseException:
-        undo_note(settings, note)
-        raise
+    with hosting(settings) as host:
+        host.committed.gate(embedder)
+        note = write_note_undoably(settings, content, title=title, tags=tags, file=file)
+        try:
+            report = index_paths(settings, [note.path], wait=False, command=command,
+                                 embedder=embedder, host=host)
+        except BaseException:
+            undo_note(settings, note)
+            raise
     return note.path, report
-
-
-def check_gate(settings: Settings, embedder: Embedder) -> None:
-    """The model gate alone: ModelMismatch (exit 2) if `embedder` is not the model the index will
-    have once the queue drains."""
-    queue = open_queue(settings, Role.READER)
-    try:
-        with store.reading(settings.index_path) as conn:
-            _gate(conn, queue, embedder)
-    finally:
-        queue.close()
-
-
-def _gate(conn: store.Connection | None, queue: WriteAheadQueue, embedder: Embedder) -> None:
-    """ModelMismatch unless `embedder` is the model the index will have once the queue drains:
-    the index's (or, on a shared queue, the published) active model, or the last queued reset's."""
-    check_model(embedder, target_model(committed_view.active_model(conn, queue), queue))
 
 
 async def index_paths_async(settings: Settings, paths: Sequence[Path], **options: object) -> IndexReport:

@@ -156,7 +156,8 @@ class QueueWatch:
     def check(self) -> QueueIncident | None:
         """Compare the queue with the mark; record an incident if it was re-created."""
         generation = self.queue.generation()
-        mark, incident = judge(self.mark, self.queue.name, generation, self.queue.shared,
+        mark, incident = judge(self.mark, self.queue.name, generation,
+                               self.queue.publication is not None,
                                self._first_committed())
         if incident is not None:
             if self.on_incident:
@@ -264,7 +265,7 @@ def live_incident(mark_raw: str | None, queue: WriteAheadQueue) -> QueueIncident
     mark = QueueMark.loads(mark_raw)
     if mark is None:
         return None
-    return judge(mark, queue.name, queue.generation(), queue.shared)[1]
+    return judge(mark, queue.name, queue.generation(), queue.publication is not None)[1]
 
 
 __all__ = ["QueueIncident", "QueueMark", "QueueWatch", "dismiss_incidents", "dismiss_queue_losses",

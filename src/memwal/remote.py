@@ -65,9 +65,9 @@ def elsewhere(settings: Settings) -> Elsewhere | None:
 
 def elsewhere_of(settings: Settings, queue: Any) -> Elsewhere | None:
     """`elsewhere` with the home's queue already open."""
-    if not queue.shared:
+    if queue.publication is None:
         return None
-    state = queue.published_state() or {}
+    state = queue.publication.published_state() or {}
     committer = state.get("committer") or {}
     if committer.get("host"):  # the committer says where its index is: is that this home?
         if (committer["host"], committer.get("home")) == (socket.gethostname(), str(settings.home)):

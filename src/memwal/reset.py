@@ -1,10 +1,9 @@
-"""Switching the index's model, and the model gate every producer passes before it embeds.
+"""Switching the index's model: enqueueing a `reset` item, and what `mm embedding-reset` shows.
 
 A reset travels through the queue like any write: everything enqueued before it is judged against
 the old model, everything after it against the new one; the committer removes vectors of other
-models and keeps chunks and text. The gate: the model the index *will* have once the queue
-drains is the last queued reset's, else the active one; a producer whose model is not that one
-is refused before it embeds anything.
+models and keeps chunks and text. The model gate every producer passes (the model the index
+*will* have once the queue drains) is `memwal.committed.Committed.gate`.
 """
 
 from __future__ import annotations
@@ -12,57 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from memwal import remote, store
+from memwal.committed import queued_resets
 from memwal.config import Settings
-from memwal.embedders import Embedder, configured_embedder
-from memwal.errors import ModelMismatch
+from memwal.embedders import configured_embedder
 from memwal.fingerprint import ModelInfo
-from memwal.queue import Role, WriteAheadQueue, open_queue
-from memwal.records import Batch, Producer, Reset, UndecodableBatch, decode_batch, encode_batch, parse_item
+from memwal.queue import Role, open_queue
+from memwal.records import Batch, Producer, Reset, encode_batch
 from memwal.store import reads
-
-# A reset batch is one small item; larger messages are data and are not decoded to find resets.
-RESET_MAX_BYTES = 4096
-
-
-def queued_resets(queue: WriteAheadQueue) -> list[tuple[int, Reset]]:
-    """(position, reset) of every reset waiting in the queue, in queue order."""
-    found: list[tuple[int, Reset]] = []
-    for delivery in queue.messages(max_bytes=RESET_MAX_BYTES):
-        try:
-            batch = decode_batch(delivery.data)
-        except UndecodableBatch:
-            continue
-        for raw in batch.raw_items:
-            if isinstance(raw, dict) and raw.get("kind") == "reset":
-                try:
-                    item = parse_item(raw)
-                except ValueError:
-                    continue
-                assert isinstance(item, Reset)
-                found.append((delivery.position, item))
-    return found
-
-
-def target_model(active: ModelInfo | None, queue: WriteAheadQueue) -> ModelInfo | None:
-    """The model the index will have once the queue drains: the last queued reset, else active."""
-    resets = queued_resets(queue)
-    if resets:
-        reset = resets[-1][1]
-        return ModelInfo(reset.name, reset.dim, reset.fingerprint)
-    return active
-
-
-def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
-    """Refuse, naming both models and the fix, if the embedder is not the index's model."""
-    if target is None or target.fingerprint == embedder.fingerprint:
-        return
-    raise ModelMismatch(
-        f"the index uses {target.name} ({target.fingerprint}, {target.dim}-d) but the configured "
-        f"model is {embedder.name} ({embedder.fingerprint}, {embedder.dim}-d).",
-        f"Either configure {target.name} again (MM_EMBEDDING_MODEL={target.name} or "
-        "embedding.model in config.json), or switch the index to the configured model with "
-        "`mm embedding-reset --mode apply-current`.")
-
 
 def reset_status(settings: Settings) -> dict[str, Any]:
     """The active and configured models, whether they differ, the resets waiting in the queue,

@@ -54,7 +54,7 @@ def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere 
         place = remote.elsewhere_of(settings, queue)
         # Incidents are judged against this home's index: a producer machine has none to read.
         generation = queue.generation() if place is None else None
-        shared = queue.shared
+        shared = queue.publication is not None
     finally:
         queue.close()
     if place is not None:  # a producer machine: the index and its committer are elsewhere

@@ -23,18 +23,16 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from memwal import store
 from memwal.config import Settings, ensure_home
 from memwal.embedders import Embedder, configured_embedder, get_embedder
 from memwal.errors import MemwalError, as_memwal_error
 from memwal.fingerprint import ModelInfo
 from memwal.producer import IndexReport, QueuedSnapshots, index_paths
-from memwal.queue import Role, open_queue
-from memwal.reset import target_model
 from memwal.safeio import write_atomically
 from memwal.status import watcher_folder
+from memwal.worker import Host, hosting
 
 RESCAN_SECONDS = 60.0
 TICK_MS = 500  # how often the loop wakes to look at the model and the stop flag
@@ -58,6 +56,7 @@ class Watcher:
         # What this watcher queued: with no committer (or a slow one) the committed state does
         # not move, and without this every pass would queue the same files again.
         self.queued = QueuedSnapshots()
+        self.host: Host | None = None  # while running: one queue handle, one read connection
 
     def stop(self) -> None:
         self._stop.set()
@@ -69,6 +68,10 @@ class Watcher:
 
         ensure_home(self.settings.home)
         self.settings.notes_folder.mkdir(parents=True, exist_ok=True)
+        with hosting(self.settings) as self.host:
+            self._watch(watchfiles)
+
+    def _watch(self, watchfiles: Any) -> None:
         try:
             self._pass("start")
             self._last_pass = time.monotonic()
@@ -112,7 +115,8 @@ class Watcher:
             return
         try:
             report = index_paths(self.settings, [r for r in self.roots if r.exists()], wait=False,
-                                 command="mm watch", embedder=embedder, remember=self.queued)
+                                 command="mm watch", embedder=embedder, remember=self.queued,
+                                 host=self.host)
         except MemwalError as exc:
             self.state.update(state="error", error=str(exc))
         except Exception as exc:
@@ -132,14 +136,11 @@ class Watcher:
     # -- following the index's model ---------------------------------------------------------
 
     def _models(self) -> tuple[ModelInfo | None, ModelInfo | None]:
-        """(active, target): the index's model now, and once the queue drains."""
-        with store.reading(self.settings.index_path) as conn:
-            active = store.active_model(conn)
-        queue = open_queue(self.settings, Role.READER)
-        try:
-            return active, target_model(active, queue)
-        finally:
-            queue.close()
+        """(active, target): the index's model now, and once the queue drains (through the same
+        committed state as `mm index`: the published one on a shared queue)."""
+        assert self.host is not None
+        committed = self.host.committed
+        return committed.active_model(), committed.target_model()
 
     def _model_changed(self) -> bool:
         try:

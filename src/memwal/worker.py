@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Self, Sequence
 
 from memwal import store
-from memwal.committed import Publisher
+from memwal.committed import Committed, Publisher
 from memwal.committer import BatchOutcome, Committer, DrainStats
 from memwal.config import Settings, ensure_home
 from memwal.errors import CommitterBusy, NoCommitter, QueueError, QueueOwned, is_damage
@@ -327,40 +327,12 @@ class RoleSeeker(_CommitterThread):
             self.holding.clear()
 
 
-def ledger_counts(settings: Settings, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
-    """(committed, dead_lettered, skipped) of the given batches that are in the ledger: the
-    index's, or what the committer of a shared queue published (a writer elsewhere has no index)."""
-    queue = open_queue(settings, Role.READER)
-    try:
-        if queue.shared:
-            return queue.published_batches(list(batch_ids))
-    finally:
-        queue.close()
-    with store.reading(settings.index_path) as conn:
-        return {} if conn is None else reads.ledger_counts(conn, batch_ids)
-
-
 class CommitCounts(NamedTuple):
     """What the committer did with a set of batches, summed."""
 
     committed: int
     dead_lettered: int
     skipped: int
-
-
-def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
-                   timeout: float | None = None, take_role: bool = True,
-                   on_wait: Callable[[str], None] | None = None) -> CommitCounts | None:
-    """Block until every batch is committed (in the ledger): read your own writes.
-
-    When no committer is alive, this process takes the role and drains the queue itself, unless
-    `take_role` is False (a server that leaves committing to its worker). Returns their CommitCounts (committed, dead-lettered, skipped items), or None if `timeout` seconds
-    passed first (the batches stay queued and will be committed). On a shared queue,
-    `on_wait(message)` says what it waits for, within a second and when that changes. Raises
-    what a committer raises (StorageError when the index cannot be written).
-    """
-    return await_ledger(settings, batch_ids, None, CommitterLock(settings.lock_path), timeout,
-                        take_role, on_wait)
 
 
 NO_COMMITTER_AFTER = 20.0  # seconds: longer than a Redis committer claim lasts
@@ -392,37 +364,73 @@ class WaitReporter:
                          f"the index (giving up after {NO_COMMITTER_AFTER:.0f} s without one)")
 
 
-def await_ledger(settings: Settings, batch_ids: Sequence[str], background: BackgroundCommitter | None,
-                 lock: CommitterLock, timeout: float | None = None,
-                 take_role: bool = True,
-                 on_wait: Callable[[str], None] | None = None) -> CommitCounts | None:
-    """`wait_committed` for a caller that may already run a BackgroundCommitter with `lock`.
-    On a shared queue, `on_wait(message)` says what it waits for (see WaitReporter)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    reporter = WaitReporter(on_wait)
-    queue = open_queue(settings, Role.READER)
-    try:
-        shared = queue.shared
-        take_role = take_role and not shared  # a shared queue's worker commits into its index
+class Host:
+    """One process's place beside the committer for the length of a piece of work: the home's
+    queue (one handle, opened when first asked for), the committed state read through it
+    (`committed`: one read connection), and the committer role when this process hosts it.
+    Made by `hosting`, which closes it."""
+
+    def __init__(self, settings: Settings, queue_role: Role = Role.PRODUCER) -> None:
+        self.settings = settings
+        self.queue_role = queue_role
+        self._queue: WriteAheadQueue | None = None
+        self._committed: Committed | None = None
+        self.lock = CommitterLock(settings.lock_path)
+        self.committer: _CommitterThread | None = None
+
+    @property
+    def queue(self) -> WriteAheadQueue:
+        if self._queue is None:
+            self._queue = open_queue(self.settings, self.queue_role)
+        return self._queue
+
+    @property
+    def committed(self) -> Committed:
+        if self._committed is None:
+            self._committed = Committed(self.settings, self.queue)
+        return self._committed
+
+    def take_role(self) -> bool:
+        """Commit in a thread of this process (BackgroundCommitter) if no committer is alive, so
+        committing overlaps this process's own work; never on a shared queue, whose committer
+        commits into its own index. Whether this process is now the committer."""
+        if self.committer is None and not self.committed.shared and self.lock.try_acquire():
+            self.committer = BackgroundCommitter(self.settings, self.lock).start()
+        return self.committer is not None
+
+    def seek_role(self) -> None:
+        """Be the committer whenever the role is free, for the host's life (a RoleSeeker)."""
+        if self.committer is None:
+            self.committer = RoleSeeker(self.settings).start()
+
+    def wait(self, batch_ids: Sequence[str], *, timeout: float | None = None,
+             take_role: bool = True,
+             on_wait: Callable[[str], None] | None = None) -> CommitCounts | None:
+        """`wait_committed` through this host's queue handle and read connection, and its
+        committer if it hosts one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reporter = WaitReporter(on_wait)
+        committed = self.committed
+        take_role = take_role and not committed.shared  # a shared queue's worker commits into its index
         remaining = set(batch_ids)
         totals: dict[str, tuple[int, int, int]] = {}
         unclaimed_since: float | None = None
         while remaining:
-            if background is None and take_role and lock.try_acquire():
-                try:
-                    with committer_session(settings, lock) as committer:
+            if self.committer is None and take_role and self.lock.try_acquire():
+                try:  # the committer died, or none ran: drain the queue here
+                    with committer_session(self.settings, self.lock) as committer:
                         committer.drain()
                 finally:
-                    lock.release()
-            found = ledger_counts(settings, sorted(remaining))
+                    self.lock.release()
+            found = committed.ledger_counts(sorted(remaining))
             totals.update(found)
             remaining -= set(found)
-            if background is not None and background.error is not None:
-                background.join()
-            if remaining and shared:
+            if isinstance(self.committer, BackgroundCommitter) and self.committer.error is not None:
+                self.committer.join()  # raises what stopped it
+            if remaining and committed.shared:
                 # A claim vanishes for a moment when its worker restarts or the server did:
                 # only a queue without a committer for longer than a claim lasts is given up on.
-                now, holder = time.monotonic(), queue.holder()
+                now, holder = time.monotonic(), self.queue.holder()
                 unclaimed_since = None if holder else unclaimed_since or now
                 reporter.waiting(len(remaining), holder)
             if unclaimed_since is not None and time.monotonic() - unclaimed_since > NO_COMMITTER_AFTER:
@@ -434,6 +442,50 @@ def await_ledger(settings: Settings, batch_ids: Sequence[str], background: Backg
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
                 time.sleep(0.05)
+        return CommitCounts(*(sum(counts[field] for counts in totals.values()) for field in range(3)))
+
+    def close(self) -> None:
+        """Stop hosting: the committer commits the batches in hand and stops (its error is raised
+        here), then the role, the read connection and the queue are let go."""
+        try:
+            if self.committer is not None:
+                self.committer.join()
+        finally:
+            self.lock.release()
+            if self._committed is not None:
+                self._committed.close()
+            if self._queue is not None:
+                self._queue.close()
+
+
+@contextmanager
+def hosting(settings: Settings, *, seek: bool = False,
+            queue_role: Role = Role.PRODUCER) -> Iterator[Host]:
+    """A Host for the block: what the producer (`mm index`), the servers (`mm serve`, `mm mcp`)
+    and the watcher run their work in. With `seek` (a server started with `--worker`) it is the
+    committer whenever the role is free; otherwise it commits only once `take_role()` is asked
+    (a lone `mm index` that finds no committer) or while waiting for batches nobody commits.
+    Leaving the block lets a hosted committer finish the batches in hand."""
+    host = Host(settings, queue_role)
+    try:
+        if seek:
+            host.seek_role()
+        yield host
     finally:
-        queue.close()
-    return CommitCounts(*(sum(counts[field] for counts in totals.values()) for field in range(3)))
+        host.close()
+
+
+def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
+                   timeout: float | None = None, take_role: bool = True,
+                   on_wait: Callable[[str], None] | None = None) -> CommitCounts | None:
+    """Block until every batch is committed (in the ledger): read your own writes.
+
+    When no committer is alive, this process takes the role and drains the queue itself, unless
+    `take_role` is False (a server that leaves committing to its worker). Returns their
+    CommitCounts (committed, dead-lettered, skipped items), or None if `timeout` seconds passed
+    first (the batches stay queued and will be committed). On a shared queue, `on_wait(message)`
+    says what it waits for, within a second and when that changes. Raises what a committer
+    raises (StorageError when the index cannot be written).
+    """
+    with hosting(settings, queue_role=Role.READER) as host:
+        return host.wait(batch_ids, timeout=timeout, take_role=take_role, on_wait=on_wait)

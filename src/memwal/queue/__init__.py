@@ -14,10 +14,11 @@ from typing import Iterator
 from memwal.config import Settings, ensure_home
 from memwal.errors import QueueError
 from memwal.queue.memory import MemoryQueues
-from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration, WriteAheadQueue
+from memwal.queue.protocol import (Delivery, Lease, Publication, QueueCounts, QueueGeneration,
+                                   WriteAheadQueue)
 
-__all__ = ["Delivery", "Lease", "QueueCounts", "QueueGeneration", "Role", "WriteAheadQueue",
-           "legacy_backlog", "open_queue"]
+__all__ = ["Delivery", "Lease", "Publication", "QueueCounts", "QueueGeneration", "Role",
+           "WriteAheadQueue", "legacy_backlog", "open_queue"]
 
 
 class Role(Enum):
@@ -53,7 +54,7 @@ class _EmptyQueue:
 
     put = take = acknowledge = recover = claim = _refuse  # type: ignore[assignment]
 
-    shared = False
+    publication = None
 
     def holder(self) -> str | None:
         return None
@@ -64,21 +65,22 @@ class _EmptyQueue:
     def oldest(self) -> None:
         return None
 
-    def published_state(self) -> None:
-        return None
-
     def generation(self) -> QueueGeneration:
         return QueueGeneration(None, 0)
-
-    def published_batches(self, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
-        return {}
 
     def close(self) -> None:
         pass
 
+    def __enter__(self) -> "_EmptyQueue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
 
 def open_queue(settings: Settings, role: Role = Role.PRODUCER) -> WriteAheadQueue:
-    """The home's write-ahead queue, on the configured backend, opened for `role`.
+    """The home's write-ahead queue, on the configured backend, opened for `role`; close it, or
+    use it as a context manager (`with open_queue(settings) as queue:`).
 
     A producer or committer creates the home (and its id, which names its default queue)
     first; a reader never writes, and reads the queue of the name the home has now.
@@ -126,9 +128,6 @@ def legacy_backlog(settings: Settings) -> tuple[str, int] | None:
         return None
     from memwal.queue.redis import redis_queue
 
-    queue = redis_queue(settings["queue.url"], legacy)
-    try:
+    with redis_queue(settings["queue.url"], legacy) as queue:
         total = queue.counts().total
-    finally:
-        queue.close()
     return (legacy, total) if total else None

@@ -9,6 +9,7 @@ serializer is msgpack, never pickle.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Any, Callable, ContextManager, Iterable, Iterator, TypeVar
 
 import msgpack
@@ -59,6 +60,59 @@ def within_budget(sizes: Iterable[int], max_bytes: int) -> int:
     return count
 
 
+class HueyVerbs:
+    """huey's own storage verbs, written once over the leased ones, for every leased storage
+    (listed first among its bases so these win over huey's): a huey consumer pointed at one of
+    our storages leases, as the committer does, instead of deleting a message before its task
+    runs. Sizes and listings count pending (unleased) messages only, so they agree."""
+
+    def take(self) -> Delivery | None:
+        taken = self.take_many(1, 0)  # type: ignore[attr-defined]
+        return taken[0] if taken else None
+
+    def dequeue(self) -> bytes | None:
+        delivery = self.take()
+        return None if delivery is None else delivery.data
+
+    def acknowledge(self, position: int) -> None:
+        self.acknowledge_many([position])  # type: ignore[attr-defined]
+
+    def queue_size(self) -> int:
+        return self.counts().pending  # type: ignore[attr-defined, no-any-return]
+
+    def enqueued_items(self, limit: int | None = None) -> list[bytes]:
+        leased = {lease.position for lease in self.stuck(float("-inf"))}  # type: ignore[attr-defined]
+        pending = (delivery.data for delivery in self.messages()  # type: ignore[attr-defined]
+                   if delivery.position not in leased)
+        return list(pending if limit is None else itertools.islice(pending, limit))
+
+    def flush_queue(self) -> None:
+        """Every message gone (positions are never reused: a late acknowledgement hits nothing)."""
+        self.recover()  # type: ignore[attr-defined]
+        self.acknowledge_many([d.position for d in self.messages()])  # type: ignore[attr-defined]
+
+
+class StoredPublication:
+    """The Publication verbs of a shared storage, with its errors translated as the queue's are."""
+
+    def __init__(self, queue: "LeasedQueue") -> None:
+        self._queue = queue
+        self._storage = queue.storage
+
+    def publish(self, state: dict[str, Any], files: dict[str, dict[str, Any]],
+                gone: dict[str, list[str]], batches: dict[str, list[int]]) -> None:
+        self._queue._call(lambda: self._storage.publish(state, files, gone, batches))
+
+    def published_batches(self, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+        return self._queue._call(lambda: self._storage.published_batches(batch_ids))
+
+    def published_state(self) -> dict[str, Any] | None:
+        return self._queue._call(self._storage.published_state)
+
+    def published_files(self, namespace: str, sources: list[str] | None) -> dict[str, dict[str, Any]]:
+        return self._queue._call(lambda: self._storage.published_files(namespace, sources))
+
+
 class LeasedQueue:
     """The WriteAheadQueue on a huey instance whose storage leases.
 
@@ -71,6 +125,13 @@ class LeasedQueue:
         self.storage = huey.storage
         self.name = huey.name
         self._translate = translate
+        self.publication = StoredPublication(self) if hasattr(self.storage, "publish") else None
+
+    def __enter__(self) -> "LeasedQueue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _call(self, verb: Callable[[], T]) -> T:
         try:
@@ -129,26 +190,6 @@ class LeasedQueue:
     def bind(self, index_id: str | None, about: dict[str, Any]) -> dict[str, Any] | None:
         bind = getattr(self.storage, "bind", None)
         return None if bind is None else self._call(lambda: bind(index_id, about))
-
-    @property
-    def shared(self) -> bool:
-        return bool(getattr(self.storage, "shared", False))
-
-    def publish(self, state: dict[str, Any], files: dict[str, dict[str, Any]],
-                gone: dict[str, list[str]], batches: dict[str, list[int]]) -> None:
-        if self.shared:
-            self._call(lambda: self.storage.publish(state, files, gone, batches))
-
-    def published_batches(self, batch_ids: list[str]) -> dict[str, tuple[int, int, int]]:
-        return self._call(lambda: self.storage.published_batches(batch_ids)) if self.shared else {}
-
-    def published_state(self) -> dict[str, Any] | None:
-        return self._call(self.storage.published_state) if self.shared else None
-
-    def published_files(self, namespace: str, sources: list[str] | None) -> dict[str, dict[str, Any]]:
-        if not self.shared:
-            return {}
-        return self._call(lambda: self.storage.published_files(namespace, sources))
 
     def close(self) -> None:
         self.storage.close()

@@ -16,11 +16,11 @@ from typing import Iterator
 from huey import Huey
 from huey.storage import MemoryStorage
 
-from memwal.queue.leased import LeasedQueue, leased_huey, within_budget
+from memwal.queue.leased import HueyVerbs, LeasedQueue, leased_huey, within_budget
 from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration
 
 
-class LeasedMemoryStorage(MemoryStorage):
+class LeasedMemoryStorage(HueyVerbs, MemoryStorage):
     """huey's memory storage, FIFO by position, with take → lease → acknowledge and recover."""
 
     priority = False  # strictly FIFO by position: nothing in memwal enqueues with a priority
@@ -39,10 +39,6 @@ class LeasedMemoryStorage(MemoryStorage):
             self._messages[position] = bytes(data)
             return position
 
-    def take(self) -> Delivery | None:
-        taken = self.take_many(1, 0)
-        return taken[0] if taken else None
-
     def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
         with self._lock:
             pending = list(itertools.islice(
@@ -52,13 +48,6 @@ class LeasedMemoryStorage(MemoryStorage):
             now = time.time()
             self._leased.update((position, now) for position, _ in taken)
         return [Delivery(position, data) for position, data in taken]
-
-    def dequeue(self) -> bytes | None:
-        delivery = self.take()
-        return None if delivery is None else delivery.data
-
-    def acknowledge(self, position: int) -> None:
-        self.acknowledge_many([position])
 
     def acknowledge_many(self, positions: list[int]) -> None:
         with self._lock:
@@ -71,20 +60,6 @@ class LeasedMemoryStorage(MemoryStorage):
             released = len(self._leased)
             self._leased.clear()
             return released
-
-    def queue_size(self) -> int:
-        with self._lock:
-            return len(self._messages) - len(self._leased)
-
-    def enqueued_items(self, limit: int | None = None) -> list[bytes]:
-        with self._lock:
-            items = [d for p, d in self._messages.items() if p not in self._leased]
-        return items[:limit] if limit else items
-
-    def flush_queue(self) -> None:
-        with self._lock:
-            self._messages.clear()
-            self._leased.clear()
 
     def oldest(self) -> Delivery | None:
         with self._lock:

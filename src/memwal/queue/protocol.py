@@ -174,9 +174,26 @@ class WriteAheadQueue(Protocol):
         """
         ...
 
-    # A shared backend also carries what producers on other machines need to diff without the
-    # index: the committer publishes it after each commit (`memwal.committed`).
-    shared: bool
+    # Where a backend's queue is shared across machines (Redis), the committed state that
+    # producers there need beside it (`memwal.committed`); None for a queue beside its index.
+    publication: "Publication | None"
+
+    def close(self) -> None:
+        """Release the backend's connections; the queue object is not used afterwards."""
+        ...
+
+    def __enter__(self) -> "WriteAheadQueue":
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        """`close()`: `with open_queue(...) as queue:` closes it whatever happens."""
+        ...
+
+
+class Publication(Protocol):
+    """The committed state a shared queue carries for producers on other machines, which have no
+    index to read: the committer publishes it after each commit (`memwal.committed`), producers
+    diff against it, and writers waiting for their batches read the ledger counts from it."""
 
     def publish(self, state: dict[str, Any], files: dict[str, dict[str, Any]],
                 gone: dict[str, list[str]], batches: dict[str, list[int]]) -> None:
@@ -194,8 +211,4 @@ class WriteAheadQueue(Protocol):
 
     def published_files(self, namespace: str, sources: list[str] | None) -> dict[str, dict[str, Any]]:
         """Published entries of those files (all the namespace's with None)."""
-        ...
-
-    def close(self) -> None:
-        """Release the backend's connections; the queue object is not used afterwards."""
         ...

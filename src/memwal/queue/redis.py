@@ -44,7 +44,7 @@ import redis
 from huey.storage import RedisStorage
 
 from memwal.errors import CommitterBusy, QueueError, QueueUnavailable
-from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey
+from memwal.queue.leased import HueyVerbs, LeasedQueue, as_bytes, leased_huey
 from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration
 
 SMALL = 4096
@@ -145,7 +145,7 @@ return 0
 """
 
 
-class LeasedRedisStorage(RedisStorage):
+class LeasedRedisStorage(HueyVerbs, RedisStorage):
     """huey's Redis storage, FIFO by position, with take → lease → acknowledge and recover."""
 
     priority = False
@@ -206,10 +206,6 @@ class LeasedRedisStorage(RedisStorage):
             keys=[self.pending_key, self.seq_key, self.data_key, self.small_key, self.epoch_key],
             args=[data, SMALL, uuid.uuid4().hex]))
 
-    def take(self) -> Delivery | None:
-        taken = self.take_many(1, 0)
-        return taken[0] if taken else None
-
     def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
         if self.claim_lost.is_set():
             raise _claim_lost()
@@ -233,13 +229,6 @@ class LeasedRedisStorage(RedisStorage):
                 self._held.update(delivery.position for delivery in taken)
             return taken
 
-    def dequeue(self) -> bytes | None:
-        delivery = self.take()
-        return None if delivery is None else delivery.data
-
-    def acknowledge(self, position: int) -> None:
-        self.acknowledge_many([position])
-
     def acknowledge_many(self, positions: list[int]) -> None:
         if positions:
             # Out of hand before the write: if it never lands, the next take puts them back.
@@ -249,19 +238,6 @@ class LeasedRedisStorage(RedisStorage):
     def recover(self) -> int:
         self._forget_held()
         return int(self._run("recover", [self.pending_key, self.inflight_key, self.owners_key], []))
-
-    def queue_size(self) -> int:
-        return int(self.conn.zcard(self.pending_key))
-
-    def enqueued_items(self, limit: int | None = None) -> list[bytes]:
-        positions = self.conn.zrange(self.pending_key, 0, (limit or 0) - 1)
-        return [as_bytes(d) for d in self.conn.hmget(self.data_key, positions)] if positions else []
-
-    def flush_queue(self) -> None:
-        # The position counter stays: positions are never reused, so a late ack hits nothing.
-        self.conn.delete(self.pending_key, self.data_key, self.inflight_key, self.small_key,
-                         self.owners_key)
-        self._forget_held()
 
     # -- what the contract adds --------------------------------------------------------------
 
@@ -378,9 +354,7 @@ class LeasedRedisStorage(RedisStorage):
                     "appendfsync always")
         return None
 
-    # -- the committed state, for producers on other machines --------------------------------
-
-    shared = True
+    # -- the committed state, for producers on other machines (the queue's Publication) ------
 
     def publish(self, state: dict[str, Any], files: dict[str, dict[str, Any]],
                 gone: dict[str, list[str]], batches: dict[str, list[int]]) -> None:

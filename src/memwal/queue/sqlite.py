@@ -20,7 +20,7 @@ from typing import Iterator
 from huey.storage import SqliteStorage
 
 from memwal.errors import DAMAGED_QUEUE_FIX, DamagedFile, QueueError, is_damage
-from memwal.queue.leased import LeasedQueue, as_bytes, leased_huey, within_budget
+from memwal.queue.leased import HueyVerbs, LeasedQueue, as_bytes, leased_huey, within_budget
 from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration
 from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
 
@@ -28,7 +28,7 @@ from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_com
 LEGACY_NAME = "memwal"
 
 
-class LeasedSqliteStorage(SqliteStorage):
+class LeasedSqliteStorage(HueyVerbs, SqliteStorage):
     """huey's SQLite storage with at-least-once delivery: taken → leased → acknowledged.
 
     A taken message stays in `task`, at its place; `take` only records its id in `inflight` (a
@@ -113,11 +113,6 @@ class LeasedSqliteStorage(SqliteStorage):
                            (self.name, self.to_blob(data), priority or 0))
             return int(cursor.lastrowid)
 
-    def take(self) -> Delivery | None:
-        """Lease the first pending message and return it."""
-        taken = self.take_many(1, 0)
-        return taken[0] if taken else None
-
     def take_many(self, limit: int, max_bytes: int) -> list[Delivery]:
         """Lease the first pending messages (at most `limit`, at most `max_bytes` after the first)."""
         if not self.sql(f"select 1 from task where {self._unleased} limit 1", (self.name,),
@@ -143,13 +138,6 @@ class LeasedSqliteStorage(SqliteStorage):
             # (as the bytes that could be read): the committer dead-letters it, never dies on it.
             return [Delivery(position, as_bytes(found[position])) for position in chosen]
 
-    def dequeue(self) -> bytes | None:
-        delivery = self.take()
-        return None if delivery is None else delivery.data
-
-    def acknowledge(self, position: int) -> None:
-        self.acknowledge_many([position])
-
     def acknowledge_many(self, positions: list[int]) -> None:
         rows = [(position, self.name) for position in positions]
         with self.db(commit=True) as cursor:
@@ -161,23 +149,6 @@ class LeasedSqliteStorage(SqliteStorage):
         with self.db(commit=True) as cursor:
             cursor.execute("delete from inflight where queue = ?", (self.name,))
             return int(cursor.rowcount)
-
-    def queue_size(self) -> int:
-        return self.sql(f"select count(*) from task where {self._unleased}", (self.name,),
-                        results=True)[0][0]
-
-    def enqueued_items(self, limit: int | None = None) -> list[bytes]:
-        sql = f"select data from task where {self._unleased} order by id"
-        params: tuple[object, ...] = (self.name,)
-        if limit is not None:
-            sql += " limit ?"
-            params += (limit,)
-        return [data for (data,) in self.sql(sql, params, results=True)]
-
-    def flush_queue(self) -> None:
-        with self.db(commit=True) as cursor:
-            cursor.execute("delete from task where queue = ?", (self.name,))
-            cursor.execute("delete from inflight where queue = ?", (self.name,))
 
     # -- what the contract adds --------------------------------------------------------------
 

@@ -37,15 +37,15 @@ class ServerOptions:
 @contextlib.contextmanager
 def _running(settings: memwal.Settings, options: ServerOptions) -> Iterator[ServerState]:
     """The server's state, with its committer (--worker) and watcher (--watch) for its life."""
-    from memwal.worker import RoleSeeker
+    from memwal.worker import hosting
 
     state = ServerState(settings, allow_destructive=options.allow_destructive,
                         take_role=options.worker)
     with contextlib.ExitStack() as stack:
         stack.callback(state.close)
-        if options.worker:
-            # The committer when the role is free, a producer that takes it over otherwise.
-            stack.callback(RoleSeeker(settings).start().join)
+        # With --worker: the committer when the role is free, a producer that takes it over
+        # otherwise.
+        stack.enter_context(hosting(settings, seek=options.worker))
         if options.watch:
             stop = threading.Event()
             thread = threading.Thread(target=memwal.watch, args=(settings,), kwargs={"stop": stop},

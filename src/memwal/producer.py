@@ -325,11 +325,12 @@ def index_paths(
     it leaves only whole batches in the queue.
     """
     ensure_home(settings.home)
-    job = IndexJob(settings, [], namespace or settings["index.namespace"],
-                   embedder or configured_embedder(settings), command, force, wait,
-                   allow_empty_root, on_start, on_progress or (lambda n: None), on_wait,
-                   None if force else remember)
-    job.roots = checked_roots(paths)
+    job = IndexJob(settings=settings, namespace=namespace or settings["index.namespace"],
+                   embedder=embedder or configured_embedder(settings),
+                   roots=checked_roots(paths), command=command, force=force, wait=wait,
+                   allow_empty_root=allow_empty_root, on_start=on_start,
+                   on_progress=on_progress or (lambda n: None), on_wait=on_wait,
+                   remember=None if force else remember)
     if host is not None:
         return _index(job, host)
     with hosting(settings) as own:

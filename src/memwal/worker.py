@@ -55,8 +55,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
             stack.callback(lock.release)
         if not lock.held:
             lock.acquire(patience)
-        queue = open_queue(settings, Role.COMMITTER)
-        stack.callback(queue.close)
+        queue = stack.enter_context(open_queue(settings, Role.COMMITTER))
         # Another index's queue is refused before anything else: before the claim (so the
         # message says whose it is even while its committer runs) and before this home grows
         # an index of its own.
@@ -105,6 +104,8 @@ def bind_queue(settings: Settings, queue: WriteAheadQueue,
     queue of an older memwal (named from the home's path) still holds batches: they would be
     abandoned in silence.
     """
+    if conn is None and queue.publication is None:
+        return  # a queue beside its index: no stamp, and its lock makes one committer (no read)
     if conn is None:
         with store.reading(settings.index_path) as existing:
             index_id = None if existing is None else reads.index_id(existing)
@@ -446,14 +447,16 @@ class Host:
 
     def close(self) -> None:
         """Stop hosting: the committer commits the batches in hand and stops (its error is raised
-        here), then the role, the read connection and the queue are let go."""
+        here), then the role and the queue are let go. The read connection is closed first: the
+        committer's connection, closed last, then folds the WAL into the index file (SQLite
+        checkpoints when the last connection closes, and a read-only one cannot)."""
         try:
+            if self._committed is not None:
+                self._committed.close()
             if self.committer is not None:
                 self.committer.join()
         finally:
             self.lock.release()
-            if self._committed is not None:
-                self._committed.close()
             if self._queue is not None:
                 self._queue.close()
 

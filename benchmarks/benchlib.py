@@ -712,9 +712,10 @@ def search_legs(settings: memwal.Settings) -> Any:
     SQL the keyword leg runs, as SQLite saw it; `explain(sql, params)` SQLite's query plan; `conn`
     the connection.
     """
-    from memwal import retrieval, store, vectorindex
+    from memwal import retrieval, store
     from memwal.keywordindex import KeywordIndex
     from memwal.store import reads
+    from memwal.vectorindex.reads import Derived
     from memwal.vectors import to_bytes
 
     conn = store.open_for_read(settings.index_path)
@@ -728,7 +729,7 @@ def search_legs(settings: memwal.Settings) -> Any:
 
     def view_paths() -> list[Path] | None:
         derived = leg._derived
-        if not isinstance(derived, vectorindex.Derived):
+        if not isinstance(derived, Derived):
             return None
         return [segment.path(settings) for segment in derived.stamp.segments]
 

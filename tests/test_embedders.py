@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from memwal.embedders import UnknownModel, get_embedder, validate_model_name
-from memwal.fingerprint import ModelSpec, fingerprint_of
+from memwal.fingerprint import ModelSpec, fingerprint_of, weights_digest
 
 
 def test_same_model_twice_has_one_fingerprint() -> None:
@@ -122,3 +123,22 @@ def test_finding_the_default_models_weights_does_not_import_importlib_metadata()
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the documented Linux folder")
+def test_the_weights_digest_cache_is_where_the_operations_guide_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    assert "`weights-digests.json`" in guide and "`$XDG_CACHE_HOME/memwal/`" in guide
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    weights = tmp_path / "model.onnx"
+    weights.write_bytes(b"first weights")
+    first = weights_digest(weights)
+    cache = tmp_path / "cache" / "memwal" / "weights-digests.json"
+    st = weights.stat()
+    assert json.loads(cache.read_text()) == {f"{weights}|{st.st_size}|{st.st_mtime_ns}": first}
+    weights.write_bytes(b"upgraded weights")  # another size: another key, the old entry dropped
+    second = weights_digest(weights)
+    st = weights.stat()
+    assert second != first
+    assert json.loads(cache.read_text()) == {f"{weights}|{st.st_size}|{st.st_mtime_ns}": second}

@@ -86,7 +86,9 @@ def test_the_committer_builds_the_index_and_searches_agree_with_exact_search(
 
 def test_a_reader_searches_the_graph_with_the_configured_expansion(mm: MM, tmp_path: Path) -> None:
     # usearch restores a saved index with its default expansion (64): recall@10 0.91 at 1M.
-    from memwal import store, vectorindex
+    from memwal import store
+    from memwal.vectorindex import EXPANSION_SEARCH
+    from memwal.vectorindex.reads import open_view
 
     configure(mm, merge_at=50)
     mm("index", str(write_notes(tmp_path / "notes", 20)))
@@ -94,9 +96,9 @@ def test_a_reader_searches_the_graph_with_the_configured_expansion(mm: MM, tmp_p
     with store.reading(settings.index_path) as conn:
         active = store.active_model(conn)
     assert active is not None
-    view = vectorindex.open_view(settings, active)
+    view = open_view(settings, active)
     assert view is not None
-    assert view.views and all(v.expansion_search == vectorindex.EXPANSION_SEARCH for v in view.views)
+    assert view.views and all(v.expansion_search == EXPANSION_SEARCH for v in view.views)
 
 
 def test_what_was_committed_after_the_stamp_is_found_and_what_was_deleted_is_never_returned(
@@ -147,8 +149,9 @@ def test_vectors_committed_during_a_merge_are_folded_by_the_next_merge_without_a
     # A burst that ends while a merge runs must not leave its tail waiting for the next commit.
     import threading
 
-    from memwal import store, vectorindex
+    from memwal import store
     from memwal.store import reads
+    from memwal.vectorindex import Stamp, writes
 
     configure(mm, merge_at=10**8)  # the worker below never merges: the Maintainer under test does
     settings = home_settings(mm.home)
@@ -160,16 +163,16 @@ def test_vectors_committed_during_a_merge_are_folded_by_the_next_merge_without_a
 
     commit(0)
     saving, go_on = threading.Event(), threading.Event()
-    real_save = vectorindex.save
+    real_save = writes.save
 
-    def save_once_held(settings: object, written: vectorindex.Stamp) -> None:
+    def save_once_held(settings: object, written: Stamp) -> None:
         if not saving.is_set():  # the first merge waits here, its snapshot already taken
             saving.set()
             go_on.wait()
         real_save(settings, written)
 
-    monkeypatch.setattr(vectorindex, "save", save_once_held)
-    maintainer = vectorindex.Maintainer(settings, merge_at=20)
+    monkeypatch.setattr(writes, "save", save_once_held)
+    maintainer = writes.Maintainer(settings, merge_at=20)
     maintainer.committed(0)  # 30 vectors in the tail already: the first merge starts
     assert saving.wait(60), "the first merge never reached its save"
     commit(30)
@@ -280,7 +283,7 @@ def test_the_index_is_cut_into_segments_and_a_merge_holds_one_segment_at_a_time(
         mm: MM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import weakref
 
-    from memwal import vectorindex
+    from memwal.vectorindex import writes
 
     write_config(mm.home, {"embedding": {"model": "hash-384"},
                            "vectors": {"merge_at": 100, "segment_size": 120}})
@@ -293,7 +296,7 @@ def test_the_index_is_cut_into_segments_and_a_merge_holds_one_segment_at_a_time(
     assert on_disk == {s["file"] for s in built["segments"]}
 
     alive, most = [0], [0]
-    real_new = vectorindex._new_index
+    real_new = writes._new_index
 
     def counted(dim: int) -> object:
         index = real_new(dim)
@@ -302,7 +305,7 @@ def test_the_index_is_cut_into_segments_and_a_merge_holds_one_segment_at_a_time(
         weakref.finalize(index, lambda: alive.__setitem__(0, alive[0] - 1))
         return index
 
-    monkeypatch.setattr(vectorindex, "_new_index", counted)
+    monkeypatch.setattr(writes, "_new_index", counted)
     settings = home_settings(mm.home)
     # Deleted chunks sit in the oldest segments, new ones go to the last: a merge changes several.
     doomed = sorted(notes.glob("n0*.md"))[:25]
@@ -312,7 +315,7 @@ def test_the_index_is_cut_into_segments_and_a_merge_holds_one_segment_at_a_time(
     write_notes(tmp_path / "notes", 20, seed=11, prefix="m")
     mm("index", "--no-wait", str(notes))  # the CLI's committer below, not this one
     mm("queue", "worker", "--once", env={"MM_VECTORS_MERGE_AT": str(10**8)})
-    merged = vectorindex.merge(settings)
+    merged = writes.merge(settings)
     assert merged is not None and most[0] == 1  # one graph in memory at a time
     changed = {s.file for s in merged.segments} - {s["file"] for s in built["segments"]}
     assert len(changed) >= 2
@@ -350,35 +353,38 @@ def test_a_stamp_written_before_segments_is_read_as_one_segment(mm: MM, tmp_path
          "sha256": only["sha256"]}))
     checks = {c["name"]: c for c in mm("doctor", "--json").json()["checks"]}
     assert checks["vector_index"]["ok"] and "1 segment" in checks["vector_index"]["detail"]
-    from memwal import store, vectorindex
+    from memwal import store
+    from memwal.vectorindex.reads import open_view
     settings = home_settings(mm.home)
     with store.reading(settings.index_path) as conn:
         active = store.active_model(conn)
     assert active is not None
-    derived = vectorindex.open_view(settings, active, verify=True)
+    derived = open_view(settings, active, verify=True)
     assert derived is not None and derived.stamp.count == only["count"]
 
 
 def test_a_segment_mostly_emptied_by_deletions_is_dissolved_into_the_others(
         mm: MM, tmp_path: Path) -> None:
-    from memwal import store, vectorindex
+    from memwal import store
     from memwal.store import reads
+    from memwal.vectorindex import writes
+    from memwal.vectorindex.reads import open_view
 
     write_config(mm.home, {"embedding": {"model": "hash-384"},
                            "vectors": {"merge_at": 10**8, "segment_size": 120}})
     notes = write_notes(tmp_path / "notes", 60)
     mm("index", str(notes))
     settings = home_settings(mm.home)
-    first = vectorindex.merge(settings, fresh=True)
+    first = writes.merge(settings, fresh=True)
     assert first is not None and len(first.segments) >= 3
     with store.reading(settings.index_path) as conn:
-        oldest = set(reads.chunk_rows(conn, list(vectorindex.open_view(
+        oldest = set(reads.chunk_rows(conn, list(open_view(
             settings, store.active_model(conn)).views[0].keys)).values())
     sources = sorted({row.source_file for row in oldest})
     for source in sources[:len(sources) // 2] + sources[len(sources) // 2 + 1:]:
         Path(source).unlink()  # all but one note with a chunk in the oldest segment
     mm("index", str(notes))
-    merged = vectorindex.merge(settings)
+    merged = writes.merge(settings)
     assert merged is not None
     assert first.segments[0].file not in {s.file for s in merged.segments}
     assert all(s.count >= 30 for s in merged.segments[:-1])  # none left near-empty

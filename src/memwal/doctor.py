@@ -163,9 +163,9 @@ def _queue_kept(settings: Settings) -> Check:
 
 
 def _vector_index(settings: Settings) -> Check:
-    from memwal import vectorindex
+    from memwal.vectorindex.reads import check
 
-    ok, detail = vectorindex.check(settings)
+    ok, detail = check(settings)
     return Check("vector_index", ok, detail)
 
 
@@ -259,9 +259,9 @@ def repair(settings: Settings) -> dict[str, Any]:
 
     Never touches the index, the queue or the dead letters; safe while a committer runs.
     """
-    from memwal import vectorindex
+    from memwal.vectorindex.writes import rebuild
 
-    return {"vector_index": vectorindex.rebuild(settings)}
+    return {"vector_index": rebuild(settings)}
 
 
 def _guarded_value(read: Callable[[], dict[str, int]], fallback: dict[str, int]) -> dict[str, int]:

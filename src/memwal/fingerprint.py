@@ -4,6 +4,15 @@ A fingerprint digests everything that changes the vectors: provider, model id, d
 normalisation, pooling and truncation, and the weights (or, for models without weights, the
 algorithm version). Two models of the same dimension never share one; one model on two machines
 always does.
+
+The weights' digest is cached on disk outside the home, in the user's cache folder (platformdirs'
+`user_cache_dir("memwal")`: `$XDG_CACHE_HOME/memwal/`, by default `~/.cache/memwal/`, on Linux;
+`~/Library/Caches/memwal/` on macOS), as `weights-digests.json`: one JSON map of
+`"<weights path>|<size>|<mtime ns>"` to the file's sha256. It is outside the home because the
+weights belong to the installation, not to a home: every home of the user shares them, and an
+embedder is made without one. A changed file (a reinstalled or upgraded model) has another key,
+and its older entries are dropped when the new digest is written. Safe to delete at any time:
+the next process hashes the weights again. docs/operations.md says the same.
 """
 
 from __future__ import annotations
@@ -70,8 +79,9 @@ def weights_digest(path: Path) -> str:
     """`file_digest` of a weights file, cached by (path, size, mtime) in this process and on disk.
 
     Hashing the default model's 23 MB costs about 40 ms, paid by every cold `mm search`; the
-    on-disk cache (the user's cache folder, from platformdirs) is a plain JSON map and is only
-    ever a shortcut: unreadable or missing, the digest is computed again.
+    on-disk cache (`weights-digests.json` in the user's cache folder, see the module's docstring)
+    is a plain JSON map and is only ever a shortcut: unreadable or missing, the digest is
+    computed again.
     """
     st = os.stat(path)
     return _cached_digest(str(path), st.st_size, st.st_mtime_ns)

@@ -161,9 +161,10 @@ class _VectorLeg:
                                          key=lambda pair: (pair[1], pair[0]))][:depth]
 
     def _open(self, active: Any) -> Any:
-        from memwal import vectorindex
+        from memwal.vectorindex import folder
+        from memwal.vectorindex.reads import open_view
 
-        pointer = vectorindex.folder(self.settings) / "current.json"
+        pointer = folder(self.settings) / "current.json"
         try:
             st = os.stat(pointer)
             key: tuple[Any, ...] = (active.fingerprint, st.st_ino, st.st_mtime_ns)
@@ -171,7 +172,7 @@ class _VectorLeg:
             key = (active.fingerprint, None)
         if key != self._derived_key:
             self._derived_key = key
-            self._derived = vectorindex.open_view(self.settings, active, self.verify) \
+            self._derived = open_view(self.settings, active, self.verify) \
                 if key[1] is not None else None
         return self._derived
 

@@ -28,7 +28,7 @@ from memwal.queue import Role, WriteAheadQueue, legacy_backlog, open_queue
 from memwal.queuewatch import QueueWatch, record_incident
 from memwal.safeio import open_regular, read_regular, write_atomically
 from memwal.store import reads
-from memwal.vectorindex import Maintainer
+from memwal.vectorindex.writes import Maintainer
 
 
 # The most queued data one commit group holds in memory (a batch of 256 records of 384-d vectors

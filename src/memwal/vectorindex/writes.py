@@ -1,29 +1,6 @@
-"""The derived vector index: HNSW graphs (usearch) beside sqlite-vec's table, never a second truth.
-
-sqlite-vec's table stays the record of every vector. Beside it, under `<home>/vectors/`, an
-approximate index of the active model's vectors, stamped with the commit sequence it reflects
-(`current.json` names the files, the model, the stamp, and each file's size and checksum). A
-reader searches the graphs for what was committed up to the stamp, scans exactly what was
-committed after it (the "tail", found by `chunks_by_seq`), and keeps only chunks that still hold
-a vector of the active model: so a search never misses a committed vector (beyond the graphs'
-recall) and never returns a deleted one. A missing, stale (another model) or damaged index is
-simply not used: the search is exact, and slower, until the index is rebuilt.
-
-Why usearch (measured against hnswlib and faiss, docs/benchmarks.md): readers open the files as
-memory-mapped views (no copy per process, instant), it adds and removes by integer key (chunk
-ids), and stores vectors as float16 (half the memory of the raw float32, recall kept).
-
-The index is cut into segments of at most `vectors.segment_size` vectors, one graph file each,
-because a graph is changed in memory: a merge loads the segments it changes (the last one, to
-add, and those holding deleted or replaced chunks), one at a time, so the committer's memory
-stays bounded whatever the size of the index (a segment of 100,000 is about 100 MB in memory).
-A reader searches every segment and keeps the nearest overall.
-
-The committer keeps it current (`Maintainer`): once the tail exceeds `merge_at` vectors, a
-background thread of the committer's process folds the tail into the segments and saves every
-changed segment as a new file (written whole, fsynced, renamed); only then does `current.json`
-(replaced atomically) name the new set. A committer killed at any point leaves the previous
-files and their stamp in place: still a consistent set.
+"""The writing side of the derived index: merges of the tail into segments, new segment files,
+the stamp in current.json, a rebuild from scratch, and the committer's `Maintainer`. One
+writer at a time (`_WriterLock`): the committer's merge, or `mm doctor --repair`.
 """
 
 from __future__ import annotations
@@ -34,197 +11,28 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from memwal import faults, store
 from memwal.config import Settings
 from memwal.fingerprint import ModelInfo, file_digest
-from memwal.safeio import read_regular, write_atomically
+from memwal.safeio import write_atomically
 from memwal.store import reads
+from memwal.vectorindex import (
+    CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH, MERGE_AT, Segment, Stamp, folder, usearch_index,
+)
+from memwal.vectorindex.reads import open_view
 
 if TYPE_CHECKING:
     import numpy as np
 
-MERGE_AT = 20_000  # tail vectors that trigger a merge into the graph
-# EXPANSION_SEARCH: recall@10 on 1M clustered vectors 0.908 at 64 (usearch's default, which a
-# restored view has unless told), 0.964 at 160, 0.970 at 256 (2.0 ms), 0.980 at 384.
-CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
-# Several segments are each searched for the whole depth, and each holds a fraction of the
-# vectors: a smaller expansion per segment keeps the recall. At 1M clustered vectors in 10
-# segments, the vector leg took p50 27.7 ms at 256 and 19.4 ms at 128, recall@10 1.000 at both
-# (benchmarks/search_bench.py); one graph of 1M took 4.4 ms at 256, recall@10 0.970.
-SEGMENTS_EXPANSION = 128
 ADD_SLICE = 4096  # vectors read from the table and added to a graph at a time
-
-
-def folder(settings: Settings) -> Path:
-    return settings.home / "vectors"
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One graph file of the derived index."""
-
-    file: str
-    count: int
-    size: int
-    sha256: str
-
-    def path(self, settings: Settings) -> Path:
-        return folder(settings) / Path(self.file).name
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """What `current.json` says: the files, their model, the commit sequence they reflect."""
-
-    fingerprint: str
-    dim: int
-    seq: int
-    segments: tuple[Segment, ...]
-
-    @property
-    def count(self) -> int:
-        return sum(segment.count for segment in self.segments)
-
-    @classmethod
-    def read(cls, settings: Settings) -> "Stamp | None":
-        try:
-            data = json.loads(read_regular(folder(settings) / "current.json", max_bytes=1 << 20))
-            if "segments" in data:
-                segments = tuple(Segment(**{k: part[k] for k in Segment.__dataclass_fields__})
-                                 for part in data["segments"])
-            else:  # one graph file, as written before segments
-                segments = (Segment(**{k: data[k] for k in Segment.__dataclass_fields__}),)
-            return cls(data["fingerprint"], int(data["dim"]), int(data["seq"]), segments)
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "dim": self.dim, "seq": self.seq,
-                "count": self.count, "segments": [s.__dict__ for s in self.segments]}
-
-
-def usearch_index() -> Any:
-    """usearch's `Index` class, imported after onnxruntime.
-
-    With onnxruntime 1.32 and usearch 2.26, importing onnxruntime after usearch kills the process
-    (SIGSEGV while onnxruntime's native module loads); the other order is fine. A process may
-    need both in either order (a server that runs doctor, then its first search), so whoever
-    imports usearch imports onnxruntime first, when it is installed.
-    """
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        pass
-    from usearch.index import Index
-
-    return Index
 
 
 def _new_index(dim: int) -> Any:
     Index = usearch_index()
     return Index(ndim=dim, metric="cos", dtype="f16", connectivity=CONNECTIVITY,
                  expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
-
-
-# -- readers -------------------------------------------------------------------------------
-
-
-class Derived:
-    """A reader's view of the derived index of one model (memory-mapped, read-only)."""
-
-    def __init__(self, stamp: Stamp, views: list[Any]) -> None:
-        self.stamp = stamp
-        self.views = [view for view in views if len(view)]
-        if len(self.views) > 1:
-            for view in self.views:
-                view.expansion_search = SEGMENTS_EXPANSION
-        self._pool: Any = None
-
-    def search(self, query: "np.ndarray", count: int) -> tuple["np.ndarray", "np.ndarray"]:
-        """(chunk ids, cosine distances) of the nearest `count` over every segment, nearest first."""
-        import numpy as np
-
-        def one(view: Any) -> Any:
-            return view.search(query, min(count, len(view)), threads=1)
-
-        if len(self.views) > 1:  # usearch releases the GIL: the segments are searched side by side
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(min(len(self.views), os.cpu_count() or 1),
-                                                thread_name_prefix="memwal-segments")
-            found = list(self._pool.map(one, self.views))
-        else:
-            found = [one(view) for view in self.views]
-        if not found:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        keys = np.concatenate([f.keys for f in found]).astype(np.int64)
-        distances = np.concatenate([f.distances for f in found])
-        nearest = np.lexsort((keys, distances))[:count]
-        return keys[nearest], distances[nearest]
-
-
-def _open_segment(settings: Settings, segment: Segment, dim: int, verify: bool) -> Any:
-    """A memory-mapped view of one segment; ValueError if its file is not the one stamped."""
-    path = segment.path(settings)
-    if path.stat().st_size != segment.size or (verify and file_digest(path) != segment.sha256):
-        raise ValueError(f"{path.name} is not the file stamped")
-    Index = usearch_index()
-    meta = Index.metadata(str(path))
-    if meta is None or meta.get("dimensions") != dim:
-        raise ValueError(f"{path.name} has another header")
-    view = Index.restore(str(path), view=True)
-    if view is None or len(view) != segment.count:
-        raise ValueError(f"{path.name} holds another count")
-    view.expansion_search = EXPANSION_SEARCH  # a restored index has usearch's default
-    return view
-
-
-def open_view(settings: Settings, active: ModelInfo, verify: bool = False) -> Derived | None:
-    """The derived index for the active model, or None if it is missing, stale or damaged.
-
-    Checks each file's size, header and count (and its whole checksum with `verify`, which a
-    long-lived reader does once): a damaged file is never searched.
-    """
-    stamp = Stamp.read(settings)
-    if stamp is None or stamp.fingerprint != active.fingerprint or stamp.dim != active.dim:
-        return None
-    try:
-        return Derived(stamp, [_open_segment(settings, segment, stamp.dim, verify)
-                               for segment in stamp.segments])
-    except (OSError, ValueError, RuntimeError):
-        return None
-
-
-def check(settings: Settings) -> tuple[bool, str]:
-    """For doctor: (ok, detail) of the derived index against the index."""
-    with store.reading(settings.index_path) as conn:
-        active = store.active_model(conn)
-        current = reads.commit_seq(conn) if conn is not None else 0
-        vectors = len(reads.ids_with_vectors(conn, active.fingerprint)) if active else 0
-    stamp = Stamp.read(settings)
-    if active is None or (stamp is None and vectors < MERGE_AT):
-        return True, "not needed yet: searches scan the vectors exactly"
-    if stamp is None:
-        return True, (f"none yet ({vectors} vectors): the committer builds one after "
-                      f"{MERGE_AT:,} new vectors, or run `mm doctor --repair`")
-    if stamp.fingerprint != active.fingerprint:
-        return True, ("stale (an earlier model): searches are exact until the committer or "
-                      "`mm doctor --repair` builds one for the active model")
-    if stamp.seq > current:
-        return False, (f"stamped at commit {stamp.seq}, beyond the index's {current}: it is not "
-                       "from this index. Run `mm doctor --repair` to rebuild it")
-    if open_view(settings, active, verify=True) is None:
-        return False, "damaged (size, header or checksum): run `mm doctor --repair` to rebuild it"
-    return True, (f"{stamp.count:,} vectors in {len(stamp.segments)} segment(s) up to commit "
-                  f"{stamp.seq}; {current - stamp.seq} commits since are searched exactly")
-
-
-# -- writers -------------------------------------------------------------------------------
 
 
 class _WriterLock:

@@ -1,5 +1,5 @@
 """A plain `mm search` without the full CLI: answered by a running `mm serve` over its local
-socket, else run in this process (the public `memwal.search`).
+socket (`localsearch.ask_search`), else run in this process (the public `memwal.search`).
 
 Everything here stays cheap to import: no typer, and no model or numpy until a search needs
 them. It accepts the plain forms of `mm search` (the query and the options below); anything else
@@ -12,10 +12,6 @@ the two cannot drift.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import time
 from typing import Any
 
 VALUED = {"--home": "home", "--top-k": "top_k", "-k": "top_k", "--namespace": "namespace",
@@ -68,44 +64,23 @@ def search_fast(argv: list[str]) -> int | None:
     if options is None:
         return None
     import memwal
-    from memwal.localsearch import SOCKET, VERSION, comparable
+    from memwal.localsearch import SOCKET, ask_search
 
     try:
         settings = memwal.load_settings(options.get("home"))
     except memwal.MemwalError:
         return None
-    request = {"v": VERSION, "settings": comparable(settings),
-               **{k: options.get(k) for k in ("query", "top_k", "namespace", "source_glob",
-                                                "max_per_doc")}}
-    answer, problem = _ask_checked(str(settings.home), request)
+    filters = {k: options.get(k) for k in ("namespace", "source_glob", "top_k", "max_per_doc")}
+    answer, problem = ask_search(settings, options["query"], filters)
     from memwal.cli import output
 
     if problem:
         output.warn(f"not asking the server on {settings.home / SOCKET}: {problem}; "
                     "searching here instead.")
-    elif answer is not None and "hits" in answer:
+    elif answer is not None:
         output.search_hits(answer["hits"], answer["warnings"], options["json"])
         return 0
     return _search_here(settings, options)
-
-
-def _ask_checked(home: str, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The server's answer (None: no server, or it declined) and why it was not used ("" if
-    nothing is worth saying): the socket is checked first, then the answer's shape."""
-    from memwal.localsearch import SOCKET, ExchangeError, reply_problem, socket_problem
-
-    problem = socket_problem(home)
-    if problem is not None:
-        return None, problem  # "" when there is no socket: nothing to say
-    try:
-        answer = _ask(home, SOCKET, request)
-    except ExchangeError as exc:
-        return None, str(exc)
-    if answer is None or (isinstance(answer, dict) and "hits" not in answer and (
-            "decline" in answer or "error" in answer)):
-        return None, ""  # no server (any more), or one that declines to answer for us
-    problem = reply_problem(answer)
-    return (None, f"its answer is not a search answer: {problem}") if problem else (answer, "")
 
 
 def _search_here(settings: Any, options: dict[str, Any]) -> int | None:
@@ -125,41 +100,3 @@ def _search_here(settings: Any, options: dict[str, Any]) -> int | None:
         return None
     output.search_hits(result.as_json(), result.warnings, options["json"])
     return 0
-
-
-def _ask(home: str, name: str, request: dict[str, Any]) -> Any:
-    """The JSON answer of the server on `<home>/<name>`; None when none answers there.
-
-    ExchangeError when one answers but not as a server of this user does: it runs as another
-    user, or its answer is not one JSON line within the deadline and MAX_REPLY bytes.
-    """
-    from memwal.localsearch import MAX_REPLY, ExchangeError, deadline, peer_problem, receive_line
-
-    until = time.monotonic() + deadline()
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(max(until - time.monotonic(), 0.001))
-    before = os.getcwd()
-    try:
-        try:
-            os.chdir(home)  # the socket is reached by its short name (unix paths are ~100 bytes)
-            connection.connect(name)
-        except OSError:
-            return None
-        finally:
-            os.chdir(before)
-        problem = peer_problem(connection)
-        if problem:
-            raise ExchangeError(problem)
-        try:
-            connection.sendall(json.dumps(request).encode() + b"\n")
-            data = receive_line(connection, MAX_REPLY, until)
-        except ExchangeError as exc:
-            raise ExchangeError(f"its answer was not usable: {exc}") from None
-        except OSError as exc:
-            raise ExchangeError(f"the exchange failed ({exc.strerror or exc})") from None
-        try:
-            return json.loads(data)
-        except ValueError:
-            raise ExchangeError("its answer is not JSON") from None
-    finally:
-        connection.close()

@@ -64,10 +64,9 @@ def serving(home: Path) -> Iterator[None]:
 
 def answered(home: Path) -> int:
     """How many searches the running server answered over its local socket."""
-    from memwal.cli.fast import _ask
-    from memwal.localsearch import SOCKET, VERSION
+    from memwal.localsearch import VERSION, ask
 
-    answer = _ask(str(home), SOCKET, {"v": VERSION, "stats": True})
+    answer = ask(home, {"v": VERSION, "stats": True})
     if answer is None:
         raise RuntimeError("no server answers on the home's socket")
     return int(answer["answered"])

@@ -386,10 +386,9 @@ async def test_the_readme_http_snippet_names_the_default_address_of_mm_serve(mm:
 
 def local_stats(home: Path) -> int:
     """How many searches the home's running server answered over its local socket."""
-    from memwal.cli.fast import _ask
-    from memwal.localsearch import SOCKET, VERSION
+    from memwal.localsearch import VERSION, ask
 
-    answer = _ask(str(home), SOCKET, {"v": VERSION, "stats": True})
+    answer = ask(home, {"v": VERSION, "stats": True})
     assert answer is not None, "no server answers on the home's socket"
     return answer["answered"]
 

@@ -22,6 +22,7 @@ from typing import Iterator
 import pytest
 
 from helpers import MM, Run, mm_command, mm_env, write_config
+from memwal.localsearch import address
 
 QUERY = ("search", "--json", "moons")
 SHORT = {"MM_LOCAL_SEARCH_DEADLINE": "2"}  # the client's total deadline, short for the tests
@@ -78,16 +79,12 @@ class FakeServer:
 
 
 def bind(home: Path) -> socket.socket:
-    """A listening socket at `<home>/serve.sock`, mode 0600 (bound by its short name: unix
-    socket paths are limited to about 100 bytes, and pytest's are long)."""
+    """A listening socket at `<home>/serve.sock`, mode 0600 (bound as `mm serve` binds it:
+    unix socket paths are limited to 108 bytes, and pytest's are long)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    before = os.getcwd()
-    os.chdir(home)
-    try:
-        listener.bind("serve.sock")
-        os.chmod("serve.sock", 0o600)
-    finally:
-        os.chdir(before)
+    with address(home) as path:
+        listener.bind(path)
+    os.chmod(home / "serve.sock", 0o600)
     listener.listen(8)
     return listener
 
@@ -209,13 +206,9 @@ def test_a_server_running_as_another_user_behind_our_socket_is_not_trusted(
     """The socket file is ours and 0600 (as if swapped after the check): the kernel still
     says who listens on it (SO_PEERCRED), and that is another user."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    before = os.getcwd()
-    os.chdir(mm.home)
-    try:
-        listener.bind("serve.sock")
-        os.chmod("serve.sock", 0o600)
-    finally:
-        os.chdir(before)
+    with address(mm.home) as path:
+        listener.bind(path)
+    os.chmod(mm.home / "serve.sock", 0o600)
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: becomes nobody, then listens (the credentials SO_PEERCRED gives)
@@ -339,12 +332,8 @@ def test_the_server_cuts_a_slow_or_oversized_request_and_keeps_answering(mm: MM,
 
 def connect(home: Path) -> socket.socket:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    before = os.getcwd()
-    os.chdir(home)
-    try:
-        connection.connect("serve.sock")
-    finally:
-        os.chdir(before)
+    with address(home) as path:
+        connection.connect(path)
     return connection
 
 

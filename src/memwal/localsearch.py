@@ -1,7 +1,7 @@
 """The local search protocol between `mm search` and a running `mm serve` (one JSON line each way).
 
-Shared by the server's side (server/local.py) and the command line's fast path (cli/fast.py),
-and cheap to import: the fast path must not pay for what it saves.
+The caller's side is here whole (`ask_search`, `ask`); the server's side is server/local.py.
+Cheap to import: the command line's fast path (cli/fast.py) must not pay for what it saves.
 
 Neither side trusts the other more than it must. The caller asks only a socket that is its
 own (`socket_problem`), reads the answer within a total deadline and a size cap
@@ -18,7 +18,9 @@ import socket
 import stat
 import struct
 import time
-from typing import Any
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 SOCKET = "serve.sock"  # in the home (0700); the socket itself is 0600
 VERSION = 1
@@ -33,6 +35,12 @@ SEARCH_KEYS = ("embedding.model", "index.namespace", "queue.backend", "queue.nam
                "search.top_k", "search.rrf_k", "search.max_per_doc", "search.bm25_weight",
                "search.vector_weight", "search.url")
 
+# The keywords of a search a request carries beside its query (those of `memwal.search`).
+FILTERS = ("namespace", "source_glob", "top_k", "max_per_doc")
+
+# The longest path bind and connect take (sun_path, 108 bytes on Linux, with room for its NUL).
+MAX_SOCKET_PATH = 107
+
 # A hit as `mm search` prints it: every field and its type (bool is not a number here).
 HIT_FIELDS: dict[str, tuple[type, ...]] = {
     "rank": (int,), "score": (int, float), "namespace": (str,), "source_file": (str,),
@@ -46,8 +54,88 @@ class ExchangeError(Exception):
 
 def comparable(settings: Any) -> dict[str, Any]:
     """What must match between caller and server for the server to answer for the caller."""
-    values = {key: settings.values.get(key) for key in SEARCH_KEYS}
-    return json.loads(json.dumps({"home": str(settings.home), **values}, default=list))
+    # Every value is a str, a number or None: equal to what the server decodes from JSON.
+    return {"home": str(settings.home), **{key: settings.values.get(key) for key in SEARCH_KEYS}}
+
+
+def ask_search(settings: Any, query: str, filters: Mapping[str, Any]
+               ) -> tuple[dict[str, Any] | None, str]:
+    """The home's running server's answer to this search, and why it was not asked or not used.
+
+    (answer, "") when it answered: {"hits": [...], "warnings": [...]}, checked by
+    `reply_problem`. (None, "") when there is nothing to say: no server, or one that declines
+    (other settings than the caller's). (None, why) when the socket is not to be trusted
+    (`socket_problem`, `peer_problem`) or the exchange or answer is not usable.
+    """
+    home = str(settings.home)
+    problem = socket_problem(home)
+    if problem is not None:
+        return None, problem  # "" when there is no socket: nothing to say
+    request = {"v": VERSION, "settings": comparable(settings), "query": query,
+               **{key: filters.get(key) for key in FILTERS}}
+    try:
+        answer = ask(home, request)
+    except ExchangeError as exc:
+        return None, str(exc)
+    if answer is None or (isinstance(answer, dict) and "hits" not in answer and (
+            "decline" in answer or "error" in answer)):
+        return None, ""  # no server (any more), or one that declines to answer for us
+    problem = reply_problem(answer)
+    return (None, f"its answer is not a search answer: {problem}") if problem else (answer, "")
+
+
+def ask(home: str | Path, request: dict[str, Any]) -> Any:
+    """The JSON answer of the server on `<home>/serve.sock` to `request`; None when none answers.
+
+    ExchangeError when one answers but not as a server of this user does: it runs as another
+    user, or its answer is not one JSON line within the deadline and MAX_REPLY bytes.
+    """
+    until = time.monotonic() + deadline()
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.settimeout(max(until - time.monotonic(), 0.001))
+    try:
+        try:
+            with address(home) as path:
+                connection.connect(path)
+        except OSError:
+            return None
+        problem = peer_problem(connection)
+        if problem:
+            raise ExchangeError(problem)
+        try:
+            connection.sendall(json.dumps(request).encode() + b"\n")
+            data = receive_line(connection, MAX_REPLY, until)
+        except ExchangeError as exc:
+            raise ExchangeError(f"its answer was not usable: {exc}") from None
+        except OSError as exc:
+            raise ExchangeError(f"the exchange failed ({exc.strerror or exc})") from None
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise ExchangeError("its answer is not JSON") from None
+    finally:
+        connection.close()
+
+
+@contextmanager
+def address(home: str | Path) -> Iterator[str]:
+    """A path to `<home>/serve.sock` that bind and connect take, for the block.
+
+    A unix socket's path is at most MAX_SOCKET_PATH bytes, and a home's can be longer (pytest's
+    are). Then, where /proc is, the home is opened (O_PATH) and its socket named through the
+    descriptor, `/proc/self/fd/<fd>/serve.sock`, which path lookup follows to the home; never
+    by changing the working directory, which every thread of a process shares. Elsewhere a long
+    path is given as it is, and bind or connect raise OSError ("AF_UNIX path too long").
+    """
+    path = os.path.join(home, SOCKET)
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH or not os.path.isdir("/proc/self/fd"):
+        yield path
+        return
+    folder = os.open(home, getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{SOCKET}"
+    finally:
+        os.close(folder)
 
 
 def deadline(environ: Any = os.environ) -> float:

@@ -10,7 +10,8 @@ import typer
 
 import memwal
 from memwal.cli import output
-from memwal.cli.common import HomeOption, JsonOption, guarded, load
+from memwal.cli.common import HomeOption, JsonOption, guarded, load, takes
+from memwal.cli.options import SEARCH
 from memwal.cli.queue_cmds import queue_app
 from memwal.cli.server_cmds import register as register_servers
 
@@ -82,20 +83,11 @@ def index_command(
 
 
 @app.command("search")
+@takes(SEARCH)  # the fast path (cli/fast.py) reads the same declarations
 @guarded
-def search_command(
-    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
-    namespace: Annotated[Optional[str], typer.Option("--namespace", "-n", help="Only this namespace.")] = None,
-    source: Annotated[Optional[str], typer.Option("--source", help="Only files matching this glob.")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", "-k", min=1, max=1000, help="How many results (1-1000).")] = None,
-    max_per_doc: Annotated[Optional[int], typer.Option("--max-per-doc", min=0, max=1000, help="At most this many results from one file (0: no cap; default search.max_per_doc).")] = None,
-    json_out: JsonOption = False,
-    home: HomeOption = None,
-) -> None:
+def search_command(query: str, json_out: bool, home: Optional[Path], **filters: Any) -> None:
     """Hybrid search (BM25 + vectors, fused by reciprocal rank) over committed chunks."""
-    settings = load(home)
-    result = memwal.search(settings, query, namespace=namespace, source_glob=source, top_k=top_k,
-                           max_per_doc=max_per_doc)
+    result = memwal.search(load(home), query, **filters)
     output.search_hits(result.as_json(), result.warnings, json_out)
 
 

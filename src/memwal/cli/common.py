@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
-from typing import Annotated, Any, Callable, Mapping, Optional, TypeVar
+from typing import Annotated, Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import typer
 
 from memwal import Settings, as_memwal_error, load_settings
 from memwal.cli import output
-
-HomeOption = Annotated[Optional[Path], typer.Option(
-    "--home", help="Home folder (default: $MM_HOME, else ~/.memwal).", show_default=False)]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+from memwal.cli.options import HOME, JSON, Arg
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def typer_info(arg: Arg) -> Any:
+    """The typer parameter an argument declared in `options` is: an Argument or an Option."""
+    if not arg.flags:
+        return typer.Argument(help=arg.help)
+    low, high = arg.bounds or (None, None)
+    return typer.Option(*arg.flags, help=arg.help, min=low, max=high, show_default=False)
+
+
+def takes(arguments: Sequence[Arg]) -> Callable[[F], F]:
+    """Give a command exactly the parameters `arguments` declares, for typer to read.
+
+    The command's own signature only has to accept them (by name, `**rest` for the others).
+    """
+
+    def decorate(command: F) -> F:
+        parameters = [inspect.Parameter(
+            arg.name, inspect.Parameter.KEYWORD_ONLY,
+            default=arg.default if arg.flags else inspect.Parameter.empty,
+            annotation=Annotated[arg.kind if arg.kind is bool or not arg.flags
+                                 else Optional[arg.kind], typer_info(arg)])
+            for arg in arguments]
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+HomeOption = Annotated[Optional[Path], typer_info(HOME)]
+JsonOption = Annotated[bool, typer_info(JSON)]
 
 
 def load(home: Path | None, flags: Mapping[str, Any] | None = None) -> Settings:

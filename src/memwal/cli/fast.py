@@ -1,58 +1,68 @@
 """A plain `mm search` without the full CLI: answered by a running `mm serve` over its local
-socket, else run in this process (the public `memwal.search`).
+socket (`localsearch.ask_search`), else run in this process (the public `memwal.search`).
 
 Everything here stays cheap to import: no typer, and no model or numpy until a search needs
-them. It accepts the plain forms of `mm search` (the query and the options below); anything else
-(`--help`, an unknown option, a bad value) returns None and the full command line handles it,
-with its usual messages. So does any error of the search itself (no index, a damaged file): the
-full command line runs it again and reports it. A server whose settings are not the caller's is
-not asked. The output is the same function's as the full command's (`output.search_hits`), so
-the two cannot drift.
+them. It reads the command line by the same declarations as the full command
+(`options.SEARCH`), and only what it reads exactly as typer does: anything else (`--help`, an
+unknown option, a bad value, a number written otherwise than in plain digits) returns None and
+the full command line handles it, with its usual messages. So does any error of the search
+itself (no index, a damaged file): the full command line runs it again and reports it. A server
+whose settings are not the caller's is not asked. The output is the same function's as the full
+command's (`output.search_hits`), so the two cannot drift (tests/test_search_forms.py).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import time
 from typing import Any
 
-VALUED = {"--home": "home", "--top-k": "top_k", "-k": "top_k", "--namespace": "namespace",
-          "-n": "namespace", "--source": "source_glob", "--max-per-doc": "max_per_doc"}
-INTEGER = {"top_k": (1, 1000), "max_per_doc": (0, 1000)}
+from memwal.cli.options import SEARCH, Arg
+
+_FLAGS: dict[str, Arg] = {flag: arg for arg in SEARCH for flag in arg.flags}
+_POSITIONAL = [arg for arg in SEARCH if not arg.flags]
 
 
-def _parse(argv: list[str]) -> dict[str, Any] | None:
-    options: dict[str, Any] = {"json": False}
+def parse(argv: list[str]) -> dict[str, Any] | None:
+    """`mm search`'s arguments by name, read as typer (click) reads them; None when not sure.
+
+    Options and words may come in any order; `--` ends the options; a long option's value
+    follows it or an `=`, a short option's follows it or is stuck to it (`-k5`; `-k=5` is the
+    value "=5"). The last of a repeated option wins.
+    """
+    values: dict[str, Any] = {arg.name: arg.default for arg in SEARCH if arg.flags}
     words: list[str] = []
     args = iter(argv)
-    for arg in args:
-        if arg == "--":
+    for word in args:
+        if word == "--":
             words.extend(args)
             break
-        if arg == "--json":
-            options["json"] = True
-        elif arg in VALUED or arg.split("=", 1)[0] in VALUED:
-            name, _, value = arg.partition("=")
-            if not _:
-                value = next(args, None)  # type: ignore[assignment]
-                if value is None:
-                    return None
-            options[VALUED[name]] = value
-        elif arg.startswith("-") and arg != "-":
-            return None  # --help, an unknown option: the full CLI answers
+        if not word.startswith("-") or word == "-":
+            words.append(word)
+            continue
+        if word.startswith("--"):
+            flag, equals, value = word.partition("=")
+            attached = bool(equals)
         else:
-            words.append(arg)
-    if len(words) != 1:
-        return None
-    for name, (low, high) in INTEGER.items():
-        if name in options:
-            if not str(options[name]).isdigit() or not low <= int(options[name]) <= high:
+            flag, value = word[:2], word[2:]
+            attached = bool(value)
+        arg = _FLAGS.get(flag)
+        if arg is None:
+            return None  # -h, --help, an unknown option: the full CLI answers
+        if arg.kind is bool and not attached:
+            values[arg.name] = True
+            continue
+        if not attached:
+            value = next(args, None)  # type: ignore[assignment]
+            if value is None:
                 return None
-            options[name] = int(options[name])
-    options["query"] = words[0]
-    return options
+        try:
+            values[arg.name] = arg.convert(value)
+        except ValueError:
+            return None
+    if len(words) != len(_POSITIONAL):
+        return None
+    for arg, word in zip(_POSITIONAL, words):
+        values[arg.name] = arg.convert(word)
+    return values
 
 
 def search_fast(argv: list[str]) -> int | None:
@@ -64,58 +74,35 @@ def search_fast(argv: list[str]) -> int | None:
     A socket that is not to be trusted, or an answer that is late, too long or not a search
     answer, is said once (a warning) and the search runs here: never a traceback or a hang.
     """
-    options = _parse(argv)
-    if options is None:
+    arguments = parse(argv)
+    if arguments is None:
         return None
     import memwal
-    from memwal.localsearch import SOCKET, VERSION, comparable
+    from memwal.localsearch import SOCKET, ask_search
 
+    query, as_json = arguments.pop("query"), arguments.pop("json_out")
     try:
-        settings = memwal.load_settings(options.get("home"))
+        settings = memwal.load_settings(arguments.pop("home"))
     except memwal.MemwalError:
         return None
-    request = {"v": VERSION, "settings": comparable(settings),
-               **{k: options.get(k) for k in ("query", "top_k", "namespace", "source_glob",
-                                                "max_per_doc")}}
-    answer, problem = _ask_checked(str(settings.home), request)
+    answer, problem = ask_search(settings, query, arguments)
     from memwal.cli import output
 
     if problem:
         output.warn(f"not asking the server on {settings.home / SOCKET}: {problem}; "
                     "searching here instead.")
-    elif answer is not None and "hits" in answer:
-        output.search_hits(answer["hits"], answer["warnings"], options["json"])
+    elif answer is not None:
+        output.search_hits(answer["hits"], answer["warnings"], as_json)
         return 0
-    return _search_here(settings, options)
+    return _search_here(settings, query, arguments, as_json)
 
 
-def _ask_checked(home: str, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The server's answer (None: no server, or it declined) and why it was not used ("" if
-    nothing is worth saying): the socket is checked first, then the answer's shape."""
-    from memwal.localsearch import SOCKET, ExchangeError, reply_problem, socket_problem
-
-    problem = socket_problem(home)
-    if problem is not None:
-        return None, problem  # "" when there is no socket: nothing to say
-    try:
-        answer = _ask(home, SOCKET, request)
-    except ExchangeError as exc:
-        return None, str(exc)
-    if answer is None or (isinstance(answer, dict) and "hits" not in answer and (
-            "decline" in answer or "error" in answer)):
-        return None, ""  # no server (any more), or one that declines to answer for us
-    problem = reply_problem(answer)
-    return (None, f"its answer is not a search answer: {problem}") if problem else (answer, "")
-
-
-def _search_here(settings: Any, options: dict[str, Any]) -> int | None:
+def _search_here(settings: Any, query: str, filters: dict[str, Any], as_json: bool) -> int | None:
     import memwal
     from memwal.cli import output
 
     try:
-        result = memwal.search(settings, options["query"], namespace=options.get("namespace"),
-                               source_glob=options.get("source_glob"), top_k=options.get("top_k"),
-                               max_per_doc=options.get("max_per_doc"))
+        result = memwal.search(settings, query, **filters)
     except KeyboardInterrupt:
         output.info("interrupted")
         return output.EXIT_INTERRUPTED
@@ -123,43 +110,5 @@ def _search_here(settings: Any, options: dict[str, Any]) -> int | None:
         if memwal.as_memwal_error(exc) is None:
             raise
         return None
-    output.search_hits(result.as_json(), result.warnings, options["json"])
+    output.search_hits(result.as_json(), result.warnings, as_json)
     return 0
-
-
-def _ask(home: str, name: str, request: dict[str, Any]) -> Any:
-    """The JSON answer of the server on `<home>/<name>`; None when none answers there.
-
-    ExchangeError when one answers but not as a server of this user does: it runs as another
-    user, or its answer is not one JSON line within the deadline and MAX_REPLY bytes.
-    """
-    from memwal.localsearch import MAX_REPLY, ExchangeError, deadline, peer_problem, receive_line
-
-    until = time.monotonic() + deadline()
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(max(until - time.monotonic(), 0.001))
-    before = os.getcwd()
-    try:
-        try:
-            os.chdir(home)  # the socket is reached by its short name (unix paths are ~100 bytes)
-            connection.connect(name)
-        except OSError:
-            return None
-        finally:
-            os.chdir(before)
-        problem = peer_problem(connection)
-        if problem:
-            raise ExchangeError(problem)
-        try:
-            connection.sendall(json.dumps(request).encode() + b"\n")
-            data = receive_line(connection, MAX_REPLY, until)
-        except ExchangeError as exc:
-            raise ExchangeError(f"its answer was not usable: {exc}") from None
-        except OSError as exc:
-            raise ExchangeError(f"the exchange failed ({exc.strerror or exc})") from None
-        try:
-            return json.loads(data)
-        except ValueError:
-            raise ExchangeError("its answer is not JSON") from None
-    finally:
-        connection.close()

@@ -26,21 +26,11 @@ from typing import Any, Iterator
 
 import memwal
 from memwal.localsearch import (
-    MAX_REQUEST, SOCKET, VERSION, ExchangeError, comparable, deadline, receive_line,
+    FILTERS, MAX_REQUEST, SOCKET, VERSION, ExchangeError, address, comparable, deadline,
+    receive_line,
 )
 from memwal.safeio import home_problem
 from memwal.server.state import ServerState
-
-@contextmanager
-def _in(folder: Path) -> Iterator[None]:
-    """Work in `folder` for the block: a unix socket path is limited to about 100 bytes, so the
-    socket is bound and reached by its short name from inside the home."""
-    before = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -77,10 +67,8 @@ def _answer(state: ServerState, request: dict[str, Any]) -> dict[str, Any]:
         return {"answered": state.local_searches}
     if request.get("settings") != comparable(state.settings):
         return {"decline": "the caller's settings are not the server's"}
-    result = state.searcher.search(request["query"], top_k=request.get("top_k"),
-                                   namespace=request.get("namespace"),
-                                   source_glob=request.get("source_glob"),
-                                   max_per_doc=request.get("max_per_doc"))
+    filters: dict[str, Any] = {key: request.get(key) for key in FILTERS}
+    result = state.searcher.search(request["query"], **filters)
     state.local_searches += 1
     return {"hits": [asdict(hit) for hit in result.hits], "warnings": result.warnings}
 
@@ -105,10 +93,10 @@ def listening(state: ServerState) -> Iterator[Path | None]:
         yield None  # another server of this home already answers there
         return
     try:
-        with _in(home):
-            Path(SOCKET).unlink(missing_ok=True)  # a stale socket of a server that died
-            server = _Server(SOCKET, _Handler)
-            os.chmod(SOCKET, 0o600)
+        path.unlink(missing_ok=True)  # a stale socket of a server that died
+        with address(home) as where:
+            server = _Server(where, _Handler)
+        os.chmod(path, 0o600)
     except OSError:
         yield None
         return
@@ -127,8 +115,8 @@ def _answers(path: Path) -> bool:
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(0.5)
     try:
-        with _in(path.parent):
-            probe.connect(path.name)
+        with address(path.parent) as where:
+            probe.connect(where)
         return True
     except OSError:
         return False

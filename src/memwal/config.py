@@ -261,7 +261,7 @@ class Settings:
 
     def describe(self) -> dict[str, Any]:
         """The configuration as `mm config show --json` prints it."""
-        described = {
+        described: dict[str, dict[str, Any]] = {
             "home": {"value": str(self.home), "source": self.home_source},
             **{
                 key: {"value": list(v) if isinstance(v, tuple) else v, "source": self.sources[key]}

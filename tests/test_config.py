@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from memwal.config import ConfigError, load_settings
+from memwal.config import OPTIONS_BY_KEY, ConfigError, load_settings
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "memwal"
+# File names that begin like a configuration section; not keys.
+FILE_NAMES = {"index.sqlite3", "queue.sqlite3", "serve.sock", "notes.lock", "search.html"}
 
 
 def write(home: Path, data: object) -> None:
@@ -76,3 +82,23 @@ def test_describe_reports_every_value_and_source(tmp_path: Path) -> None:
     described = load_settings(tmp_path, environ={"MM_SEARCH_TOP_K": "3"}).describe()
     assert described["search.top_k"] == {"value": 3, "source": "env MM_SEARCH_TOP_K"}
     assert described["home"]["source"] == "flag --home"
+
+
+def test_every_configuration_key_named_in_the_source_is_declared() -> None:
+    """Every string in src/ that reads like `<section>.<name>` is a declared key: whatever the
+    form of access (`settings["…"]`, `settings.values.get("…")`, `described["…"]`, the flags
+    given to `load_settings`, `localsearch.SEARCH_KEYS`), a misspelt key would fail only at run
+    time, or be ignored without a word (a flag, a `.get`)."""
+    sections = "|".join(sorted({key.split(".")[0] for key in OPTIONS_BY_KEY}))
+    looks_like_a_key = re.compile(rf"^({sections})\.\w+$")
+    named: dict[str, list[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and looks_like_a_key.match(node.value):
+                named.setdefault(node.value, []).append(f"{path.relative_to(SRC)}:{node.lineno}")
+    unknown = {key: where for key, where in named.items()
+               if key not in OPTIONS_BY_KEY and key not in FILE_NAMES}
+    assert not unknown, ("not configuration keys: declare them in memwal.config.OPTIONS (or, "
+                         f"for a file name, add it to FILE_NAMES here): {unknown}")
+    assert set(OPTIONS_BY_KEY) <= set(named)  # the scan sees every key (it is not vacuous)

@@ -68,6 +68,17 @@ def test_mcp_tool_reference_matches_the_servers_tools() -> None:
         "docs/mcp.md's tool reference is out of date: run `python docs/gen_mcp.py` and commit it")
 
 
+def test_readme_and_operations_tables_match_the_code() -> None:
+    spec = importlib.util.spec_from_file_location("gen_tables", ROOT / "docs" / "gen_tables.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path in module.REGIONS:
+        assert module.render(path) == path.read_text(encoding="utf-8"), (
+            f"{path.relative_to(ROOT)}'s configuration, exit-code or model table is out of date "
+            "with the code: run `python docs/gen_tables.py` and commit it")
+
+
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -125,7 +125,7 @@ def test_search_on_a_producer_home_asks_the_committers_mm_serve_through_search_u
 
 
 def test_the_web_page_of_a_producer_home_shows_the_committers_state(
-        two_machines: tuple[MM, MM, int], page: Any) -> None:
+        two_machines: tuple[MM, MM, int], page: Any) -> None:  # noqa: F811 - test_web's fixture
     worker_home, producer, pid = two_machines
     server = HttpServer(producer.home)
     try:

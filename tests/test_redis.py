@@ -237,7 +237,7 @@ def test_the_seed_scenario_on_redis_never_mixes_and_replay_commits_the_mismatche
     assert status["active_model"]["name"] == B
     assert set(status["vectors_by_fingerprint"]) <= {status["active_model"]["fingerprint"]}
     letters = committer("queue", "dead-letters", "list", "--json").json()
-    assert len(letters) == 7 and {l["reason"] for l in letters} == {"fingerprint_mismatch"}
+    assert len(letters) == 7 and {letter["reason"] for letter in letters} == {"fingerprint_mismatch"}
     replay = committer("queue", "dead-letters", "replay", "--all", "--reembed", "--no-wait",
                        "--json", env={"MM_EMBEDDING_MODEL": B}).json()
     assert replay["queued"] == 7  # queued, not yet replayed: --no-wait

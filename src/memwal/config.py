@@ -20,7 +20,7 @@ from memwal.errors import ConfigError, HomeNotPrivate
 from memwal.safeio import (
     NotRegularFile, TooLarge, home_problem, open_regular, read_regular,
 )
-from memwal.models import DEFAULT_MODEL, validate_model_name
+from memwal.models import DEFAULT_MODEL, HASH_NAMES, REAL_MODELS, validate_model_name
 
 DEFAULT_HOME = Path("~/.memwal")
 CONFIG_FILE = "config.json"
@@ -130,43 +130,62 @@ def _pattern_list(value: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Option:
-    """One configurable value: its dotted key, parser, default and help."""
+    """One configurable value: its dotted key, parser, default and help.
+
+    README.md's configuration table is rendered from these (docs/gen_tables.py), so `help` is
+    markdown: names, commands and `<placeholders>` in backticks.
+    """
 
     key: str
     parse: Callable[[Any], Any]
     default: Any
     help: str
+    default_text: str = ""  # the default in words, when it is worked out at run time (None here)
+    see: str = ""  # the section of the docs that says more (a link in README.md)
 
     @property
     def env(self) -> str:
         return "MM_" + self.key.replace(".", "_").upper()
 
+    @property
+    def fix(self) -> str:
+        """What a value that does not parse is told: the help, and the default if it is worked
+        out at run time."""
+        text = self.help + (f"; default: {self.default_text}" if self.default_text else "")
+        return f"{text[0].upper()}{text[1:]}."
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("embedding.model", _model_name, DEFAULT_MODEL,
-           "embedding model: minilm, paraphrase-minilm, hash-<dim>[-<variant>]"),
+           f"embedding model: {', '.join(f'`{name}`' for name in (*REAL_MODELS, HASH_NAMES))} "
+           "(flag `--model`)"),
     Option("embedding.batch_size", _whole(4096), 32, "texts per model call"),
-    Option("index.namespace", _text, "default", "namespace for chunks when --namespace is not given"),
+    Option("index.namespace", _text, "default",
+           "namespace for chunks when `--namespace` is not given"),
     Option("index.max_file_bytes", _whole(1 << 30), 5 * 1024 * 1024,
            "files larger than this are skipped"),
     Option("index.ignore", _pattern_list, (".git/", "node_modules/", ".venv/", "__pycache__/"),
-           "gitignore-style patterns never indexed"),
+           "gitignore-style patterns never indexed (comma-separated in the env)"),
     Option("index.roots", _folders, (),
            "folders the servers and `mm watch` index; MCP tools accept only paths inside them "
            "(comma-separated in the env)"),
     Option("notes.folder", _folder, None,
-           "where the MCP tool mem_add writes notes (always indexed); default: <home>/notes"),
+           "where the MCP tool `mem_add` writes notes (always indexed)",
+           default_text="`<home>/notes`"),
     Option("index.chunk_max_chars", _whole(1_000_000), 1500, "sections longer than this are split"),
     Option("index.chunk_min_chars", _whole(1_000_000), 120, "sections shorter than this are merged"),
     Option("queue.backend", _queue_backend, "sqlite",
-           "where the write-ahead queue lives: sqlite (<home>/queue.sqlite3) or memory (tests)"),
+           "where the write-ahead queue lives: `sqlite` (`<home>/queue.sqlite3`), `redis` (writers "
+           "on many machines; the server is `queue.url`) or `memory` (one process; tests)",
+           see="docs/operations.md#writers-on-many-machines-the-redis-queue"),
     Option("queue.url", _redis_url, None,
-           "the Redis server of the redis backend: redis://, rediss:// or unix:// "
+           "the Redis server of the `redis` backend: `redis://`, `rediss://` or `unix://` "
            "(a password in it is never shown)"),
     Option("queue.name", _queue_name, None,
-           "the queue's name (key prefix on a shared backend); default: memwal-<folder>-<id>, "
-           "from the id made when the home was created (<home>/home-id), so two homes never "
-           "share a queue by accident. Homes that share one queue set the same name"),
+           "the queue's name (the key prefix on a shared backend); homes that share one queue (a "
+           "committer and its producers) set the same name",
+           default_text="`memwal-<folder>-<id>`, from the id made when the home was created "
+           "(`<home>/home-id`), so two homes never share a queue by accident"),
     Option("queue.batch_records", _whole(100_000), 256, "records per queued batch"),
     Option("queue.commit_group", _whole(4096), 64,
            "queued batches the committer commits in one index transaction when they are "
@@ -175,24 +194,30 @@ OPTIONS: tuple[Option, ...] = (
            "seconds an idle committer waits between polls"),
     Option("queue.lease_timeout", _finite(1, 86400), 60.0,
            "seconds a committer that stopped heartbeating keeps its leases before the next "
-           "committer takes them back; `mm doctor` fails on a lease older than this"),
+           "committer takes them back (a live one renews them every few seconds); `mm doctor` "
+           "fails on a lease older than this while a committer runs"),
     Option("vectors.merge_at", _whole(100_000_000), 20_000,
            "new vectors after which the committer folds them into the derived vector index "
            "(the first one is built at that size)"),
     Option("vectors.segment_size", _whole(100_000_000), 100_000,
            "vectors per file of the derived vector index: a merge holds one such file in memory"),
-    Option("search.top_k", _whole(MAX_TOP_K), 10, "results returned by mm search"),
+    Option("search.top_k", _whole(MAX_TOP_K), 10,
+           "results returned by `mm search` (flag `--top-k`)"),
     Option("search.rrf_k", _whole(1_000_000), 60, "reciprocal rank fusion constant"),
     Option("search.max_per_doc", _integer(0, MAX_TOP_K), 2,
-           "at most this many results from one file (0: no cap)"),
+           "at most this many results from one file (0: no cap; flag `--max-per-doc`)"),
     Option("search.bm25_weight", _finite(0, 1e6), 1.0, "weight of the keyword leg in fusion"),
     Option("search.vector_weight", _finite(0, 1e6), 1.0, "weight of the vector leg in fusion"),
     Option("search.url", _search_url, None,
            "on a home whose index is on another machine (a shared queue): the address of a "
-           "`mm serve` there, which `mm search` asks (its token, if any, in env MM_SEARCH_TOKEN)"),
+           "`mm serve` there (`http://host:8765`; the URL it prints is accepted too), which "
+           "`mm search` and `memwal.search` ask; its `--token`, if any, goes in env "
+           "`MM_SEARCH_TOKEN`, never in the config",
+           see="docs/operations.md#several-machines-what-runs-where"),
     Option("serve.max_connections", _integer(1, 1_000_000), 1000,
            "connections `mm serve` keeps open at once (kept below the descriptor limit); past it, "
-           "the oldest that has not sent a request is closed, else the new one"),
+           "the oldest that has not sent a request is closed, else the new one",
+           see="docs/operations.md#exposing-mm-serve"),
     Option("serve.header_timeout", _finite(0.1, 3600), 10.0,
            "seconds `mm serve` waits for a request's headers (from the connection or the "
            "previous response) before answering 408 and closing"),
@@ -261,7 +286,7 @@ class Settings:
 
     def describe(self) -> dict[str, Any]:
         """The configuration as `mm config show --json` prints it."""
-        described = {
+        described: dict[str, dict[str, Any]] = {
             "home": {"value": str(self.home), "source": self.home_source},
             **{
                 key: {"value": list(v) if isinstance(v, tuple) else v, "source": self.sources[key]}
@@ -358,8 +383,7 @@ def _parse(option: Option, raw: Any, origin: str) -> Any:
         return option.parse(raw)
     except (ValueError, TypeError) as exc:
         shown = "<hidden>" if option.key == "queue.url" else repr(raw)  # it may hold a password
-        raise ConfigError(f"{option.key} = {shown} from {origin}: {exc}.",
-                          f"{option.help[0].upper()}{option.help[1:]}.") from None
+        raise ConfigError(f"{option.key} = {shown} from {origin}: {exc}.", option.fix) from None
 
 
 def resolve_home(flag: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:

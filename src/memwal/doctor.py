@@ -174,7 +174,9 @@ def _progress(settings: Settings) -> Check:
     if failure is None:
         return Check("committer_progress", True, "no committer has stopped on an error since the "
                                                  "last commit")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(failure.get("at", 0))))
+    at = failure.get("at")  # a time.time(), unless someone edited the file
+    when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if isinstance(at, (int, float))
+            else "an unknown time")
     return Check("committer_progress", False,
                  f"the committer stopped at queue position {failure.get('position')} at {when} "
                  f"(pid {failure.get('pid')}): {failure.get('error')}. Every committer stops there "
@@ -186,8 +188,8 @@ INDEX_CHECKS: dict[str, Callable[[store.Connection, Settings], Check]] = {
     "single_model": _fingerprints, "vectors_sound": _vectors, "ledger_sums": _ledger}
 
 
-def _guarded(name: str, check: Callable[[], Check], damaged: Callable[[BaseException], Any] = None
-             ) -> Check:
+def _guarded(name: str, check: Callable[[], Check],
+             damaged: Callable[[BaseException], Any] | None = None) -> Check:
     """A check; a damaged or unreadable file is this check failing, with the error's fix."""
     try:
         return check()

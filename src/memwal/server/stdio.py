@@ -24,7 +24,7 @@ def parse_error(exc: Exception) -> SessionMessage:
         code=PARSE_ERROR, message=f"Parse error: not a JSON-RPC message ({reason})")))
 
 
-async def _serve(server: MCPServer, lowlevel: Any) -> None:
+async def _serve(lowlevel: Any) -> None:
     async with stdio_server() as (read_stream, write_stream):
         send, receive = anyio.create_memory_object_stream[Any](0)
 
@@ -48,4 +48,4 @@ def run_stdio(server: MCPServer) -> None:
     if lowlevel is None:  # an SDK that moved it: serve as the SDK does, without the answers
         server.run()
         return
-    anyio.run(_serve, server, lowlevel)
+    anyio.run(_serve, lowlevel)

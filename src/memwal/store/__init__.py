@@ -16,7 +16,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import sqlean
 import sqlite_vec
@@ -26,7 +26,11 @@ from memwal.fingerprint import ModelInfo
 from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
 from memwal.store.schema import SCHEMA_VERSION, VECTOR_TABLE, migrate, schema_version, too_new
 
-Connection = sqlean.Connection
+if TYPE_CHECKING:
+    # sqlean ships no types, and its Connection is the stdlib sqlite3 API: typed as that one.
+    from sqlite3 import Connection
+else:
+    Connection = sqlean.Connection
 DatabaseError = sqlean.DatabaseError
 OperationalError = sqlean.OperationalError
 IntegrityError = sqlean.IntegrityError

@@ -177,7 +177,8 @@ def current_keys(conn: Connection, namespace: str, source_file: str,
 
 
 def _filters(namespace: str | None, source_glob: str | None) -> tuple[str, list[object]]:
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[object] = []
     if namespace:
         clauses.append("c.namespace = ?")
         params.append(namespace)
@@ -410,7 +411,8 @@ def dead_letter_rows(conn: Connection, columns: Sequence[str], *, ids: Sequence[
     `replayed` is "exclude", "include" or "only"; given ids are returned whatever it says,
     unless it is "only".
     """
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[object] = []
     if ids:
         clauses.append(f"id IN ({','.join('?' * len(ids))})")
         params.extend(ids)
@@ -472,7 +474,8 @@ def bad_vectors(conn: Connection, dim: int, limit: int = 5) -> tuple[int, list[s
     """
     import numpy as np
 
-    bad, described = 0, []
+    bad = 0
+    described: list[str] = []
     cursor = conn.execute(f"SELECT chunk_id, embedding FROM {VECTOR_TABLE}")
     while rows := cursor.fetchmany(4096):
         for chunk_id, blob in rows:

@@ -211,7 +211,11 @@ def watch(settings: Settings, roots: Sequence[Path] | None = None,
 
     watcher = Watcher(settings, roots or settings.roots, on_pass)
     if stop is not None:
-        threading.Thread(target=lambda: (stop.wait(), watcher.stop()), daemon=True).start()
+        def stop_when_set() -> None:
+            stop.wait()
+            watcher.stop()
+
+        threading.Thread(target=stop_when_set, daemon=True).start()
     restore = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):

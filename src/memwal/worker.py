@@ -156,7 +156,8 @@ class FailureRecord:
             self.reserve.unlink(missing_ok=True)  # no room even for this: record() says so
 
     def record(self, position: int, exc: BaseException) -> None:
-        entry = {"position": position, "error": f"{type(exc).__name__}: {exc}"[:2000],
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        entry = {"position": position, "error": error,
                  "at": time.time(), "pid": os.getpid()}
         data = json.dumps(entry).encode()
         try:
@@ -164,7 +165,7 @@ class FailureRecord:
             return
         except OSError:
             pass  # a full disk, most likely: use the reserve
-        data = json.dumps({**entry, "error": entry["error"][:300]}).encode()  # fits the reserve
+        data = json.dumps({**entry, "error": error[:300]}).encode()  # fits the reserve
         try:
             fd = open_regular(self.reserve, os.O_WRONLY)
             try:
@@ -210,8 +211,8 @@ def run_worker(settings: Settings, *, once: bool = False,
     stop = stop or threading.Event()
     restore: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            restore[signum] = signal.signal(signum, lambda *_: stop.set())
+        for wanted in (signal.SIGTERM, signal.SIGINT):
+            restore[wanted] = signal.signal(wanted, lambda *_: stop.set())
     try:
         with committer_session(settings) as committer:
             committer.watch.notify = on_wait  # a queue lost under the worker is said at once

@@ -61,8 +61,9 @@ def index_command(
         output.warn(f"kept the {count} indexed files of {root}: it holds no indexable files now "
                     "(an unmounted drive?). If they were really removed, run again with "
                     "--allow-empty-root.")
-    if report.not_committed_note():
-        output.warn(report.not_committed_note())
+    note = report.not_committed_note()
+    if note:
+        output.warn(note)
     if report.dead_lettered:
         output.warn("some records were dead-lettered: see `mm queue dead-letters list`")
     # The report comes last: once it is out, the work is done, and nothing is left for a

@@ -24,7 +24,7 @@ backend is done when it passes. The guarantees that rest on the queue (docs/arch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterator, Protocol
+from typing import Any, ContextManager, Iterator, Protocol, Self
 
 
 @dataclass(frozen=True)
@@ -174,15 +174,17 @@ class WriteAheadQueue(Protocol):
         """
         ...
 
-    # Where a backend's queue is shared across machines (Redis), the committed state that
-    # producers there need beside it (`memwal.committed`); None for a queue beside its index.
-    publication: "Publication | None"
+    @property
+    def publication(self) -> "Publication | None":
+        """Where the queue is shared across machines (Redis), the committed state that producers
+        there need beside it (`memwal.committed`); None for a queue beside its index."""
+        ...
 
     def close(self) -> None:
         """Release the backend's connections; the queue object is not used afterwards."""
         ...
 
-    def __enter__(self) -> "WriteAheadQueue":
+    def __enter__(self) -> Self:
         ...
 
     def __exit__(self, *exc: object) -> None:

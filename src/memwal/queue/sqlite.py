@@ -58,7 +58,7 @@ class LeasedSqliteStorage(HueyVerbs, SqliteStorage):
         self._synchronous = synchronous
         self._readonly = readonly
         self._legacy_names = legacy_names
-        self.ddl = list(self.ddl) + [self.table_inflight, self.table_about]
+        self.ddl: list[str] = list(SqliteStorage.ddl) + [self.table_inflight, self.table_about]
         if readonly:
             kwargs.update(create_tables=False, journal_mode=None)
         super().__init__(*args, **kwargs)

@@ -95,7 +95,8 @@ def check(settings: Settings) -> tuple[bool, str]:
     with store.reading(settings.index_path) as conn:
         active = store.active_model(conn)
         current = reads.commit_seq(conn) if conn is not None else 0
-        vectors = len(reads.ids_with_vectors(conn, active.fingerprint)) if active else 0
+        vectors = len(reads.ids_with_vectors(conn, active.fingerprint)) \
+            if active and conn is not None else 0
     stamp = Stamp.read(settings)
     if active is None or (stamp is None and vectors < MERGE_AT):
         return True, "not needed yet: searches scan the vectors exactly"

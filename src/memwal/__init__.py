@@ -3,8 +3,9 @@
 Data flows one way: discover → chunk → diff → embed → enqueue → commit → search.
 
 `__all__` is the public API: what the CLI, an MCP server, a web app or a script imports. Every
-function takes the `Settings` of one home (`load_settings`) first; every error a user can cause
-is a `MemwalError` carrying its exit code and a one-line fix. docs/api.md describes each name
+function takes the `Settings` of one home (`load_settings`) first; every result type has `as_json()`
+(what `--json`, the web's `/api/` and the MCP tools return); every error a user can cause is a
+`MemwalError` carrying its exit code and a one-line fix. docs/api.md describes each name
 (generated from these docstrings by docs/gen_api.py; a test keeps it current).
 
 Names are imported on first use, so `import memwal` stays cheap for a command that needs only a
@@ -30,6 +31,8 @@ _LAZY: dict[str, str] = {
     # configuration
     "Settings": "memwal.config",
     "load_settings": "memwal.config",
+    # results: every one has as_json(); those that are JSON documents already are JsonResults
+    "JsonResult": "memwal.results",
     # writing: everything goes through the queue
     "index_paths": "memwal.producer",
     "index_paths_async": "memwal.producer",
@@ -98,6 +101,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from memwal.watcher import watch
     from memwal.retrieval import Hit, Searcher, SearchResult, search, search_async
     from memwal.queuewatch import dismiss_queue_losses
+    from memwal.results import JsonResult
     from memwal.status import index_status, queue_losses, queue_status, throughput
     from memwal.worker import run_worker, wait_committed
 

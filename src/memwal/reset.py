@@ -9,8 +9,6 @@ is refused before it embeds anything.
 
 from __future__ import annotations
 
-from typing import Any
-
 from memwal import remote, store
 from memwal.config import Settings
 from memwal.embedders import Embedder, configured_embedder
@@ -18,6 +16,7 @@ from memwal.errors import ModelMismatch
 from memwal.fingerprint import ModelInfo
 from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import Batch, Producer, Reset, UndecodableBatch, decode_batch, encode_batch, parse_item
+from memwal.results import JsonResult
 from memwal.store import reads
 
 # A reset batch is one small item; larger messages are data and are not decoded to find resets.
@@ -64,7 +63,7 @@ def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
         "`mm embedding-reset --mode apply-current`.")
 
 
-def reset_status(settings: Settings) -> dict[str, Any]:
+def reset_status(settings: Settings) -> JsonResult:
     """The active and configured models, whether they differ, the resets waiting in the queue,
     and how many chunks lack a vector of the active model. Read-only. On a home whose index is
     on another machine, the active model and the count are as its committer published them."""
@@ -85,7 +84,7 @@ def reset_status(settings: Settings) -> dict[str, Any]:
             active = store.active_model(conn)
             lacking = 0 if conn is None else reads.chunks_without_vector_of(
                 conn, active.fingerprint if active else None)
-    return {
+    return JsonResult({
         "active_model": active.as_dict() if active else None,
         "configured_model": embedder.info.as_dict(),
         "differ": active is not None and active.fingerprint != embedder.fingerprint,
@@ -93,7 +92,7 @@ def reset_status(settings: Settings) -> dict[str, Any]:
         "queued_resets": queued,
         "chunks_without_active_vector": int(lacking),
         "index": remote.index_location(place, settings),
-    }
+    })
 
 
 def enqueue_reset(settings: Settings) -> tuple[str, Reset]:

@@ -347,6 +347,9 @@ class CommitCounts(NamedTuple):
     dead_lettered: int
     skipped: int
 
+    def as_json(self) -> dict[str, int]:
+        return dict(self._asdict())
+
 
 def wait_committed(settings: Settings, batch_ids: Sequence[str], *,
                    timeout: float | None = None, take_role: bool = True,

@@ -1,7 +1,8 @@
 """The web page and its JSON API: one code path rendered twice (a page, and `/api/…` JSON).
 
-Every handler gathers its data from the public API, then returns it as JSON under `/api/` or
-renders it through a template (jinja2, autoescaped: a note's `<script>` is shown as text). Every
+Every handler gathers its data from the public API, then returns it as JSON under `/api/` (each
+result's `as_json()`: what `--json` prints and the MCP tools return) or renders it through a
+template (jinja2, autoescaped: a note's `<script>` is shown as text). Every
 page state is a URL (filters and searches are GET parameters). The one state-changing request,
 a replay, needs --allow-destructive and is a POST carrying the server's CSRF token, after a
 confirmation page; the Doors in front of the app (security.py) check Host, Origin and the
@@ -124,7 +125,7 @@ class Web:
     def letter(self, letter_id: int) -> dict[str, Any]:
         record = memwal.show_dead_letter(self.state.settings, letter_id)
         return {"letter": record, "active": memwal.queue_status(self.state.settings)["active_model"],
-                "record_json": json.dumps(record.get("item"), indent=2, default=str)}
+                "record_json": json.dumps(record.as_json()["item"], indent=2)}
 
     def _ids(self, values: list[str]) -> tuple[int, ...]:
         try:
@@ -142,15 +143,15 @@ class Web:
         return self.page("overview.html", **self.overview())
 
     def api_status(self, request: Request) -> Response:
-        return JSONResponse(memwal.index_status(self.state.settings))
+        return JSONResponse(memwal.index_status(self.state.settings).as_json())
 
     def api_queue(self, request: Request) -> Response:
-        return JSONResponse(memwal.queue_status(self.state.settings))
+        return JSONResponse(memwal.queue_status(self.state.settings).as_json())
 
     def api_throughput(self, request: Request) -> Response:
         seconds = _bounded(request.query_params.get("seconds"), 600, 10, 86_400)
         step = _bounded(request.query_params.get("step"), 5, 1, 3600)
-        return JSONResponse(memwal.throughput(self.state.settings, seconds, step))
+        return JSONResponse(memwal.throughput(self.state.settings, seconds, step).as_json())
 
     def letters_page(self, request: Request) -> Response:
         replayed = None
@@ -161,14 +162,13 @@ class Web:
                          destructive=self.state.allow_destructive, **self.letters(request))
 
     def api_letters(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.letters(request)["rows"], default=str)))
+        return JSONResponse([row.as_json() for row in self.letters(request)["rows"]])
 
     def letter_page(self, request: Request) -> Response:
         return self.page("dead_letter.html", **self.letter(_letter_id(request)))
 
     def api_letter(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.letter(_letter_id(request))["letter"],
-                                                  default=str)))
+        return JSONResponse(self.letter(_letter_id(request))["letter"].as_json())
 
     def destructive(self) -> None:
         """Replaying (like switching models or purging) needs --allow-destructive, as over MCP."""
@@ -188,9 +188,7 @@ class Web:
                          active=memwal.queue_status(self.state.settings)["active_model"])
 
     def replay(self, ids: tuple[int, ...]) -> dict[str, Any]:
-        plan = memwal.replay_dead_letters(self.state.settings, memwal.Selection(ids=ids))
-        return {"batch_ids": plan.batch_ids, "replayed": plan.replayed,
-                "not_replayable": [{"id": i, "why": w} for i, w in plan.not_replayable]}
+        return memwal.replay_dead_letters(self.state.settings, memwal.Selection(ids=ids)).as_json()
 
     async def replay_post(self, request: Request) -> Response:
         import anyio
@@ -247,7 +245,7 @@ class Web:
             source_glob=params.get("source") or None,
             max_per_doc=_bounded(cap, 0, 0, MAX_TOP_K) if cap is not None else None,
             forward=remote.FORWARDED not in request.headers)
-        return {"q": q, "hits": [h.__dict__ for h in result.hits], "warnings": result.warnings}
+        return {"q": q, "hits": result.as_json(), "warnings": result.warnings}
 
     def search_page(self, request: Request) -> Response:
         return self.page("search.html", **self.search_data(request))

@@ -21,9 +21,10 @@ HEADER = """\
 over these functions. Every function takes the `Settings` of one home first (`load_settings`).
 Every result type has `as_json()`: JSON-ready values, what `--json`, the web's `/api/` and the MCP
 tools return for it (a result that is a JSON document already is a `JsonResult`, a dict).
-Every error a user can cause is a `MemwalError` with `message`, `fix` and `exit_code`; anything
-else is a bug or an environment failure (`as_memwal_error` turns the environment failures a user
-can act on, such as a locked or full disk, into one).
+Every error a user can cause is a `MemwalError` with `message`, `fix`, `exit_code`,
+`http_status` (what the web's `/api/` answers with) and `as_json()`; anything else is a bug or an
+environment failure (`as_memwal_error` turns the environment failures a user can act on, such
+as a locked or full disk, into one).
 
 ```python
 import memwal

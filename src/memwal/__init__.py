@@ -5,8 +5,8 @@ Data flows one way: discover → chunk → diff → embed → enqueue → commit
 `__all__` is the public API: what the CLI, an MCP server, a web app or a script imports. Every
 function takes the `Settings` of one home (`load_settings`) first; every result type has `as_json()`
 (what `--json`, the web's `/api/` and the MCP tools return); every error a user can cause is a
-`MemwalError` carrying its exit code and a one-line fix. docs/api.md describes each name
-(generated from these docstrings by docs/gen_api.py; a test keeps it current).
+`MemwalError` carrying its exit code, HTTP status and a one-line fix. docs/api.md describes
+each name (generated from these docstrings by docs/gen_api.py; a test keeps it current).
 
 Names are imported on first use, so `import memwal` stays cheap for a command that needs only a
 part of it (a cold `mm search` must not pay for the indexer's imports).
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from memwal.errors import (
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
-    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, NoIndexHere, PathError,
+    DeadLetterError, DeadLetterNotFound, IndexUnavailable, MemwalError, ModelMismatch, NoIndexHere,
+    NotFound, PathError,
     QueueError, QueueOwned, QueueUnavailable, SchemaTooNew, SearchUnavailable,
     StorageError, UnknownModel, UsageError, as_memwal_error,
 )
@@ -81,7 +82,8 @@ __all__ = [
     "__version__",
     *_LAZY,
     "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
-    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "QueueOwned", "QueueUnavailable", "StorageError", "CommitterBusy",
+    "IndexUnavailable", "NotFound", "DeadLetterError", "DeadLetterNotFound", "PathError",
+    "QueueError", "QueueOwned", "QueueUnavailable", "StorageError", "CommitterBusy",
     "NoIndexHere", "SearchUnavailable",
     "as_memwal_error",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",

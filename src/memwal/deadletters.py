@@ -18,7 +18,7 @@ import numpy as np
 from memwal import store
 from memwal.config import Settings
 from memwal.embedders import configured_embedder
-from memwal.errors import DeadLetterError
+from memwal.errors import DeadLetterError, DeadLetterNotFound
 from memwal.queue import Role, open_queue
 from memwal.records import Batch, MalformedItem, Producer, Upsert, encode_batch, parse_item, unpack_item
 from memwal.results import JsonResult
@@ -100,13 +100,13 @@ def _full(record: JsonResult) -> JsonResult:
 def show_dead_letter(settings: Settings, letter_id: int) -> JsonResult:
     """One dead letter in full (a JsonResult): its row, its item decoded (vector shown as
     dimension and norm), its text; its `as_json()` shows a malformed item's bytes as text.
-    Raises DeadLetterError (exit 2) if there is no such dead letter."""
+    Raises DeadLetterNotFound (a DeadLetterError, exit 2) if there is no such dead letter."""
     with store.reading(settings.index_path) as conn:
         if conn is None:
-            raise DeadLetterError(f"no dead letter {letter_id}: the index is empty.")
+            raise DeadLetterNotFound(f"no dead letter {letter_id}: the index is empty.")
         rows = list(_rows(conn, Selection(ids=(letter_id,)), DETAIL_COLUMNS))
     if not rows:
-        raise DeadLetterError(f"no dead letter {letter_id}:", "see `mm queue dead-letters list`")
+        raise DeadLetterNotFound(f"no dead letter {letter_id}:", "see `mm queue dead-letters list`")
     return _full(rows[0])
 
 
@@ -185,7 +185,8 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
     the stored text by the configured model. The committer marks each letter replayed by the
     replay's batch id, in the same transaction as the replayed items. Letters already replayed
     are skipped unless `again`. Returns a ReplayPlan (batch ids, count, letters that cannot be
-    replayed and why). Raises DeadLetterError (exit 2) for an empty selection or unknown ids.
+    replayed and why). Raises DeadLetterError (exit 2) for an empty selection, and
+    DeadLetterNotFound (one, HTTP 404) for unknown ids.
     """
     if selection.is_empty():
         raise DeadLetterError("say which dead letters to replay:", "IDs, --all, --reason or --fingerprint")
@@ -199,7 +200,7 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
         found = {r["id"] for r in rows}
         missing = [i for i in selection.ids if i not in found]
         if missing:
-            raise DeadLetterError(f"dead letter(s) {', '.join(map(str, missing))} not found.",
+            raise DeadLetterNotFound(f"dead letter(s) {', '.join(map(str, missing))} not found.",
                                   "See `mm queue dead-letters list --include-replayed`.")
         already = [r["id"] for r in rows if r["replayed_by"]]
         if already and not again:

@@ -49,7 +49,7 @@ def _result(data: dict[str, Any], text: str) -> CallToolResult:
 
 def _error(error: memwal.MemwalError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=str(error))],
-                          structured_content={"error": error.as_dict()}, is_error=True)
+                          structured_content={"error": error.as_json()}, is_error=True)
 
 
 def _tool(server: MCPServer, annotations: ToolAnnotations

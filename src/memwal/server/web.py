@@ -37,6 +37,8 @@ TEMPLATES = Path(__file__).with_name("templates")
 class Forbidden(memwal.UsageError):
     """A destructive action on a server started without --allow-destructive (HTTP 403)."""
 
+    http_status = 403
+
 
 def _when(t: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) if t else "never"
@@ -75,7 +77,8 @@ class Web:
                                            "X-Content-Type-Options": "nosniff"})
 
     def guarded(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        """Errors a user can act on become a 4xx answer with the fix (JSON or text)."""
+        """Errors a user can act on become an answer with the fix (JSON or text), with the
+        HTTP status the error's kind carries (4xx for the request's fault, 5xx for the server's)."""
 
         async def wrapper(request: Request) -> Response:
             import anyio
@@ -86,13 +89,11 @@ class Web:
                 error = memwal.as_memwal_error(exc)
                 if error is None:
                     raise
-                status = (403 if isinstance(error, Forbidden) else
-                          404 if "no dead letter" in error.message else 400)
                 if request.url.path.startswith("/api/"):
-                    return JSONResponse({"error": error.as_dict()}, status_code=status)
+                    return JSONResponse({"error": error.as_json()}, status_code=error.http_status)
                 return HTMLResponse(self.env.from_string(
                     "<!doctype html><title>error</title><p>{{ e }}</p><p><a href='/'>back</a>"
-                ).render(e=str(error)), status_code=status)
+                ).render(e=str(error)), status_code=error.http_status)
 
         return wrapper
 
@@ -182,8 +183,8 @@ class Web:
         ids = self._ids(request.query_params.getlist("ids"))
         rows = memwal.list_dead_letters(self.state.settings, memwal.Selection(ids=ids))
         if len(rows) != len(ids):
-            raise memwal.DeadLetterError("some of those dead letters do not exist.",
-                                         "Go back to the list.")
+            raise memwal.DeadLetterNotFound("some of those dead letters do not exist.",
+                                            "Go back to the list.")
         return self.page("replay.html", rows=rows, csrf=self.csrf,
                          active=memwal.queue_status(self.state.settings)["active_model"])
 
@@ -195,17 +196,15 @@ class Web:
 
         try:
             self.destructive()
-        except Forbidden as exc:
-            return HTMLResponse(f"<p>{markupsafe.escape(str(exc))}</p>", status_code=403)
-        form = await request.form()
-        if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf):
-            return HTMLResponse("refused: this form did not come from this server's page (CSRF "
-                                "token missing or wrong)", status_code=403)
-        ids = self._ids([str(v) for v in form.getlist("ids")])
-        try:
+            form = await request.form()
+            if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf):
+                return HTMLResponse("refused: this form did not come from this server's page "
+                                    "(CSRF token missing or wrong)", status_code=403)
+            ids = self._ids([str(v) for v in form.getlist("ids")])
             done = await anyio.to_thread.run_sync(self.replay, ids)
         except memwal.MemwalError as exc:
-            return HTMLResponse(f"<p>{markupsafe.escape(str(exc))}</p>", status_code=400)
+            return HTMLResponse(f"<p>{markupsafe.escape(str(exc))}</p>",
+                                status_code=exc.http_status)
         return RedirectResponse(f"/dead-letters?replayed_batches={','.join(done['batch_ids'])}"
                                 f"&count={done['replayed']}&replayed=1", status_code=303)
 
@@ -214,20 +213,18 @@ class Web:
 
         try:
             self.destructive()
-        except Forbidden as exc:
-            return JSONResponse({"error": exc.as_dict()}, status_code=403)
-        if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), self.csrf):
-            return JSONResponse({"error": {"message": "missing or wrong X-CSRF-Token header",
-                                           "fix": "Read it from GET /api/csrf."}}, status_code=403)
-        try:
+            if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), self.csrf):
+                return JSONResponse({"error": {"message": "missing or wrong X-CSRF-Token header",
+                                               "fix": "Read it from GET /api/csrf."}},
+                                    status_code=403)
             body = await request.json()
             ids = self._ids([str(i) for i in body.get("ids", [])])
             return JSONResponse(await anyio.to_thread.run_sync(self.replay, ids))
+        except memwal.MemwalError as exc:
+            return JSONResponse({"error": exc.as_json()}, status_code=exc.http_status)
         except (ValueError, AttributeError):
             return JSONResponse({"error": {"message": "the body is JSON {\"ids\": [...]}"}},
                                 status_code=400)
-        except memwal.MemwalError as exc:
-            return JSONResponse({"error": exc.as_dict()}, status_code=400)
 
     def api_csrf(self, request: Request) -> Response:
         return JSONResponse({"csrf": self.csrf})
@@ -289,7 +286,7 @@ class Web:
 def _letter_id(request: Request) -> int:
     raw = request.path_params["letter_id"]
     if not raw.isdigit() or not 1 <= int(raw) <= 2**63 - 1:
-        raise memwal.DeadLetterError(f"no dead letter {raw!r}:", "ids are whole numbers.")
+        raise memwal.DeadLetterNotFound(f"no dead letter {raw!r}:", "ids are whole numbers.")
     return int(raw)
 
 

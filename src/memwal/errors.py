@@ -29,6 +29,8 @@ class MemwalError(Exception):
 
     exit_code: int = EXIT_FAILED
     http_status: int = 500
+    # The kind's name in JSON, where a newer, narrower kind must keep the name scripts match.
+    json_name: str | None = None
 
     def __init__(self, message: str, fix: str = "") -> None:
         super().__init__(message)
@@ -40,7 +42,7 @@ class MemwalError(Exception):
 
     def as_json(self) -> dict[str, Any]:
         """The error as front ends return it in JSON (under "error")."""
-        return {"error": type(self).__name__, "message": self.message, "fix": self.fix,
+        return {"error": self.json_name or type(self).__name__, "message": self.message, "fix": self.fix,
                 "exit_code": self.exit_code}
 
     as_dict = as_json  # its name in server/local.py
@@ -90,6 +92,8 @@ class DeadLetterError(UsageError):
 
 class DeadLetterNotFound(DeadLetterError, NotFound):
     """No dead letter has that id (any more): a DeadLetterError and a NotFound (HTTP 404)."""
+
+    json_name = "DeadLetterError"  # what `--json`, the web and MCP said before NotFound existed
 
 
 class PathError(UsageError):

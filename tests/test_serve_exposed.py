@@ -247,7 +247,7 @@ def test_the_web_answers_an_error_with_the_status_its_kind_carries(mm: MM, notes
             none_chosen = client.post("/api/dead-letters/replay", json={"ids": []}, headers=csrf)
         assert (no_such.status_code, not_an_id.status_code, replay_no_such.status_code,
                 none_chosen.status_code) == (404, 404, 404, 400)
-        assert no_such.json()["error"]["error"] == "DeadLetterNotFound"
+        assert no_such.json()["error"]["error"] == "DeadLetterError"
         assert none_chosen.json()["error"]["error"] == "DeadLetterError"
     finally:
         server.stop()

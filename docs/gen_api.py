@@ -19,9 +19,12 @@ HEADER = """\
 
 `import memwal`: what the CLI, an MCP server, a web app or a script calls. The CLI is a thin skin
 over these functions. Every function takes the `Settings` of one home first (`load_settings`).
-Every error a user can cause is a `MemwalError` with `message`, `fix` and `exit_code`; anything
-else is a bug or an environment failure (`as_memwal_error` turns the environment failures a user
-can act on, such as a locked or full disk, into one).
+Every result type has `as_json()`: JSON-ready values, what `--json`, the web's `/api/` and the MCP
+tools return for it (a result that is a JSON document already is a `JsonResult`, a dict).
+Every error a user can cause is a `MemwalError` with `message`, `fix`, `exit_code`,
+`http_status` (what the web's `/api/` answers with) and `as_json()`; anything else is a bug or an
+environment failure (`as_memwal_error` turns the environment failures a user can act on, such
+as a locked or full disk, into one).
 
 ```python
 import memwal
@@ -59,7 +62,7 @@ def _parameters(value: Any) -> str:
 
 def _signature(name: str, value: Any) -> str:
     if inspect.isclass(value):
-        if issubclass(value, BaseException):
+        if issubclass(value, (BaseException, dict)):  # (their signature is the base's)
             return f"class {name}({', '.join(b.__name__ for b in value.__bases__)})"
         return f"class {name}{_parameters(value)}"
     if callable(value):

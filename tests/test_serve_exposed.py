@@ -234,6 +234,25 @@ def test_the_web_replay_needs_allow_destructive_like_mcp(mm: MM) -> None:
         server.stop()
 
 
+def test_the_web_answers_an_error_with_the_status_its_kind_carries(mm: MM, notes: Path) -> None:
+    mm("index", str(notes))
+    server = HttpServer(mm.home, "--allow-destructive")
+    try:
+        with httpx2.Client(timeout=30, base_url=server.base) as client:
+            csrf = {"X-CSRF-Token": client.get("/api/csrf").json()["csrf"]}
+            no_such = client.get("/api/dead-letters/99")
+            not_an_id = client.get("/dead-letters/abc")
+            replay_no_such = client.post("/api/dead-letters/replay", json={"ids": [99]},
+                                         headers=csrf)
+            none_chosen = client.post("/api/dead-letters/replay", json={"ids": []}, headers=csrf)
+        assert (no_such.status_code, not_an_id.status_code, replay_no_such.status_code,
+                none_chosen.status_code) == (404, 404, 404, 400)
+        assert no_such.json()["error"]["error"] == "DeadLetterError"
+        assert none_chosen.json()["error"]["error"] == "DeadLetterError"
+    finally:
+        server.stop()
+
+
 def test_a_server_bound_to_127_0_0_2_answers_its_own_address(mm: MM) -> None:
     server = HttpServer(mm.home, "--host", "127.0.0.2")
     try:

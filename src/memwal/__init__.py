@@ -3,9 +3,10 @@
 Data flows one way: discover → chunk → diff → embed → enqueue → commit → search.
 
 `__all__` is the public API: what the CLI, an MCP server, a web app or a script imports. Every
-function takes the `Settings` of one home (`load_settings`) first; every error a user can cause
-is a `MemwalError` carrying its exit code and a one-line fix. docs/api.md describes each name
-(generated from these docstrings by docs/gen_api.py; a test keeps it current).
+function takes the `Settings` of one home (`load_settings`) first; every result type has `as_json()`
+(what `--json`, the web's `/api/` and the MCP tools return); every error a user can cause is a
+`MemwalError` carrying its exit code, HTTP status and a one-line fix. docs/api.md describes
+each name (generated from these docstrings by docs/gen_api.py; a test keeps it current).
 
 Names are imported on first use, so `import memwal` stays cheap for a command that needs only a
 part of it (a cold `mm search` must not pay for the indexer's imports).
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from memwal.errors import (
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
-    DeadLetterError, IndexUnavailable, MemwalError, ModelMismatch, NoIndexHere, PathError,
+    DeadLetterError, DeadLetterNotFound, IndexUnavailable, MemwalError, ModelMismatch, NoIndexHere,
+    NotFound, PathError,
     QueueError, QueueOwned, QueueUnavailable, SchemaTooNew, SearchUnavailable,
     StorageError, UnknownModel, UsageError, as_memwal_error,
 )
@@ -30,6 +32,8 @@ _LAZY: dict[str, str] = {
     # configuration
     "Settings": "memwal.config",
     "load_settings": "memwal.config",
+    # results: every one has as_json(); those that are JSON documents already are JsonResults
+    "JsonResult": "memwal.results",
     # writing: everything goes through the queue
     "index_paths": "memwal.producer",
     "index_paths_async": "memwal.producer",
@@ -78,7 +82,8 @@ __all__ = [
     "__version__",
     *_LAZY,
     "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
-    "IndexUnavailable", "DeadLetterError", "PathError", "QueueError", "QueueOwned", "QueueUnavailable", "StorageError", "CommitterBusy",
+    "IndexUnavailable", "NotFound", "DeadLetterError", "DeadLetterNotFound", "PathError",
+    "QueueError", "QueueOwned", "QueueUnavailable", "StorageError", "CommitterBusy",
     "NoIndexHere", "SearchUnavailable",
     "as_memwal_error",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",
@@ -98,6 +103,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from memwal.watcher import watch
     from memwal.retrieval import Hit, Searcher, SearchResult, search, search_async
     from memwal.queuewatch import dismiss_queue_losses
+    from memwal.results import JsonResult
     from memwal.status import index_status, queue_losses, queue_status, throughput
     from memwal.worker import run_worker, wait_committed
 

@@ -15,7 +15,7 @@ committer role (the lock, the session, the loops a process runs) is `memwal.work
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 from memwal import faults, store
@@ -61,6 +61,9 @@ class DrainStats:
     committed: int = 0
     dead_lettered: int = 0
     skipped: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return asdict(self)
 
     def add(self, outcome: BatchOutcome) -> None:
         if outcome.duplicate:

@@ -18,9 +18,10 @@ import numpy as np
 from memwal import store
 from memwal.config import Settings
 from memwal.embedders import configured_embedder
-from memwal.errors import DeadLetterError
+from memwal.errors import DeadLetterError, DeadLetterNotFound
 from memwal.queue import Role, open_queue
 from memwal.records import Batch, MalformedItem, Producer, Upsert, encode_batch, parse_item, unpack_item
+from memwal.results import JsonResult
 from memwal.store import reads
 from memwal.store.reads import DEAD_LETTER_COLUMNS as LIST_COLUMNS
 from memwal.store.reads import DEAD_LETTER_DETAIL_COLUMNS as DETAIL_COLUMNS
@@ -55,7 +56,8 @@ class Selection:
         return not (self.ids or self.all or self.reason or self.fingerprint or self.replayed_only)
 
 
-def _rows(conn: store.Connection, selection: Selection, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+def _rows(conn: store.Connection, selection: Selection, columns: Sequence[str]
+          ) -> Iterator[JsonResult]:
     replayed = ("only" if selection.replayed_only else
                 "include" if selection.include_replayed else "exclude")
     for record in reads.dead_letter_rows(conn, columns, ids=selection.ids, reason=selection.reason,
@@ -63,11 +65,12 @@ def _rows(conn: store.Connection, selection: Selection, columns: Sequence[str]) 
         source = record.get("source_file")
         if selection.source_glob and not (source and fnmatch.fnmatchcase(source, selection.source_glob)):
             continue
-        yield record
+        yield JsonResult(record)
 
 
-def list_dead_letters(settings: Settings, selection: Selection) -> list[dict[str, Any]]:
-    """Dead letters matching `selection`, one row each, in their original queue order.
+def list_dead_letters(settings: Settings, selection: Selection) -> list[JsonResult]:
+    """Dead letters matching `selection`, one row each (a JsonResult), in their original queue
+    order.
 
     Replayed ones only with `selection.include_replayed`. Read-only.
     """
@@ -75,7 +78,7 @@ def list_dead_letters(settings: Settings, selection: Selection) -> list[dict[str
         return [] if conn is None else list(_rows(conn, selection, LIST_COLUMNS))
 
 
-def _full(record: dict[str, Any]) -> dict[str, Any]:
+def _full(record: JsonResult) -> JsonResult:
     """A dead letter with its item decoded: content, vector dimension and norm."""
     item_bytes, raw = record.pop("item"), record.pop("raw")
     record["item"] = None
@@ -94,19 +97,20 @@ def _full(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def show_dead_letter(settings: Settings, letter_id: int) -> dict[str, Any]:
-    """One dead letter in full: its row, its item decoded (vector shown as dimension and norm),
-    its text. Raises DeadLetterError (exit 2) if there is no such dead letter."""
+def show_dead_letter(settings: Settings, letter_id: int) -> JsonResult:
+    """One dead letter in full (a JsonResult): its row, its item decoded (vector shown as
+    dimension and norm), its text; its `as_json()` shows a malformed item's bytes as text.
+    Raises DeadLetterNotFound (a DeadLetterError, exit 2) if there is no such dead letter."""
     with store.reading(settings.index_path) as conn:
         if conn is None:
-            raise DeadLetterError(f"no dead letter {letter_id}: the index is empty.")
+            raise DeadLetterNotFound(f"no dead letter {letter_id}: the index is empty.")
         rows = list(_rows(conn, Selection(ids=(letter_id,)), DETAIL_COLUMNS))
     if not rows:
-        raise DeadLetterError(f"no dead letter {letter_id}:", "see `mm queue dead-letters list`")
+        raise DeadLetterNotFound(f"no dead letter {letter_id}:", "see `mm queue dead-letters list`")
     return _full(rows[0])
 
 
-def export_dead_letters(settings: Settings, selection: Selection) -> Iterator[dict[str, Any]]:
+def export_dead_letters(settings: Settings, selection: Selection) -> Iterator[JsonResult]:
     """Dead letters as lossless JSON-ready records, in original order: the whole item (vector
     in base64) or, for an undecodable batch, its raw bytes in base64. Read-only."""
     with store.reading(settings.index_path) as conn:
@@ -136,13 +140,20 @@ def _jsonable(value: Any) -> Any:
 @dataclass
 class ReplayPlan:
     """What a replay enqueued: its batch ids, how many letters (`replayed`: queued, not yet
-    committed), those it could not replay, and which batch carries each letter."""
+    committed), those it could not replay, and which batch carries each letter. `as_json()`
+    is the first three: what the web's replay answers."""
 
     batch_ids: list[str]
     replayed: int
     not_replayable: list[tuple[int, str]]
     letters: dict[int, str] = field(default_factory=dict)  # dead-letter id -> batch id
     again: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """What the web's replay answers: batch ids, how many letters, those not replayable."""
+        return {"batch_ids": self.batch_ids, "replayed": self.replayed,
+                "not_replayable": [{"id": letter_id, "why": why}
+                                   for letter_id, why in self.not_replayable]}
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,8 @@ class ReplayResult:
     dead_lettered: int
 
     def as_json(self) -> dict[str, Any]:
+        """What `mm queue dead-letters replay --json` and `mem_replay_dead_letters` add once
+        the replay is committed."""
         return {"replayed": self.replayed, "already_replayed": self.already_replayed,
                 "claimed_by": [{"id": letter_id, "batch_id": batch_id}
                                for letter_id, batch_id in sorted(self.claimed_by.items())],
@@ -172,7 +185,8 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
     the stored text by the configured model. The committer marks each letter replayed by the
     replay's batch id, in the same transaction as the replayed items. Letters already replayed
     are skipped unless `again`. Returns a ReplayPlan (batch ids, count, letters that cannot be
-    replayed and why). Raises DeadLetterError (exit 2) for an empty selection or unknown ids.
+    replayed and why). Raises DeadLetterError (exit 2) for an empty selection, and
+    DeadLetterNotFound (one, HTTP 404) for unknown ids.
     """
     if selection.is_empty():
         raise DeadLetterError("say which dead letters to replay:", "IDs, --all, --reason or --fingerprint")
@@ -186,7 +200,7 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
         found = {r["id"] for r in rows}
         missing = [i for i in selection.ids if i not in found]
         if missing:
-            raise DeadLetterError(f"dead letter(s) {', '.join(map(str, missing))} not found.",
+            raise DeadLetterNotFound(f"dead letter(s) {', '.join(map(str, missing))} not found.",
                                   "See `mm queue dead-letters list --include-replayed`.")
         already = [r["id"] for r in rows if r["replayed_by"]]
         if already and not again:

@@ -20,6 +20,7 @@ from memwal.config import Settings
 from memwal.errors import as_memwal_error, is_damage
 from memwal.lock import committer_alive
 from memwal.queue import Role, open_queue
+from memwal.results import JsonResult
 from memwal.store import reads
 from memwal.worker import read_failure
 
@@ -200,7 +201,7 @@ def _guarded(name: str, check: Callable[[], Check],
         return Check(name, False, str(error))
 
 
-def run_doctor(settings: Settings) -> dict[str, Any]:
+def run_doctor(settings: Settings) -> JsonResult:
     """Check the invariants of docs/architecture.md: SQLite and FTS5 integrity, chunk/full-text/
     vector counts agree, every vector is of the active model and holds finite values of its
     dimension, every ledger row sums up, nothing is in flight without a committer nor leased
@@ -208,9 +209,10 @@ def run_doctor(settings: Settings) -> dict[str, Any]:
     will meet again, and no queue was lost under its committer with batches in it (until the
     loss is dismissed with `mm queue lost --dismiss`).
 
-    Returns {"ok", "checks": [{"name", "ok", "detail"}], "vectors_by_fingerprint"}: the
-    `mm doctor --json` document; `ok` is true only if every check passes. A damaged index or
-    queue is a failed check naming the file and the way to recover, never an exception.
+    Returns {"ok", "checks": [{"name", "ok", "detail"}], "vectors_by_fingerprint", "warnings"}
+    (a JsonResult): the `mm doctor --json` document; `ok` is true only if every check passes.
+    A damaged index or queue is a failed check naming the file and the way to recover, never
+    an exception.
     """
     checks: list[Check] = []
     by_fingerprint: dict[str, int] = {}
@@ -233,12 +235,12 @@ def run_doctor(settings: Settings) -> dict[str, Any]:
     checks.append(_guarded("queue_kept", lambda: _queue_kept(settings)))
     checks.append(_guarded("vector_index", lambda: _vector_index(settings)))
     checks.append(_guarded("last_index_applied", lambda: _last_index_applied(settings)))
-    return {
+    return JsonResult({
         "ok": all(c.ok for c in checks),
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
         "vectors_by_fingerprint": by_fingerprint,
         "warnings": _warnings(settings),
-    }
+    })
 
 
 def _warnings(settings: Settings) -> list[str]:
@@ -256,14 +258,14 @@ def _warnings(settings: Settings) -> list[str]:
     return [warning] if warning else []
 
 
-def repair(settings: Settings) -> dict[str, Any]:
+def repair(settings: Settings) -> JsonResult:
     """Rebuild what is derived from the index (the vector index) from the index itself.
 
     Never touches the index, the queue or the dead letters; safe while a committer runs.
     """
     from memwal.vectorindex.writes import rebuild
 
-    return {"vector_index": rebuild(settings)}
+    return JsonResult(vector_index=rebuild(settings))
 
 
 def _guarded_value(read: Callable[[], dict[str, int]], fallback: dict[str, int]) -> dict[str, int]:

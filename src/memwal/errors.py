@@ -1,8 +1,11 @@
 """The errors memwal raises for things a user can cause or fix, and the exit codes they map to.
 
-Every such error is a `MemwalError`: it carries the exit code a command ends with and a one-line
-fix, so each front end (CLI, MCP tools, JSON API) renders it the same way without a table of
-types. An exception that is not a `MemwalError` is a bug or an environment failure.
+Every such error is a `MemwalError`: it carries the exit code a command ends with, the HTTP
+status the web API answers with and a one-line fix, so each front end (CLI, MCP tools, JSON API)
+renders it the same way without a table of types. The status follows the exit code's split:
+a usage error (exit 2) is the request's fault (4xx: 400, 404 for a `NotFound`), a failure
+(exit 1) the server's (5xx), another committer (exit 3) a 409. An exception that is not a
+`MemwalError` is a bug or an environment failure.
 """
 
 from __future__ import annotations
@@ -37,9 +40,13 @@ EXIT_CODES: dict[int, str] = {
 
 
 class MemwalError(Exception):
-    """An error with a one-line message, the fix the user can apply, and a command exit code."""
+    """An error with a one-line message, the fix the user can apply, a command exit code and
+    an HTTP status (`http_status`): 500 unless a kind says otherwise (the server failed)."""
 
     exit_code: int = EXIT_FAILED
+    http_status: int = 500
+    # The kind's name in JSON, where a newer, narrower kind must keep the name scripts match.
+    json_name: str | None = None
 
     def __init__(self, message: str, fix: str = "") -> None:
         super().__init__(message)
@@ -49,16 +56,26 @@ class MemwalError(Exception):
     def __str__(self) -> str:
         return f"{self.message} {self.fix}" if self.fix else self.message
 
-    def as_dict(self) -> dict[str, Any]:
-        """The error as front ends return it in JSON."""
-        return {"error": type(self).__name__, "message": self.message, "fix": self.fix,
+    def as_json(self) -> dict[str, Any]:
+        """The error as front ends return it in JSON (under "error")."""
+        return {"error": self.json_name or type(self).__name__, "message": self.message, "fix": self.fix,
                 "exit_code": self.exit_code}
+
+    as_dict = as_json  # its name in server/local.py
 
 
 class UsageError(MemwalError):
-    """Bad arguments, configuration or a request that cannot be carried out as asked (exit 2)."""
+    """Bad arguments, configuration or a request that cannot be carried out as asked (exit 2,
+    HTTP 400)."""
 
     exit_code = EXIT_USAGE
+    http_status = 400
+
+
+class NotFound(UsageError):
+    """What a request names does not exist, such as a dead letter id (exit 2, HTTP 404)."""
+
+    http_status = 404
 
 
 class ConfigError(UsageError):
@@ -89,6 +106,12 @@ class DeadLetterError(UsageError):
     """A request about dead letters that cannot be carried out."""
 
 
+class DeadLetterNotFound(DeadLetterError, NotFound):
+    """No dead letter has that id (any more): a DeadLetterError and a NotFound (HTTP 404)."""
+
+    json_name = "DeadLetterError"  # what `--json`, the web and MCP said before NotFound existed
+
+
 class PathError(UsageError):
     """A path given to index does not exist, or cannot be read."""
 
@@ -113,13 +136,18 @@ class QueueOwned(ConfigError):
 
 
 class QueueUnavailable(QueueError):
-    """The queue's server did not answer, after retries: nothing more could be enqueued or taken."""
+    """The queue's server did not answer, after retries: nothing more could be enqueued or taken
+    (exit 1, HTTP 503: try again once it answers)."""
 
     exit_code = EXIT_FAILED  # the environment failed, not the user
+    http_status = 503
 
 
 class NoCommitter(MemwalError):
-    """Waiting for a commit that no committer will make (a shared queue's worker is not running)."""
+    """Waiting for a commit that no committer will make (a shared queue's worker is not running;
+    HTTP 503)."""
+
+    http_status = 503
 
 
 # What a producer that does not wait says when nothing will commit its work (`mm index
@@ -135,13 +163,17 @@ class NoIndexHere(UsageError):
 
 
 class SearchUnavailable(MemwalError):
-    """The search server named by `search.url` did not answer, or answered with an error."""
+    """The search server named by `search.url` did not answer, or answered with an error (HTTP
+    502: a server that passes a search on is a gateway)."""
+
+    http_status = 502
 
 
 class CommitterBusy(MemwalError):
-    """Another process holds the committer role for this home (exit 3)."""
+    """Another process holds the committer role for this home (exit 3, HTTP 409)."""
 
     exit_code = EXIT_BUSY
+    http_status = 409
 
     def __init__(self, pid: int | None, holder: str | None = None) -> None:
         who = holder or (f"pid {pid}" if pid else "a process that is starting")
@@ -151,7 +183,10 @@ class CommitterBusy(MemwalError):
 
 
 class StorageError(MemwalError):
-    """SQLite or the file system refused an operation (locked, full, read-only, I/O)."""
+    """SQLite or the file system refused an operation (locked, full, read-only, I/O): exit 1,
+    HTTP 503 (nothing was lost; it can work again once the cause is gone)."""
+
+    http_status = 503
 
 
 class DiskFull(StorageError):
@@ -159,7 +194,8 @@ class DiskFull(StorageError):
 
 
 class DamagedFile(MemwalError):
-    """A file in the home is not what memwal wrote (corrupt, truncated, not a database)."""
+    """A file in the home is not what memwal wrote (corrupt, truncated, not a database): exit 1,
+    HTTP 500."""
 
 
 DAMAGED_INDEX_FIX = ("Run `mm doctor` to see what is wrong; to recover, move the index aside and "

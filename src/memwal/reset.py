@@ -8,8 +8,6 @@ models and keeps chunks and text. The model gate every producer passes (the mode
 
 from __future__ import annotations
 
-from typing import Any
-
 from memwal import remote, store
 from memwal.committed import queued_resets
 from memwal.config import Settings
@@ -17,9 +15,11 @@ from memwal.embedders import configured_embedder
 from memwal.fingerprint import ModelInfo
 from memwal.queue import Role, open_queue
 from memwal.records import Batch, Producer, Reset, encode_batch
+from memwal.results import JsonResult
 from memwal.store import reads
 
-def reset_status(settings: Settings) -> dict[str, Any]:
+
+def reset_status(settings: Settings) -> JsonResult:
     """The active and configured models, whether they differ, the resets waiting in the queue,
     and how many chunks lack a vector of the active model. Read-only. On a home whose index is
     on another machine, the active model and the count are as its committer published them."""
@@ -40,7 +40,7 @@ def reset_status(settings: Settings) -> dict[str, Any]:
             active = store.active_model(conn)
             lacking = 0 if conn is None else reads.chunks_without_vector_of(
                 conn, active.fingerprint if active else None)
-    return {
+    return JsonResult({
         "active_model": active.as_dict() if active else None,
         "configured_model": embedder.info.as_dict(),
         "differ": active is not None and active.fingerprint != embedder.fingerprint,
@@ -48,7 +48,7 @@ def reset_status(settings: Settings) -> dict[str, Any]:
         "queued_resets": queued,
         "chunks_without_active_vector": int(lacking),
         "index": remote.index_location(place, settings),
-    }
+    })
 
 
 def enqueue_reset(settings: Settings) -> tuple[str, Reset]:

@@ -37,16 +37,23 @@ class Hit:
     content: str
     chunk_id: int
 
+    def as_json(self) -> dict[str, object]:
+        """The hit as `mm search --json`, the web's `/api/search` and `mem_search` return it."""
+        return asdict(self)
+
 
 @dataclass
 class SearchResult:
-    """The hits, best first, and warnings (an empty index, a keyword-only search and why)."""
+    """The hits, best first, and warnings (an empty index, a keyword-only search and why).
+
+    `as_json()` is the hits (each `Hit.as_json()`): what `mm search --json` prints."""
 
     hits: list[Hit] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> list[dict[str, object]]:
-        return [asdict(hit) for hit in self.hits]
+        """The hits, best first: the `mm search --json` document (warnings go to stderr)."""
+        return [hit.as_json() for hit in self.hits]
 
 
 def _query_tokens(text: str) -> list[str]:

@@ -16,6 +16,7 @@ from memwal.lock import committer_alive
 from memwal.queue import QueueCounts, QueueGeneration, Role, open_queue
 from memwal.queuewatch import QueueMark, incidents, judge
 from memwal.records import UndecodableBatch, decode_batch
+from memwal.results import JsonResult
 from memwal.safeio import read_regular
 from memwal.store import reads
 
@@ -29,7 +30,7 @@ def queue_counts(settings: Settings) -> QueueCounts:
         queue.close()
 
 
-def queue_status(settings: Settings) -> dict[str, Any]:
+def queue_status(settings: Settings) -> JsonResult:
     """The queue's state: pending and in-flight batches, unreplayed dead letters, whether a
     committer holds the lock (and its pid; with a shared queue, who holds its claim, from any
     machine), the active model and the ledger's totals.
@@ -43,7 +44,7 @@ def queue_status(settings: Settings) -> dict[str, Any]:
     letters and ledger are as that committer published them, and `index.here` is false (the
     queue's incidents are then the committer's to find: `lost` is empty here).
     """
-    return _queue_status(settings)[0]
+    return JsonResult(_queue_status(settings)[0])
 
 
 def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere | None]:
@@ -85,11 +86,11 @@ def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere 
     }, None)
 
 
-def queue_losses(settings: Settings) -> list[dict[str, Any]]:
+def queue_losses(settings: Settings) -> list[JsonResult]:
     """The queue's open incidents (`queue_status(settings)["lost"]`): each says what happened,
     which positions may be lost (`lost_positions`), whether batches may be lost (`loud`) and how
     to re-send them. Read-only; the `mm queue lost --json` document."""
-    return queue_status(settings)["lost"]
+    return [JsonResult(incident) for incident in queue_status(settings)["lost"]]
 
 
 def queue_incidents(settings: Settings, mark: str | None, generation: QueueGeneration,
@@ -114,7 +115,7 @@ def _age(oldest: Any) -> float | None:
         return None
 
 
-def throughput(settings: Settings, seconds: int = 600, step: int = 5) -> dict[str, Any]:
+def throughput(settings: Settings, seconds: int = 600, step: int = 5) -> JsonResult:
     """Records committed per second over the last `seconds`, in buckets of `step` seconds: the
     committer's throughput history (from the ledger's commit times)."""
     now = time.time()
@@ -124,8 +125,8 @@ def throughput(settings: Settings, seconds: int = 600, step: int = 5) -> dict[st
         commits = reads.commits_since(conn, start) if conn else []
     for committed_at, committed in commits:
         buckets[min(len(buckets) - 1, int((committed_at - start) // step))] += committed
-    return {"now": now, "step": step,
-            "points": [[round(start + (i + 1) * step, 3), n / step] for i, n in enumerate(buckets)]}
+    return JsonResult(now=now, step=step, points=[[round(start + (i + 1) * step, 3), n / step]
+                                                  for i, n in enumerate(buckets)])
 
 
 def watcher_folder(settings: Settings) -> Path:
@@ -151,7 +152,7 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
 
 
-def index_status(settings: Settings) -> dict[str, Any]:
+def index_status(settings: Settings) -> JsonResult:
     """What the index holds (chunks, files, namespaces, vectors by fingerprint), the active and
     configured models, the queue's state and the files' sizes.
 
@@ -170,7 +171,7 @@ def index_status(settings: Settings) -> dict[str, Any]:
                     "namespaces": counts.namespaces,
                     "vectors_by_fingerprint": reads.vectors_by_fingerprint(conn) if conn else {},
                     "active_model": model.as_dict() if model else None}
-    return {
+    return JsonResult({
         "home": str(settings.home),
         **held,
         "configured_model": embedder.info.as_dict(),
@@ -178,4 +179,4 @@ def index_status(settings: Settings) -> dict[str, Any]:
         "watchers": watchers(settings),
         "index_bytes": _size(settings.index_path) if settings.index_path.exists() else 0,
         "queue_bytes": _size(settings.queue_path) if settings.queue_path.exists() else 0,
-    }
+    })

@@ -336,6 +336,9 @@ class CommitCounts(NamedTuple):
     dead_lettered: int
     skipped: int
 
+    def as_json(self) -> dict[str, int]:
+        return dict(self._asdict())
+
 
 NO_COMMITTER_AFTER = 20.0  # seconds: longer than a Redis committer claim lasts
 SAY_WAITING_AFTER = 0.5  # seconds of waiting on a shared queue before saying what for

@@ -96,7 +96,7 @@ def search_command(query: str, json_out: bool, home: Optional[Path], **filters: 
 @guarded
 def status_command(json_out: JsonOption = False, home: HomeOption = None) -> None:
     """What the index holds, the models, the queue and the file sizes."""
-    output.emit(memwal.index_status(load(home)), json_out, _status_text)
+    output.emit(memwal.index_status(load(home)).as_json(), json_out, _status_text)
 
 
 def _status_text(state: dict[str, Any]) -> str:
@@ -142,7 +142,7 @@ def doctor_command(
     report = memwal.run_doctor(settings)
     if repaired is not None:
         report["repaired"] = repaired
-    output.emit(report, json_out, lambda report: "\n".join(
+    output.emit(report.as_json(), json_out, lambda report: "\n".join(
         [f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}"
          for check in report["checks"]] + [f"warn {w}" for w in report["warnings"]]))
     if not report["ok"]:
@@ -163,7 +163,7 @@ def embedding_reset_command(
     if mode not in ("status", "apply-current"):
         output.fail(f"--mode must be status or apply-current, not {mode!r}")
     settings = load(home, {"embedding.model": model})
-    state = memwal.reset_status(settings)
+    state = memwal.reset_status(settings).as_json()
     if mode == "status":
         output.emit(state, json_out, lambda state: output.lines([
             ("active model", _model_text(state["active_model"])),

@@ -76,7 +76,7 @@ def guarded(command: F) -> F:
             if error is None:
                 raise
             if kwargs.get("json_out"):  # --json promises JSON on stdout, errors included
-                output.print_json({"error": error.as_dict()})
+                output.print_json({"error": error.as_json()})
             output.fail(str(error), error.exit_code)
 
     return wrapper  # type: ignore[return-value]

@@ -28,8 +28,9 @@ def list_command(reason: ReasonOption = None, fingerprint: FingerprintOption = N
                  include_replayed: Annotated[bool, typer.Option("--include-replayed", help="Also those already replayed.")] = False,
                  json_out: JsonOption = False, home: HomeOption = None) -> None:
     """One row per dead letter, in original order (and a summary by reason and model)."""
-    rows = memwal.list_dead_letters(load(home), memwal.Selection(
-        reason=reason, fingerprint=fingerprint, source_glob=source, include_replayed=include_replayed))
+    rows = [row.as_json() for row in memwal.list_dead_letters(load(home), memwal.Selection(
+        reason=reason, fingerprint=fingerprint, source_glob=source,
+        include_replayed=include_replayed))]
     if not json_out and not rows:
         output.info("no dead letters")
         return
@@ -54,7 +55,7 @@ def _letters_table(rows: list[dict[str, Any]]) -> Any:
 def show_command(letter_id: Annotated[int, typer.Argument(help="Dead letter id.", min=1, max=2**63 - 1)],
                  json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Everything about one dead letter, including its content and vector dimension and norm."""
-    output.emit(memwal.show_dead_letter(load(home), letter_id), json_out, _letter_text)
+    output.emit(memwal.show_dead_letter(load(home), letter_id).as_json(), json_out, _letter_text)
 
 
 def _letter_text(record: dict[str, Any]) -> str:
@@ -76,7 +77,7 @@ def export_command(reason: ReasonOption = None, fingerprint: FingerprintOption =
     """JSON Lines on stdout, lossless: whole items with base64 vectors, raw bytes of bad batches."""
     for record in memwal.export_dead_letters(load(home), memwal.Selection(
             reason=reason, fingerprint=fingerprint, source_glob=source, include_replayed=include_replayed)):
-        sys.stdout.write(json.dumps(record, default=str) + "\n")
+        sys.stdout.write(json.dumps(record.as_json()) + "\n")
 
 
 @dead_letters_app.command("replay")

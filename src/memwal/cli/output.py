@@ -56,7 +56,8 @@ def _escaped(match: "re.Match[str]") -> str:
 
 
 def print_json(data: Any) -> None:
-    """Stable, machine-readable output: one JSON document on stdout."""
+    """Stable, machine-readable output: one JSON document on stdout (a result's `as_json()`,
+    or what a command builds of such values)."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
 

@@ -42,7 +42,7 @@ def worker(
 @guarded
 def status(json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Pending and in-flight batches, the committer, the active model and the ledger."""
-    output.emit(memwal.queue_status(load(home)), json_out, _queue_text)
+    output.emit(memwal.queue_status(load(home)).as_json(), json_out, _queue_text)
 
 
 def _queue_text(state: dict[str, Any]) -> str:
@@ -78,7 +78,8 @@ def lost(
         output.emit({"dismissed": count}, json_out,
                     lambda data: f"{data['dismissed']} queue incident(s) dismissed")
         return
-    output.emit(memwal.queue_losses(settings), json_out, _lost_text)
+    output.emit([incident.as_json() for incident in memwal.queue_losses(settings)], json_out,
+                _lost_text)
 
 
 def _lost_text(incidents: list[dict[str, Any]]) -> str:

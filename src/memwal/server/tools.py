@@ -1,17 +1,16 @@
 """The MCP tools: a thin skin over the public API, written for the agent that reads them.
 
-Every tool returns structured content (JSON) and a short text rendering. A bad argument, or an
-error a user could fix, is an error result (`isError`) saying what was wrong and what to do; the
-server keeps serving. Tools that write only ever enqueue: the index is written by the committer.
+Every tool returns structured content (JSON: the results' `as_json()`, as `--json` and the web's
+`/api/` return them) and a short text rendering. A bad argument, or an error a user could fix, is
+an error result (`isError`) saying what was wrong and what to do; the server keeps serving.
+Tools that write only ever enqueue: the index is written by the committer.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import json
 import os
-from dataclasses import asdict
 from typing import Annotated, Any, Callable
 
 from mcp.server.mcpserver import MCPServer
@@ -50,7 +49,7 @@ def _result(data: dict[str, Any], text: str) -> CallToolResult:
 
 def _error(error: memwal.MemwalError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=str(error))],
-                          structured_content={"error": error.as_dict()}, is_error=True)
+                          structured_content={"error": error.as_json()}, is_error=True)
 
 
 def _tool(server: MCPServer, annotations: ToolAnnotations
@@ -91,7 +90,7 @@ def _committed(state: ServerState, batch_ids: list[str], wait: bool, timeout: fl
                                    take_role=state.take_role)
     if counts is None:
         return _still_queued(state, True)
-    return {"state": "committed", **counts._asdict()}
+    return {"state": "committed", **counts.as_json()}
 
 
 def _still_queued(state: ServerState, timed_out: bool) -> dict[str, Any]:
@@ -147,10 +146,10 @@ def build_server(state: ServerState) -> MCPServer:
         """
         result = state.searcher.search(query, top_k=top_k, namespace=namespace,
                                        source_glob=source_filter, max_per_doc=max_per_doc)
-        hits = [asdict(hit) for hit in result.hits]
-        lines = [f"{h['rank']}. {h['source_file']}:{h['start_line']}-{h['end_line']} "
-                 f"{' > '.join(h['heading_path'])}: {' '.join(h['content'].split())[:200]}"
-                 for h in hits]
+        hits = result.as_json()
+        lines = [f"{h.rank}. {h.source_file}:{h.start_line}-{h.end_line} "
+                 f"{' > '.join(h.heading_path)}: {' '.join(h.content.split())[:200]}"
+                 for h in result.hits]
         text = "\n".join(lines + [f"warning: {w}" for w in result.warnings]) or "no results"
         return _result({"query": query, "hits": hits, "warnings": result.warnings}, text)
 
@@ -199,18 +198,18 @@ def build_server(state: ServerState) -> MCPServer:
         models, the queue and the committer (as `mm status --json`)."""
         status = memwal.index_status(settings)
         model = status["active_model"]
-        return _result(status, f"{status['chunks']} chunks in {status['files']} files; model "
-                               f"{model['name'] if model else 'none yet'}; "
-                               f"{status['queue']['pending']} batches pending")
+        return _result(status.as_json(), f"{status['chunks']} chunks in {status['files']} files; "
+                                         f"model {model['name'] if model else 'none yet'}; "
+                                         f"{status['queue']['pending']} batches pending")
 
     @_tool(server, READ_ONLY)
     def mem_queue_status() -> CallToolResult:
         """The write-ahead queue: pending and in-flight batches, dead letters, whether the
         committer runs, and the ledger's totals (as `mm queue status --json`)."""
         status = memwal.queue_status(settings)
-        return _result(status, f"{status['pending']} pending, {status['inflight']} in flight, "
-                               f"{status['dead_letters']} dead letters; committer "
-                               f"{_committer_text(status['committer'])}")
+        return _result(status.as_json(), f"{status['pending']} pending, {status['inflight']} in "
+                                         f"flight, {status['dead_letters']} dead letters; "
+                                         f"committer {_committer_text(status['committer'])}")
 
     @_tool(server, READ_ONLY)
     def mem_doctor() -> CallToolResult:
@@ -220,7 +219,7 @@ def build_server(state: ServerState) -> MCPServer:
         failed = [c for c in report["checks"] if not c["ok"]]
         text = "all checks pass" if not failed else "; ".join(
             f"{c['name']}: {c['detail']}" for c in failed)
-        return _result(report, text)
+        return _result(report.as_json(), text)
 
     @_tool(server, READ_ONLY)
     def mem_dead_letters(reason: str | None = None, fingerprint: str | None = None,
@@ -234,7 +233,7 @@ def build_server(state: ServerState) -> MCPServer:
             include_replayed=include_replayed))
         shown = rows[:limit]
         text = "\n".join(f"{r['id']}: {r['reason']} {r['source_file'] or ''}" for r in shown)
-        return _result({"dead_letters": shown, "total": len(rows)},
+        return _result({"dead_letters": [row.as_json() for row in shown], "total": len(rows)},
                        text or "no dead letters")
 
     @_tool(server, READ_ONLY)
@@ -242,7 +241,7 @@ def build_server(state: ServerState) -> MCPServer:
         """One refused write in full: its reason and detail, both fingerprints, the record with
         its text, its batch and queue position, and whether it was replayed."""
         record = memwal.show_dead_letter(settings, id)
-        return _result(json.loads(json.dumps(record, default=str)),
+        return _result(record.as_json(),
                        f"{record['id']}: {record['reason']}: {record.get('detail')}")
 
     if state.allow_destructive:
@@ -279,9 +278,10 @@ def _destructive_tools(server: MCPServer, state: ServerState) -> None:
         which were already replayed by another replay (and its batch)."""
         plan = memwal.replay_dead_letters(settings, memwal.Selection(
             ids=tuple(ids or ()), all=all, reason=reason), reembed=reembed, again=again)
-        data: dict[str, Any] = {
-            "batch_ids": plan.batch_ids, "queued": plan.replayed,
-            "not_replayable": [{"id": i, "why": w} for i, w in plan.not_replayable]}
+        # The plan's `replayed` is named `queued` here: `replayed` is what the commit did (below).
+        planned = plan.as_json()
+        data: dict[str, Any] = {"batch_ids": planned["batch_ids"], "queued": planned["replayed"],
+                                "not_replayable": planned["not_replayable"]}
         done = memwal.replay_result(settings, plan, timeout=timeout, take_role=state.take_role) \
             if wait and plan.batch_ids else None
         if done is not None:

@@ -1,7 +1,8 @@
 """The web page and its JSON API: one code path rendered twice (a page, and `/api/…` JSON).
 
-Every handler gathers its data from the public API, then returns it as JSON under `/api/` or
-renders it through a template (jinja2, autoescaped: a note's `<script>` is shown as text). Every
+Every handler gathers its data from the public API, then returns it as JSON under `/api/` (each
+result's `as_json()`: what `--json` prints and the MCP tools return) or renders it through a
+template (jinja2, autoescaped: a note's `<script>` is shown as text). Every
 page state is a URL (filters and searches are GET parameters). The one state-changing request,
 a replay, needs --allow-destructive and is a POST carrying the server's CSRF token, after a
 confirmation page; the Doors in front of the app (security.py) check Host, Origin and the
@@ -35,6 +36,8 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 class Forbidden(memwal.UsageError):
     """A destructive action on a server started without --allow-destructive (HTTP 403)."""
+
+    http_status = 403
 
 
 def _when(t: float | None) -> str:
@@ -74,7 +77,8 @@ class Web:
                                            "X-Content-Type-Options": "nosniff"})
 
     def guarded(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        """Errors a user can act on become a 4xx answer with the fix (JSON or text)."""
+        """Errors a user can act on become an answer with the fix (JSON or text), with the
+        HTTP status the error's kind carries (4xx for the request's fault, 5xx for the server's)."""
 
         async def wrapper(request: Request) -> Response:
             import anyio
@@ -85,13 +89,11 @@ class Web:
                 error = memwal.as_memwal_error(exc)
                 if error is None:
                     raise
-                status = (403 if isinstance(error, Forbidden) else
-                          404 if "no dead letter" in error.message else 400)
                 if request.url.path.startswith("/api/"):
-                    return JSONResponse({"error": error.as_dict()}, status_code=status)
+                    return JSONResponse({"error": error.as_json()}, status_code=error.http_status)
                 return HTMLResponse(self.env.from_string(
                     "<!doctype html><title>error</title><p>{{ e }}</p><p><a href='/'>back</a>"
-                ).render(e=str(error)), status_code=status)
+                ).render(e=str(error)), status_code=error.http_status)
 
         return wrapper
 
@@ -108,14 +110,14 @@ class Web:
 
     def letters(self, request: Request) -> dict[str, Any]:
         params = request.query_params
-        filters = {"reason": params.get("reason") or None,
-                   "fingerprint": params.get("fingerprint") or None,
-                   "replayed": params.get("replayed") in ("1", "true", "on")}
+        selection = memwal.Selection(reason=params.get("reason") or None,
+                                     fingerprint=params.get("fingerprint") or None,
+                                     include_replayed=params.get("replayed") in ("1", "true", "on"))
+        filters = {"reason": selection.reason, "fingerprint": selection.fingerprint,
+                   "replayed": selection.include_replayed}
         settings = self.state.settings
         every = memwal.list_dead_letters(settings, memwal.Selection(include_replayed=True))
-        rows = memwal.list_dead_letters(settings, memwal.Selection(
-            reason=filters["reason"], fingerprint=filters["fingerprint"],
-            include_replayed=filters["replayed"]))
+        rows = memwal.list_dead_letters(settings, selection)
         with_status = memwal.queue_status(settings)
         return {"rows": rows, "filters": filters, "active": with_status["active_model"],
                 "reasons": sorted({r["reason"] for r in every}),
@@ -124,7 +126,7 @@ class Web:
     def letter(self, letter_id: int) -> dict[str, Any]:
         record = memwal.show_dead_letter(self.state.settings, letter_id)
         return {"letter": record, "active": memwal.queue_status(self.state.settings)["active_model"],
-                "record_json": json.dumps(record.get("item"), indent=2, default=str)}
+                "record_json": json.dumps(record.as_json()["item"], indent=2)}
 
     def _ids(self, values: list[str]) -> tuple[int, ...]:
         try:
@@ -142,15 +144,15 @@ class Web:
         return self.page("overview.html", **self.overview())
 
     def api_status(self, request: Request) -> Response:
-        return JSONResponse(memwal.index_status(self.state.settings))
+        return JSONResponse(memwal.index_status(self.state.settings).as_json())
 
     def api_queue(self, request: Request) -> Response:
-        return JSONResponse(memwal.queue_status(self.state.settings))
+        return JSONResponse(memwal.queue_status(self.state.settings).as_json())
 
     def api_throughput(self, request: Request) -> Response:
         seconds = _bounded(request.query_params.get("seconds"), 600, 10, 86_400)
         step = _bounded(request.query_params.get("step"), 5, 1, 3600)
-        return JSONResponse(memwal.throughput(self.state.settings, seconds, step))
+        return JSONResponse(memwal.throughput(self.state.settings, seconds, step).as_json())
 
     def letters_page(self, request: Request) -> Response:
         replayed = None
@@ -161,14 +163,13 @@ class Web:
                          destructive=self.state.allow_destructive, **self.letters(request))
 
     def api_letters(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.letters(request)["rows"], default=str)))
+        return JSONResponse([row.as_json() for row in self.letters(request)["rows"]])
 
     def letter_page(self, request: Request) -> Response:
         return self.page("dead_letter.html", **self.letter(_letter_id(request)))
 
     def api_letter(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.letter(_letter_id(request))["letter"],
-                                                  default=str)))
+        return JSONResponse(self.letter(_letter_id(request))["letter"].as_json())
 
     def destructive(self) -> None:
         """Replaying (like switching models or purging) needs --allow-destructive, as over MCP."""
@@ -182,32 +183,28 @@ class Web:
         ids = self._ids(request.query_params.getlist("ids"))
         rows = memwal.list_dead_letters(self.state.settings, memwal.Selection(ids=ids))
         if len(rows) != len(ids):
-            raise memwal.DeadLetterError("some of those dead letters do not exist.",
-                                         "Go back to the list.")
+            raise memwal.DeadLetterNotFound("some of those dead letters do not exist.",
+                                            "Go back to the list.")
         return self.page("replay.html", rows=rows, csrf=self.csrf,
                          active=memwal.queue_status(self.state.settings)["active_model"])
 
     def replay(self, ids: tuple[int, ...]) -> dict[str, Any]:
-        plan = memwal.replay_dead_letters(self.state.settings, memwal.Selection(ids=ids))
-        return {"batch_ids": plan.batch_ids, "replayed": plan.replayed,
-                "not_replayable": [{"id": i, "why": w} for i, w in plan.not_replayable]}
+        return memwal.replay_dead_letters(self.state.settings, memwal.Selection(ids=ids)).as_json()
 
     async def replay_post(self, request: Request) -> Response:
         import anyio
 
         try:
             self.destructive()
-        except Forbidden as exc:
-            return HTMLResponse(f"<p>{markupsafe.escape(str(exc))}</p>", status_code=403)
-        form = await request.form()
-        if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf):
-            return HTMLResponse("refused: this form did not come from this server's page (CSRF "
-                                "token missing or wrong)", status_code=403)
-        ids = self._ids([str(v) for v in form.getlist("ids")])
-        try:
+            form = await request.form()
+            if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf):
+                return HTMLResponse("refused: this form did not come from this server's page "
+                                    "(CSRF token missing or wrong)", status_code=403)
+            ids = self._ids([str(v) for v in form.getlist("ids")])
             done = await anyio.to_thread.run_sync(self.replay, ids)
         except memwal.MemwalError as exc:
-            return HTMLResponse(f"<p>{markupsafe.escape(str(exc))}</p>", status_code=400)
+            return HTMLResponse(f"<p>{markupsafe.escape(str(exc))}</p>",
+                                status_code=exc.http_status)
         return RedirectResponse(f"/dead-letters?replayed_batches={','.join(done['batch_ids'])}"
                                 f"&count={done['replayed']}&replayed=1", status_code=303)
 
@@ -216,20 +213,18 @@ class Web:
 
         try:
             self.destructive()
-        except Forbidden as exc:
-            return JSONResponse({"error": exc.as_dict()}, status_code=403)
-        if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), self.csrf):
-            return JSONResponse({"error": {"message": "missing or wrong X-CSRF-Token header",
-                                           "fix": "Read it from GET /api/csrf."}}, status_code=403)
-        try:
+            if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), self.csrf):
+                return JSONResponse({"error": {"message": "missing or wrong X-CSRF-Token header",
+                                               "fix": "Read it from GET /api/csrf."}},
+                                    status_code=403)
             body = await request.json()
             ids = self._ids([str(i) for i in body.get("ids", [])])
             return JSONResponse(await anyio.to_thread.run_sync(self.replay, ids))
+        except memwal.MemwalError as exc:
+            return JSONResponse({"error": exc.as_json()}, status_code=exc.http_status)
         except (ValueError, AttributeError):
             return JSONResponse({"error": {"message": "the body is JSON {\"ids\": [...]}"}},
                                 status_code=400)
-        except memwal.MemwalError as exc:
-            return JSONResponse({"error": exc.as_dict()}, status_code=400)
 
     def api_csrf(self, request: Request) -> Response:
         return JSONResponse({"csrf": self.csrf})
@@ -247,7 +242,7 @@ class Web:
             source_glob=params.get("source") or None,
             max_per_doc=_bounded(cap, 0, 0, MAX_TOP_K) if cap is not None else None,
             forward=remote.FORWARDED not in request.headers)
-        return {"q": q, "hits": [h.__dict__ for h in result.hits], "warnings": result.warnings}
+        return {"q": q, "hits": result.as_json(), "warnings": result.warnings}
 
     def search_page(self, request: Request) -> Response:
         return self.page("search.html", **self.search_data(request))
@@ -291,7 +286,7 @@ class Web:
 def _letter_id(request: Request) -> int:
     raw = request.path_params["letter_id"]
     if not raw.isdigit() or not 1 <= int(raw) <= 2**63 - 1:
-        raise memwal.DeadLetterError(f"no dead letter {raw!r}:", "ids are whole numbers.")
+        raise memwal.DeadLetterNotFound(f"no dead letter {raw!r}:", "ids are whole numbers.")
     return int(raw)
 
 

@@ -109,6 +109,7 @@ class Committer:
         self.on_commit = on_commit
         self.group = max(1, group)
         self.group_bytes = group_bytes
+        self.on_idle: Callable[[], None] | None = None  # called each time the queue is found empty
 
     # -- one group of batches ----------------------------------------------------------------
 
@@ -228,6 +229,8 @@ class Committer:
             deliveries = self.queue.take_many(self.group, self.group_bytes)
             if not deliveries:
                 self.watch.flush()  # idle: remember how far the queue's positions have gone
+                if self.on_idle:
+                    self.on_idle()
                 break
             for outcome in self.apply_group(deliveries):
                 stats.add(outcome)

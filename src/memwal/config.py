@@ -199,6 +199,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("vectors.merge_at", _whole(100_000_000), 20_000,
            "new vectors after which the committer folds them into the derived vector index "
            "(the first one is built at that size)"),
+    Option("vectors.tail_bound", _whole(100_000_000), 5_000,
+           "committed vectors the derived vector index may leave outside its graph (searched "
+           "exactly) once commits stop: the larger of this and 5% of the vectors. An idle "
+           "committer folds a larger tail; one that ends (`mm index`) leaves it to a detached "
+           "merge"),
     Option("vectors.segment_size", _whole(100_000_000), 100_000,
            "vectors per file of the derived vector index: a merge holds one such file in memory"),
     Option("search.top_k", _whole(MAX_TOP_K), 10,

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -240,6 +241,8 @@ class Searcher:
             self._conn = store.open_for_read(path)
             self._identity = (st.st_dev, st.st_ino) if self._conn is not None else None
             self._keywords = KeywordIndex() if self._keep_postings else None
+            # What the vector leg kept (the tail) belongs to the file it was read from.
+            self._vectors = _VectorLeg(self.settings, self._vectors.verify)
         return self._conn
 
     def search(self, query: str, *, namespace: str | None = None, source_glob: str | None = None,
@@ -337,6 +340,14 @@ class Searcher:
             return None
         return to_bytes(embedder.embed([query])[0])
 
+    def keep_postings(self) -> None:
+        """Keep the postings of the words asked for from now on: a Searcher made for one search
+        that is searched again (they pay off from the second search)."""
+        with self._lock:
+            if not self._keep_postings:
+                self._keep_postings = True
+                self._keywords = KeywordIndex() if self._conn is not None else None
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -359,6 +370,41 @@ def _empty_index_warning(settings: Settings) -> str:
             "Start one with `mm queue worker`")
 
 
+class KeptSearchers:
+    """The Searchers `search` and `search_async` keep, one per home and configuration, for the
+    life of the process (as it keeps one embedder per model): a script or an async app that
+    searches in a loop gets a warm Searcher's latency (its connection, derived vector index,
+    kept postings and embedder) from the second call. A replaced index file is reopened by the
+    Searcher itself; at most LIMIT are kept, the least recently used closed first."""
+
+    LIMIT = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, Searcher] = OrderedDict()
+
+    def get(self, settings: Settings) -> Searcher:
+        key = json.dumps([str(settings.home), dict(settings.values)], sort_keys=True, default=str)
+        with self._lock:
+            kept = self._kept.pop(key, None)
+            # A process may search once (`mm search`): FTS5 ranks that one search.
+            searcher = kept or Searcher(settings, keep_postings=False)
+            self._kept[key] = searcher
+            while len(self._kept) > self.LIMIT:
+                self._kept.popitem(last=False)[1].close()
+        if kept is not None:
+            searcher.keep_postings()
+        return searcher
+
+    def close(self) -> None:
+        with self._lock:
+            while self._kept:
+                self._kept.popitem()[1].close()
+
+
+KEPT = KeptSearchers()
+
+
 def search(settings: Settings, query: str, *, namespace: str | None = None,
            source_glob: str | None = None, top_k: int | None = None,
            max_per_doc: int | None = None, embedder: Embedder | None = None) -> SearchResult:
@@ -373,20 +419,23 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
     why in `warnings`. An empty index gives no hits and a warning. On a home whose index is on
     another machine (a shared queue's producer), the search is asked of the `mm serve` that
     `search.url` names (SearchUnavailable if it does not answer), or NoIndexHere (exit 2) says
-    how to configure it. The embedder is the
-    process's one embedder for the configured model, built on first use. A long-lived process
-    keeps a `Searcher` instead, which also keeps its connection.
+    how to configure it. The embedder is the process's one embedder for the configured model,
+    built on first use (`embedder` overrides it for this call alone). The process keeps one
+    `Searcher` per home and configuration (`KeptSearchers`): from the second call on, a search
+    costs what a warm Searcher's does.
 
     Raises SchemaTooNew, IndexUnavailable or NoIndexHere (exit 2) when the index cannot be read, DamagedFile
     (exit 1) when it is damaged.
     """
-    # One search: FTS5 ranks its keyword leg (keeping postings pays off from the second search).
-    searcher = Searcher(settings, embedder, keep_postings=False)
-    try:
-        return searcher.search(query, namespace=namespace, source_glob=source_glob, top_k=top_k,
-                               max_per_doc=max_per_doc)
-    finally:
-        searcher.close()
+    options: dict[str, Any] = {"namespace": namespace, "source_glob": source_glob,
+                               "top_k": top_k, "max_per_doc": max_per_doc}
+    if embedder is not None:  # another model than the configured one: not the kept Searcher's
+        searcher = Searcher(settings, embedder, keep_postings=False)
+        try:
+            return searcher.search(query, **options)
+        finally:
+            searcher.close()
+    return KEPT.get(settings).search(query, **options)
 
 
 async def search_async(settings: Settings, query: str, **options: Any) -> SearchResult:

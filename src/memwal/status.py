@@ -19,6 +19,7 @@ from memwal.records import UndecodableBatch, decode_batch
 from memwal.results import JsonResult
 from memwal.safeio import read_regular
 from memwal.store import reads
+from memwal.vectorindex.reads import coverage
 
 
 def queue_counts(settings: Settings) -> QueueCounts:
@@ -162,7 +163,7 @@ def index_status(settings: Settings) -> JsonResult:
     embedder = configured_embedder(settings)
     queue, place = _queue_status(settings)
     if place is not None:  # as the committer elsewhere published it
-        held = remote.index_counts(place)
+        held = {**remote.index_counts(place), "vector_index": None}
     else:
         with store.reading(settings.index_path) as conn:
             counts = reads.index_counts(conn) if conn else reads.IndexCounts(0, 0, [])
@@ -170,7 +171,8 @@ def index_status(settings: Settings) -> JsonResult:
             held = {"chunks": counts.chunks, "files": counts.files,
                     "namespaces": counts.namespaces,
                     "vectors_by_fingerprint": reads.vectors_by_fingerprint(conn) if conn else {},
-                    "active_model": model.as_dict() if model else None}
+                    "active_model": model.as_dict() if model else None,
+                    "vector_index": coverage(settings, conn)}
     return JsonResult({
         "home": str(settings.home),
         **held,

@@ -40,10 +40,13 @@ GROUP_BYTES = 16 << 20
 
 @contextmanager
 def committer_session(settings: Settings, lock: CommitterLock | None = None,
-                      patience: float = 1.0) -> Iterator[Committer]:
+                      patience: float = 1.0, lasting: bool = False) -> Iterator[Committer]:
     """Take the committer role for `settings.home`: lock, open, put in-flight messages back.
 
-    The session also keeps the derived vector index current, and watches the queue for being
+    The session also keeps the derived vector index current (a `lasting` committer, one that
+    waits for work, also folds the tail whenever it finds the queue empty; one that ends leaves
+    a tail above its bound to a detached merge: `vectorindex.writes.Maintainer`), and watches
+    the queue for being
     lost or re-created under it (memwal.queuewatch). Raises QueueOwned (exit 2) if the shared
     queue is stamped with another index, CommitterBusy (naming the holder's pid) if another
     committer is alive.
@@ -73,7 +76,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
         # not at the next start, so `mm queue status` never shows a stuck in-flight message.
         stack.callback(queue.recover)
         failures = FailureRecord(settings.failure_path)
-        maintainer = Maintainer(settings, merge_at=settings["vectors.merge_at"])
+        maintainer = Maintainer(settings, merge_at=settings["vectors.merge_at"], lasting=lasting)
         stack.callback(maintainer.close)
 
         def on_commit(outcomes: list[BatchOutcome]) -> None:
@@ -85,6 +88,7 @@ def committer_session(settings: Settings, lock: CommitterLock | None = None,
                            rebind=lambda: bind_queue(settings, queue, conn))
         committer = Committer(conn, queue, on_commit=on_commit, group=settings["queue.commit_group"],
                               group_bytes=GROUP_BYTES, watch=watch)
+        committer.on_idle = maintainer.idle
         try:
             yield committer
         except Exception as exc:
@@ -214,7 +218,7 @@ def run_worker(settings: Settings, *, once: bool = False,
         for wanted in (signal.SIGTERM, signal.SIGINT):
             restore[wanted] = signal.signal(wanted, lambda *_: stop.set())
     try:
-        with committer_session(settings) as committer:
+        with committer_session(settings, lasting=not once) as committer:
             committer.watch.notify = on_wait  # a queue lost under the worker is said at once
             if on_start:
                 on_start(os.getpid())
@@ -305,7 +309,7 @@ class RoleSeeker(_CommitterThread):
     def _commit(self) -> float:
         """Be the committer until stopped; return how long to wait before seeking the role again."""
         try:
-            with committer_session(self.settings, self.lock) as committer:
+            with committer_session(self.settings, self.lock, lasting=True) as committer:
                 self.holding.set()
                 self.error, self.failures = None, 0
                 committer.run(self.stop, self.poll_interval)

@@ -114,8 +114,16 @@ def _status_text(state: dict[str, Any]) -> str:
                   f"{queue['dead_letters']} dead letters; committer "
                   + output.committer_text(committer)),
         ("index", output.index_text(queue["index"])),
+        *([("vector graph", _graph_text(state["vector_index"]))] if state["vector_index"] else []),
         ("files on disk", f"index {state['index_bytes']:,} bytes, queue {state['queue_bytes']:,} bytes"),
     ])
+
+
+def _graph_text(graph: dict[str, int]) -> str:
+    """How much of the vectors the derived graph holds; the rest is searched exactly."""
+    within = "above" if graph["tail"] > graph["bound"] else "within"
+    return (f"{graph['in_graph']:,} vectors in {graph['segments']} segments; {graph['tail']:,} "
+            f"committed since, searched exactly ({within} its bound of {graph['bound']:,})")
 
 
 def _differ_text(state: dict[str, Any]) -> str:

@@ -23,7 +23,9 @@ The committer keeps it current (`Maintainer`): once the tail exceeds `merge_at` 
 background thread of the committer's process folds the tail into the segments and saves every
 changed segment as a new file (written whole, fsynced, renamed); only then does `current.json`
 (replaced atomically) name the new set. A committer killed at any point leaves the previous
-files and their stamp in place: still a consistent set.
+files and their stamp in place: still a consistent set. Once commits stop the tail is brought
+under `tail_bound`: by a lasting committer when it is idle, or by the detached merge a committer
+that ends leaves behind.
 
 The package is cut like `store/`: here, the names both sides share (the folder, the stamp and
 its segments, the graph's parameters, usearch's import); `vectorindex.reads`, what search and
@@ -35,6 +37,7 @@ the committer's `Maintainer`). A search never imports the write side.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from memwal.config import Settings
 from memwal.safeio import read_regular
 
 MERGE_AT = 20_000  # tail vectors that trigger a merge into the graph
+TAIL_SHARE = 0.05  # of all vectors: what may stay outside the graph, beside `vectors.tail_bound`
 # EXPANSION_SEARCH: recall@10 on 1M clustered vectors 0.908 at 64 (usearch's default, which a
 # restored view has unless told), 0.964 at 160, 0.970 at 256 (2.0 ms), 0.980 at 384.
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
@@ -111,3 +115,9 @@ def usearch_index() -> Any:
     from usearch.index import Index
 
     return Index
+
+
+def tail_bound(settings: Settings, vectors: int) -> int:
+    """How many of `vectors` may stay outside the graph once commits stop (searched exactly):
+    the larger of `vectors.tail_bound` and TAIL_SHARE of them."""
+    return max(int(settings["vectors.tail_bound"]), math.ceil(vectors * TAIL_SHARE))

@@ -11,7 +11,8 @@ from memwal import store
 from memwal.config import Settings
 from memwal.fingerprint import ModelInfo, file_digest
 from memwal.store import reads
-from memwal.vectorindex import EXPANSION_SEARCH, MERGE_AT, Segment, Stamp, usearch_index
+from memwal.vectorindex import (EXPANSION_SEARCH, MERGE_AT, Segment, Stamp, tail_bound,
+                                usearch_index)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,3 +114,19 @@ def check(settings: Settings) -> tuple[bool, str]:
         return False, "damaged (size, header or checksum): run `mm doctor --repair` to rebuild it"
     return True, (f"{stamp.count:,} vectors in {len(stamp.segments)} segment(s) up to commit "
                   f"{stamp.seq}; {current - stamp.seq} commits since are searched exactly")
+
+
+def coverage(settings: Settings, conn: store.Connection | None) -> dict[str, int]:
+    """How much of the active model's vectors the graph holds: `in_graph` (as stamped), `tail`
+    (committed after the stamp: searched exactly), `bound` (the tail allowed once commits
+    stop, `tail_bound`) and `segments`. What `mm status --json` reports as `vector_index`."""
+    active = store.active_model(conn) if conn is not None else None
+    stamp = Stamp.read(settings)
+    current = active is not None and stamp is not None and stamp.fingerprint == active.fingerprint
+    in_graph = stamp.count if current and stamp else 0
+    tail = 0
+    if conn is not None and active is not None:
+        after = stamp.seq if current and stamp else 0
+        tail = sum(1 for _ in reads.each_id_with_vector(conn, active.fingerprint, after))
+    return {"in_graph": in_graph, "tail": tail, "bound": tail_bound(settings, in_graph + tail),
+            "segments": len(stamp.segments) if current and stamp else 0}

@@ -19,9 +19,10 @@ from memwal.fingerprint import ModelInfo, file_digest
 from memwal.safeio import write_atomically
 from memwal.store import reads
 from memwal.vectorindex import (
-    CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH, MERGE_AT, Segment, Stamp, folder, usearch_index,
+    CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH, MERGE_AT, Segment, Stamp, folder, tail_bound,
+    usearch_index,
 )
-from memwal.vectorindex.reads import open_view
+from memwal.vectorindex.reads import coverage, open_view
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,11 +36,21 @@ def _new_index(dim: int) -> Any:
                  expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
 
 
-class _WriterLock:
-    """One writer of the derived files at a time (the committer's merge, or a repair)."""
+class WriterBusy(Exception):
+    """Another process writes the derived files now (a detached merge, a repair)."""
 
-    def __init__(self, settings: Settings) -> None:
+
+class Cancelled(Exception):
+    """The merge was asked to stop: nothing it built is named, the stamp stays as it was."""
+
+
+class _WriterLock:
+    """One writer of the derived files at a time (the committer's merge, a detached merge, or a
+    repair). Without `wait`, WriterBusy if another holds it."""
+
+    def __init__(self, settings: Settings, wait: bool = True) -> None:
         self.path = folder(settings) / "lock"
+        self.wait = wait
 
     def __enter__(self) -> "_WriterLock":
         import fcntl
@@ -48,7 +59,11 @@ class _WriterLock:
 
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
         self.fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise WriterBusy() from None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -65,8 +80,9 @@ class Folder:
     """
 
     def __init__(self, settings: Settings, model: ModelInfo, stamp: Stamp | None,
-                 threads: int = 1) -> None:
+                 threads: int = 1, cancel: threading.Event | None = None) -> None:
         self.settings, self.model, self.threads = settings, model, threads
+        self.cancel = cancel or threading.Event()
         self.segment_size: int = settings["vectors.segment_size"]
         same = stamp is not None and stamp.fingerprint == model.fingerprint and \
             stamp.dim == model.dim and open_view(settings, model, verify=True) is not None
@@ -87,6 +103,7 @@ class Folder:
         last = None  # the segment the tail is added to, in memory
         pending = tail
         for number, segment in enumerate(self.segments):
+            self._go_on()
             keys = np.asarray(self._view(segment).keys, dtype=np.int64)
             # Gone from the index, or replaced after the stamp (the new vector is in the tail).
             known = keys < len(live)
@@ -117,6 +134,7 @@ class Folder:
             last = None
             room = self.segment_size - len(index)
             for start in range(0, min(room, len(pending)), ADD_SLICE):
+                self._go_on()
                 part = pending[start:min(start + ADD_SLICE, room)]
                 ids, matrix = reads.vectors_of(conn, [int(i) for i in part], self.model.dim)
                 if len(ids):
@@ -126,6 +144,10 @@ class Folder:
                 folded.append(self._write(index, len(folded)))
             del index
         return Stamp(fingerprint, self.model.dim, upto, tuple(folded))
+
+    def _go_on(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
 
     def _view(self, segment: Segment) -> Any:
         return usearch_index().restore(str(segment.path(self.settings)), view=True)
@@ -177,18 +199,21 @@ def save(settings: Settings, stamp: Stamp) -> None:
         junk.unlink(missing_ok=True)
 
 
-def merge(settings: Settings, fresh: bool = False, threads: int = 1) -> Stamp | None:
+def merge(settings: Settings, fresh: bool = False, threads: int = 1,
+          cancel: threading.Event | None = None, wait: bool = True) -> Stamp | None:
     """Fold what was committed since the stamp into the derived index (`fresh`: from nothing).
 
     The committer's merges add on one thread (it keeps the other core); a repair, on all.
+    `cancel` set stops a merge between two slices of vectors (Cancelled; nothing is named).
+    Without `wait`, another writer at work (WriterBusy) is left to it.
     """
-    with _WriterLock(settings), store.reading(settings.index_path, snapshot=True) as conn:
+    with _WriterLock(settings, wait), store.reading(settings.index_path, snapshot=True) as conn:
         active = store.active_model(conn)
         if conn is None or active is None:
             return None
         conn.execute("PRAGMA cache_size=-4000")  # read once, in order: a large cache only holds memory
-        stamp = Folder(settings, active, None if fresh else Stamp.read(settings), threads).fold(
-            conn, reads.commit_seq(conn))
+        stamp = Folder(settings, active, None if fresh else Stamp.read(settings), threads,
+                       cancel).fold(conn, reads.commit_seq(conn))
         save(settings, stamp)
         return stamp
 
@@ -212,46 +237,76 @@ class Maintainer:
     committer keeps the other). Vectors committed while a merge runs are folded by the same
     thread right after, once they reach `merge_at`: a burst ends with its tail under
     `merge_at`, not waiting for the next commit. Nothing is kept in memory between merges.
-    Closing waits for the merge under way and starts no other.
+
+    Once commits stop, the tail must shrink to its bound (`tail_bound`): a `lasting` committer
+    (a worker, a server's) folds a larger one as soon as it finds the queue empty (`idle()`),
+    including one an earlier committer left. A committer that ends does not wait for a merge:
+    closing stops the merge under way between two slices of vectors, and if the tail is above
+    its bound it starts a detached merge (`python -m memwal.vectorindex.writes HOME`, a process
+    of its own that outlives this one; one writer at a time, so a committer that starts
+    meanwhile leaves the folding to it).
     """
 
-    def __init__(self, settings: Settings, merge_at: int = MERGE_AT) -> None:
-        self.settings, self.merge_at = settings, merge_at
+    BUSY_RETRY = 1.0  # seconds
+
+    def __init__(self, settings: Settings, merge_at: int = MERGE_AT, lasting: bool = False) -> None:
+        self.settings, self.merge_at, self.lasting = settings, merge_at, lasting
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
-        self.guard = threading.Lock()  # `since`, `running` and `closing`, shared with the thread
+        self.cancel = threading.Event()
+        self.guard = threading.Lock()  # `since`, `total`, `running`, `closing`, shared with the thread
         self.running = self.closing = False
-        self.since = self._tail_size()
+        self.busy_until = 0.0  # monotonic: when to ask again for a lock another writer held
+        self.since, self.total = self._tail()
 
-    def _tail_size(self) -> int:
-        stamp = Stamp.read(self.settings)
+    def _tail(self) -> tuple[int, int]:
+        """(vectors outside the graph, vectors in all) of the active model, as committed now."""
         with store.reading(self.settings.index_path) as conn:
-            active = store.active_model(conn)
-            if conn is None or active is None:
-                return 0
-            after = stamp.seq if stamp and stamp.fingerprint == active.fingerprint else 0
-            return len(reads.ids_with_vectors(conn, active.fingerprint, after_seq=after))
+            found = coverage(self.settings, conn)
+        return found["tail"], found["in_graph"] + found["tail"]
 
     def committed(self, vectors: int) -> None:
         with self.guard:
             self.since += vectors
-            if self.since < self.merge_at or self.running or self.closing:
+            self.total += vectors
+            if self.since < self.merge_at:
                 return
-            self.since, self.running = 0, True
+            self._start()
+
+    def idle(self) -> None:
+        """The committer found the queue empty: a lasting one folds a tail above its bound."""
+        with self.guard:
+            if self.lasting and self.since > tail_bound(self.settings, self.total) and \
+                    time.monotonic() >= self.busy_until:
+                self._start()
+
+    def _start(self) -> None:  # with self.guard held
+        if self.running or self.closing or self.error is not None:
+            return
+        self.running = True
         self.thread = threading.Thread(target=self._merges, name="memwal-vectors", daemon=True)
         self.thread.start()
 
     def _merges(self) -> None:
         while True:
+            with self.guard:
+                folding, self.since = self.since, 0
             try:
-                merge(self.settings)
+                merge(self.settings, cancel=self.cancel, wait=False)
+            except (WriterBusy, Cancelled):
+                # Another process folds now (a detached merge, a repair), or this committer
+                # ends: the tail is still to fold; asked again after BUSY_RETRY seconds.
+                with self.guard:
+                    self.since += folding
+                    self.busy_until = time.monotonic() + self.BUSY_RETRY
+                    self.running = False
+                    return
             except Exception as exc:  # the index is never wrong for it: searches stay exact
                 self.error = exc
             with self.guard:
                 if self.error is not None or self.closing or self.since < self.merge_at:
                     self.running = False
                     return
-                self.since = 0
 
     def settle(self) -> None:
         """Wait until no merge runs: the tail is then under `merge_at` (or a merge failed)."""
@@ -259,6 +314,38 @@ class Maintainer:
             thread.join()
 
     def close(self) -> None:
+        """Stop the merge under way (at its next slice) and start none; leave a tail above its
+        bound to a detached merge."""
         with self.guard:
             self.closing = True
+        self.cancel.set()
         self.settle()
+        if self.error is None:
+            tail, total = self._tail()
+            if tail > tail_bound(self.settings, total):
+                fold_detached(self.settings)
+
+
+def fold_detached(settings: Settings) -> None:
+    """Start a merge in a process of its own, which outlives this one (a new session, no
+    terminal, no inherited descriptors): what a committer that ends leaves behind."""
+    import subprocess
+    import sys
+
+    subprocess.Popen([sys.executable, "-m", "memwal.vectorindex.writes", str(settings.home)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def main(argv: list[str]) -> int:
+    """The detached merge: fold the tail of the home `argv[0]`, after any writer at work."""
+    from memwal.config import load_settings
+
+    merge(load_settings(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -322,15 +322,11 @@ class _ItemApplier:
             self._reset(item)
 
     def _dead_letter(self, index: int, raw: object, reason: str, detail: str) -> None:
-        described = describe_item(raw)
         writes.add_dead_letter(self.conn, DeadLetter(
             reason=reason, detail=detail, position=self.position, batch_id=self.batch.id,
-            item_index=index, enqueued_at=self.batch.enqueued_at, kind=described.get("kind"),
-            fingerprint=described.get("fingerprint"),
+            item_index=index, enqueued_at=self.batch.enqueued_at,
             active_fingerprint=self.active.fingerprint if self.active else None,
-            namespace=described.get("namespace"), source_file=described.get("source_file"),
-            content_hash=described.get("content_hash"), start_line=described.get("start_line"),
-            item=pack_item(raw),
+            described=describe_item(raw), item=pack_item(raw),
         ))
         self.counts.dead_lettered += 1
 

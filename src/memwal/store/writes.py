@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from memwal.fingerprint import ModelInfo
 from memwal.records import ChunkKey, FileSnapshot, Upsert
@@ -100,25 +100,25 @@ class DeadLetter:
     batch_id: str | None = None
     item_index: int | None = None
     enqueued_at: float | None = None
-    kind: str | None = None
-    fingerprint: str | None = None
     active_fingerprint: str | None = None
-    namespace: str | None = None
-    source_file: str | None = None
-    content_hash: str | None = None
-    start_line: int | None = None
+    # What could be read of the item (`records.describe_item`): kind, fingerprint, namespace,
+    # source_file, content_hash, start_line, each where present and of the right type.
+    described: Mapping[str, Any] = field(default_factory=dict)
     item: bytes | None = None
     raw: bytes | None = None
 
 
+# A dead letter's columns that say what the item was, where it could be read.
+DESCRIBED = ("kind", "fingerprint", "namespace", "source_file", "content_hash", "start_line")
+
+
 def add_dead_letter(conn: Connection, letter: DeadLetter) -> None:
     conn.execute(
-        "INSERT INTO dead_letters (reason, detail, kind, fingerprint, active_fingerprint, "
-        "namespace, source_file, content_hash, start_line, batch_id, position, item_index, "
-        "enqueued_at, dead_lettered_at, item, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (letter.reason, letter.detail, letter.kind, letter.fingerprint, letter.active_fingerprint,
-         letter.namespace, letter.source_file, letter.content_hash, letter.start_line,
-         letter.batch_id, letter.position, letter.item_index, letter.enqueued_at, time.time(),
+        f"INSERT INTO dead_letters (reason, detail, active_fingerprint, {', '.join(DESCRIBED)}, "
+        "batch_id, position, item_index, enqueued_at, dead_lettered_at, item, raw) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (letter.reason, letter.detail, letter.active_fingerprint,
+         *(letter.described.get(name) for name in DESCRIBED), letter.batch_id, letter.position, letter.item_index, letter.enqueued_at, time.time(),
          letter.item, letter.raw),
     )
 

@@ -80,9 +80,13 @@ class Folder:
     """
 
     def __init__(self, settings: Settings, model: ModelInfo, stamp: Stamp | None,
-                 threads: int = 1, cancel: threading.Event | None = None) -> None:
+                 threads: int = 1, cancel: threading.Event | None = None,
+                 finish_up_to: int = 0) -> None:
         self.settings, self.model, self.threads = settings, model, threads
         self.cancel = cancel or threading.Event()
+        # A merge of at most this many vectors is finished even when cancelled: seconds of work.
+        self.finish_up_to = finish_up_to
+        self.small = False
         self.segment_size: int = settings["vectors.segment_size"]
         same = stamp is not None and stamp.fingerprint == model.fingerprint and \
             stamp.dim == model.dim and open_view(settings, model, verify=True) is not None
@@ -99,6 +103,7 @@ class Folder:
         live = _flags(reads.each_id_with_vector(conn, fingerprint))
         fresh = _flags(reads.each_id_with_vector(conn, fingerprint, self.seq), len(live))
         tail = np.flatnonzero(fresh)
+        self.small = len(tail) <= self.finish_up_to
         folded: list[Segment] = []
         last = None  # the segment the tail is added to, in memory
         pending = tail
@@ -146,7 +151,7 @@ class Folder:
         return Stamp(fingerprint, self.model.dim, upto, tuple(folded))
 
     def _go_on(self) -> None:
-        if self.cancel.is_set():
+        if self.cancel.is_set() and not self.small:
             raise Cancelled()
 
     def _view(self, segment: Segment) -> Any:
@@ -200,12 +205,14 @@ def save(settings: Settings, stamp: Stamp) -> None:
 
 
 def merge(settings: Settings, fresh: bool = False, threads: int = 1,
-          cancel: threading.Event | None = None, wait: bool = True) -> Stamp | None:
+          cancel: threading.Event | None = None, wait: bool = True,
+          finish_up_to: int = 0) -> Stamp | None:
     """Fold what was committed since the stamp into the derived index (`fresh`: from nothing).
 
     The committer's merges add on one thread (it keeps the other core); a repair, on all.
-    `cancel` set stops a merge between two slices of vectors (Cancelled; nothing is named).
-    Without `wait`, another writer at work (WriterBusy) is left to it.
+    `cancel` set stops a merge of more than `finish_up_to` vectors between two slices of them
+    (Cancelled; nothing is named); a smaller one is finished. Without `wait`, another writer at
+    work (WriterBusy) is left to it.
     """
     with _WriterLock(settings, wait), store.reading(settings.index_path, snapshot=True) as conn:
         active = store.active_model(conn)
@@ -213,7 +220,7 @@ def merge(settings: Settings, fresh: bool = False, threads: int = 1,
             return None
         conn.execute("PRAGMA cache_size=-4000")  # read once, in order: a large cache only holds memory
         stamp = Folder(settings, active, None if fresh else Stamp.read(settings), threads,
-                       cancel).fold(conn, reads.commit_seq(conn))
+                       cancel, finish_up_to).fold(conn, reads.commit_seq(conn))
         save(settings, stamp)
         return stamp
 
@@ -240,9 +247,9 @@ class Maintainer:
 
     Once commits stop, the tail must shrink to its bound (`tail_bound`): a `lasting` committer
     (a worker, a server's) folds a larger one as soon as it finds the queue empty (`idle()`),
-    including one an earlier committer left. A committer that ends does not wait for a merge:
-    closing stops the merge under way between two slices of vectors, and if the tail is above
-    its bound it starts a detached merge (`python -m memwal.vectorindex.writes HOME`, a process
+    including one an earlier committer left. A committer that ends waits for no more than a small
+    merge (of at most the bound: seconds): closing stops a larger one between two slices of
+    vectors, and if the tail is then above its bound it starts a detached merge (`python -m memwal.vectorindex.writes HOME`, a process
     of its own that outlives this one; one writer at a time, so a committer that starts
     meanwhile leaves the folding to it).
     """
@@ -292,7 +299,8 @@ class Maintainer:
             with self.guard:
                 folding, self.since = self.since, 0
             try:
-                merge(self.settings, cancel=self.cancel, wait=False)
+                merge(self.settings, cancel=self.cancel, wait=False,
+                      finish_up_to=tail_bound(self.settings, self.total))
             except (WriterBusy, Cancelled):
                 # Another process folds now (a detached merge, a repair), or this committer
                 # ends: the tail is still to fold; asked again after BUSY_RETRY seconds.
@@ -314,8 +322,8 @@ class Maintainer:
             thread.join()
 
     def close(self) -> None:
-        """Stop the merge under way (at its next slice) and start none; leave a tail above its
-        bound to a detached merge."""
+        """Stop the merge under way (at its next slice) unless it is a small one, and start none;
+        leave a tail above its bound to a detached merge."""
         with self.guard:
             self.closing = True
         self.cancel.set()

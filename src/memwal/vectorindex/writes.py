@@ -346,10 +346,11 @@ def fold_detached(settings: Settings) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """The detached merge: fold the tail of the home `argv[0]`, after any writer at work."""
+    """The detached merge: fold the tail of the home `argv[0]`, after any writer at work. No
+    committer shares its process: it adds on every core, as a repair does."""
     from memwal.config import load_settings
 
-    merge(load_settings(argv[0]))
+    merge(load_settings(argv[0]), threads=os.cpu_count() or 1)
     return 0
 
 

@@ -92,13 +92,15 @@ def open_view(settings: Settings, active: ModelInfo, verify: bool = False) -> De
 
 
 def check(settings: Settings) -> tuple[bool, str]:
-    """For doctor: (ok, detail) of the derived index against the index."""
+    """For doctor: (ok, detail) of the derived index against the index. A merge may name new
+    files meanwhile (a committer's, or a detached one): the stamp is read before the index, and
+    files gone between the stamp and their opening are checked again under the new stamp."""
+    stamp = Stamp.read(settings)
     with store.reading(settings.index_path) as conn:
         active = store.active_model(conn)
         current = reads.commit_seq(conn) if conn is not None else 0
         vectors = len(reads.ids_with_vectors(conn, active.fingerprint)) \
             if active and conn is not None else 0
-    stamp = Stamp.read(settings)
     if active is None or (stamp is None and vectors < MERGE_AT):
         return True, "not needed yet: searches scan the vectors exactly"
     if stamp is None:
@@ -110,8 +112,11 @@ def check(settings: Settings) -> tuple[bool, str]:
     if stamp.seq > current:
         return False, (f"stamped at commit {stamp.seq}, beyond the index's {current}: it is not "
                        "from this index. Run `mm doctor --repair` to rebuild it")
-    if open_view(settings, active, verify=True) is None:
-        return False, "damaged (size, header or checksum): run `mm doctor --repair` to rebuild it"
+    while open_view(settings, active, verify=True) is None:
+        again = Stamp.read(settings)
+        if again is None or again == stamp:
+            return False, "damaged (size, header or checksum): run `mm doctor --repair` to rebuild it"
+        stamp = again  # replaced by a merge meanwhile: check the files it names now
     return True, (f"{stamp.count:,} vectors in {len(stamp.segments)} segment(s) up to commit "
                   f"{stamp.seq}; {current - stamp.seq} commits since are searched exactly")
 

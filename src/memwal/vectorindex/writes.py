@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
@@ -311,6 +312,9 @@ class Maintainer:
                     return
             except Exception as exc:  # the index is never wrong for it: searches stay exact
                 self.error = exc
+                print(f"memwal: folding the vector graph failed ({type(exc).__name__}: {exc}); "
+                      "searches scan the rest exactly until the next committer or "
+                      "`mm doctor --repair` folds it", file=sys.stderr)
             with self.guard:
                 if self.error is not None or self.closing or self.since < self.merge_at:
                     self.running = False
@@ -328,17 +332,16 @@ class Maintainer:
             self.closing = True
         self.cancel.set()
         self.settle()
-        if self.error is None:
-            tail, total = self._tail()
-            if tail > tail_bound(self.settings, total):
-                fold_detached(self.settings)
+        # Even after a merge here failed: a fresh process is another try, and costs nothing else.
+        tail, total = self._tail()
+        if tail > tail_bound(self.settings, total):
+            fold_detached(self.settings)
 
 
 def fold_detached(settings: Settings) -> None:
     """Start a merge in a process of its own, which outlives this one (a new session, no
     terminal, no inherited descriptors): what a committer that ends leaves behind."""
     import subprocess
-    import sys
 
     subprocess.Popen([sys.executable, "-m", "memwal.vectorindex.writes", str(settings.home)],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -355,6 +358,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

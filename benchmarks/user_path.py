@@ -368,6 +368,64 @@ def vector_leg_variants(home: Path, n: int, seed: int, expansions: list[int],
     return out
 
 
+def clustered_vector_leg(home: Path, chunks: int, n: int, seed: int, expansions: list[int],
+                         segment_sizes: list[int]) -> dict[str, Any]:
+    """The 1M goal on search_bench's data: clustered synthetic vectors (benchlib.ClusteredVectors,
+    search_bench's seed and build), the graph rebuilt by `memwal.repair` for each
+    `vectors.segment_size` in `segment_sizes`, then the vector leg's p50/p95 and recall@10
+    against search_bench's exact numpy top-10, for each SEGMENTS_EXPANSION in `expansions`."""
+    from search_bench import MERGE_NEVER, build_index, exact_top
+
+    from benchlib import ClusteredVectors
+    from memwal.retrieval import TIER_DEPTHS
+    from memwal.vectorindex import reads as vreads
+
+    # No merge while building and no detached fold after it (tail_bound above the size): the
+    # repair below alone builds the graph, as search_bench's does.
+    settings = make_home(home, HASH_MODEL, queue={"batch_records": 1010},
+                         vectors={"merge_at": MERGE_NEVER, "tail_bound": MERGE_NEVER})
+    vectors = ClusteredVectors(seed)
+    record, reused = build_index(settings, chunks, seed, vectors)
+    out: dict[str, Any] = {"how": record["how"], "reused": reused, "sizes": {}}
+    queries = vectors.queries(n + WARMUP)
+    depth = TIER_DEPTHS[0]
+    exact: Any = None
+    for size in segment_sizes:
+        config = json.loads((home / "config.json").read_text())
+        config["vectors"]["segment_size"] = size
+        (home / "config.json").write_text(json.dumps(config) + "\n")
+        settings = memwal.load_settings(home, environ={})
+        print(f"[{time.strftime('%H:%M:%S')}] rebuilding with segment_size {size:,} ...",
+              file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        rebuilt = memwal.repair(settings)["vector_index"]
+        entry: dict[str, Any] = {"rebuild_s": time.perf_counter() - started, "rebuild": rebuilt,
+                                 "graph": graph_state(home), "load": load_average(), "variants": {}}
+        if exact is None:
+            legs = search_legs(settings)
+            exact, _ = exact_top(legs, queries, TOP)
+            legs.close()
+        for expansion in expansions:
+            vreads.SEGMENTS_EXPANSION = expansion
+            legs = search_legs(settings)
+            found = [legs.vector(v, depth)[:TOP] for v in queries[:WARMUP]]
+            ms = []
+            for v in queries[WARMUP:]:
+                t = time.perf_counter()
+                found.append(legs.vector(v, depth)[:TOP])
+                ms.append((time.perf_counter() - t) * 1000)
+            legs.close()
+            recall = float(np.mean([len(set(f) & set(e)) / TOP for f, e in zip(found, exact.tolist())]))
+            entry["variants"][expansion] = {"p50": percentile(ms, 50), "p95": percentile(ms, 95),
+                                            "recall": recall}
+            print(f"  segment_size {size:,} ({rebuilt.get('segments')} segments, rebuilt in "
+                  f"{entry['rebuild_s']:.0f} s), SEGMENTS_EXPANSION {expansion}: p50 "
+                  f"{percentile(ms, 50):.1f} ms, p95 {percentile(ms, 95):.1f} ms, recall@10 "
+                  f"{recall:.3f}", file=sys.stderr, flush=True)
+        out["sizes"][size] = entry
+    return out
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -382,15 +440,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=30, help="seconds the worker idles before phase 2")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child's mode
+    parser.add_argument("--render", type=Path, metavar="JSON", help="only: re-write the doc "
+                        "section from a run's saved JSON (its header kept)")
     parser.add_argument("--vector-leg", type=Path, metavar="HOME", help="only: the vector leg of "
                         "HOME's index with its graph folded to the last commit, p50 and recall@10")
     parser.add_argument("--expansions", default="128", help="with --vector-leg: SEGMENTS_EXPANSION "
                         "values to try (comma-separated; patched in this process only)")
     parser.add_argument("--segment-size", type=int, help="with --vector-leg: set HOME's "
                         "vectors.segment_size and rebuild its graph (memwal.repair) first")
+    parser.add_argument("--clustered", type=Path, metavar="HOME", help="only: search_bench's "
+                        "clustered vectors (--chunks of them) built in HOME (reused if there), the "
+                        "graph rebuilt per --segment-sizes, the vector leg per --expansions")
+    parser.add_argument("--segment-sizes", default="100000", help="with --clustered (comma-separated)")
     args = parser.parse_args(argv)
     n = args.queries or (30 if args.quick else 200)
     served = min(n, args.served or n)
+    if args.render:  # re-render a run's saved JSON under the doc section's existing header
+        result = json.loads(args.render.read_text())
+        some = next(iter(result["phases"].values()))["ms"]
+        body = render(result, args, len(some["Searcher"]), len(some["served"]))
+        name = f"{SECTION}-{result['chunks']}"
+        text = args.doc.read_text()
+        start = text.index(f"<!-- {name}:start -->")
+        fence = text.index("```\n", text.index("```", start) + 3) + 4
+        head = text[text.index("\n", start) + 1:fence]
+        update_section(name, f"{TITLE}: {result['chunks']:,} chunks", head + body, args.doc)
+        print(body)
+        return 0
+    if args.clustered:
+        print(json.dumps(clustered_vector_leg(
+            args.clustered.absolute(), args.chunks or 5_000, n, args.seed,
+            [int(x) for x in args.expansions.split(",")],
+            [int(x) for x in args.segment_sizes.split(",")])))
+        return 0
     if args.vector_leg:
         print(json.dumps(vector_leg_variants(args.vector_leg, n, args.seed, [
             int(x) for x in args.expansions.split(",")], args.segment_size)))
@@ -540,8 +622,9 @@ fixed-seed Zipf vocabulary of made-up words, seed {args.seed}). `mm index` took
 included). No `mm doctor --repair`, no `memwal.repair`: the derived graph is whatever the path
 leaves.
 
-**The tail** (`vector_index` of `mm status --json`): {result['at_exit']} {result['at_exit_s']:.1f} s
-after `mm index` exited; then sampled every ~2 s (seconds after `mm index` ended → tail):
+**The tail** (`vector_index` of `mm status --json`, {result['at_exit_s']:.1f} s after `mm index`
+exited): {tail(result['at_exit'])} ({result['at_exit']['segments']} segment(s)), bound
+{result['at_exit']['bound']:,}; then sampled every ~2 s (seconds after `mm index` ended → tail):
 {series}. Under its bound {under_text}{folded_by}. Then `mm queue worker` was started (a lasting committer) and left idle
 {args.idle:.0f} s (the tail was under its bound after {result['under_worker_s']:.0f} s of waiting);
 state after the last phase: {tail(result['final'])}; worker exit {result['worker_exit']} on SIGTERM.

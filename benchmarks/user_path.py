@@ -426,6 +426,48 @@ def clustered_vector_leg(home: Path, chunks: int, n: int, seed: int, expansions:
     return out
 
 
+def interleaved_vector_legs(homes: list[Path], n: int, seed: int, expansions: list[int]) -> dict[str, Any]:
+    """The vector leg of each home (the same index, graphs of different segment sizes) at each
+    SEGMENTS_EXPANSION, every query through every (home, expansion) in turn: p50/p95, recall@10
+    against search_bench's exact top-10 (clustered query vectors, as --clustered)."""
+    from search_bench import exact_top
+
+    from benchlib import ClusteredVectors
+    from memwal.retrieval import TIER_DEPTHS
+    from memwal.vectorindex import reads as vreads
+
+    queries = ClusteredVectors(seed).queries(n + WARMUP)
+    depth = TIER_DEPTHS[0]
+    legs: dict[str, Any] = {}
+    for home in homes:
+        settings = memwal.load_settings(home, environ={})
+        for expansion in expansions:
+            vreads.SEGMENTS_EXPANSION = expansion  # read when the leg opens its view: now
+            leg = search_legs(settings)
+            leg.vector(queries[0], depth)
+            legs[f"{home.name} {graph_state(home)['segments']} segments, expansion {expansion}"] = leg
+    exact, _ = exact_top(next(iter(legs.values())), queries, TOP)
+    ms: dict[str, list[float]] = {k: [] for k in legs}
+    found: dict[str, list[list[int]]] = {k: [] for k in legs}
+    load = [load_average()]
+    for i, v in enumerate(queries):
+        for key, leg in legs.items():
+            t = time.perf_counter()
+            got = leg.vector(v, depth)[:TOP]
+            if i >= WARMUP:
+                ms[key].append((time.perf_counter() - t) * 1000)
+            found[key].append(got)
+    load.append(load_average())
+    out = {"load": load, "n": n, "legs": {}}
+    for key in legs:
+        recall = float(np.mean([len(set(f) & set(e)) / TOP for f, e in zip(found[key], exact.tolist())]))
+        out["legs"][key] = {"p50": percentile(ms[key], 50), "p95": percentile(ms[key], 95),
+                            "recall": recall}
+        print(f"  {key}: p50 {percentile(ms[key], 50):.1f} ms, p95 {percentile(ms[key], 95):.1f} "
+              f"ms, recall@10 {recall:.3f}", file=sys.stderr, flush=True)
+    return out
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -452,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
                         "clustered vectors (--chunks of them) built in HOME (reused if there), the "
                         "graph rebuilt per --segment-sizes, the vector leg per --expansions")
     parser.add_argument("--segment-sizes", default="100000", help="with --clustered (comma-separated)")
+    parser.add_argument("--compare", metavar="HOMES", help="only: homes (comma-separated) holding "
+                        "--clustered's index with graphs of different segment sizes: their vector "
+                        "legs per --expansions, interleaved query by query")
     args = parser.parse_args(argv)
     n = args.queries or (30 if args.quick else 200)
     served = min(n, args.served or n)
@@ -466,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         head = text[text.index("\n", start) + 1:fence]
         update_section(name, f"{TITLE}: {result['chunks']:,} chunks", head + body, args.doc)
         print(body)
+        return 0
+    if args.compare:
+        print(json.dumps(interleaved_vector_legs([Path(h).absolute() for h in args.compare.split(",")],
+                                                 n, args.seed, [int(x) for x in args.expansions.split(",")])))
         return 0
     if args.clustered:
         print(json.dumps(clustered_vector_leg(
@@ -609,7 +658,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, n: int, served: int
     under_text = (f"**{under:.0f} s** after `mm index` ended" if under is not None else
                   f"**not within {args.tail_timeout:.0f} s** of sampling")
     folded_by = ("" if result["at_exit"]["tail"] <= result["at_exit"]["bound"] else
-                 ", folded by the detached merge `mm index`'s committer left behind")
+                 ", folded by the detached merge `mm index`'s committer left behind"
+                 if under is not None else ": the tail never moved while sampled")
     ph = [phases[p] for p in names]
     ratio = [percentile(x["ms"]["Searcher"], 50) / percentile(x["ms"]["exact"], 50) for x in ph]
     ratio2 = [percentile(x["ms"]["memwal.search"], 50) / percentile(x["ms"]["exact"], 50) for x in ph]
@@ -624,9 +674,10 @@ leaves.
 
 **The tail** (`vector_index` of `mm status --json`, {result['at_exit_s']:.1f} s after `mm index`
 exited): {tail(result['at_exit'])} ({result['at_exit']['segments']} segment(s)), bound
-{result['at_exit']['bound']:,}; then sampled every ~2 s (seconds after `mm index` ended → tail):
-{series}. Under its bound {under_text}{folded_by}. Then `mm queue worker` was started (a lasting committer) and left idle
-{args.idle:.0f} s (the tail was under its bound after {result['under_worker_s']:.0f} s of waiting);
+{result['at_exit']['bound']:,}; then sampled every ~2 s plus the time a count takes (seconds after `mm index` ended → tail):
+{series}. Under its bound {under_text}{folded_by}. Then `mm queue worker` was started (a lasting
+committer, which folds a tail above its bound when idle): the tail was under its bound
+{result['under_worker_s']:.0f} s after it started; it was then left idle {args.idle:.0f} s;
 state after the last phase: {tail(result['final'])}; worker exit {result['worker_exit']} on SIGTERM.
 
 **Timed**, each phase in a fresh child process: {n} queries of 2-5 words drawn like the text

@@ -24,6 +24,14 @@ over MCP (HTTP) on that same server. recall@10 of the vector leg against the exa
 
     PYTHONPATH=src .venv/bin/python benchmarks/user_path.py --chunks 100000 --write-doc
     PYTHONPATH=src .venv/bin/python benchmarks/user_path.py --quick      # 5k chunks, 30 queries
+
+The 1M vector-leg goal, on search_bench's clustered vectors with the graph fully built (no doc
+written; JSON on stdout, a line per figure on stderr):
+
+    # build 1M chunks in HOME (reused if there), rebuild the graph per segment size, time the leg
+    ... user_path.py --clustered HOME --chunks 1000000 --segment-sizes 100000,250000 --expansions 128,64
+    # homes holding that index (hard-linked) with graphs of different segment sizes, interleaved
+    ... user_path.py --compare HOME_A,HOME_B --expansions 128,64
 """
 
 from __future__ import annotations
@@ -31,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import signal
 import subprocess
@@ -46,7 +53,7 @@ import numpy as np
 import memwal
 from benchlib import (
     HASH_MODEL, PYTHON, REPO, Corpus, add_run_options, clean_env, command, embedder, header,
-    load_average, machine, make_home, percentile, search_legs, shown, update_section, work_folder,
+    load_average, machine, make_home, percentile, search_legs, update_section, work_folder,
     writes_doc,
 )
 

@@ -315,13 +315,30 @@ def run_phase(home: Path, name: str, args: argparse.Namespace, n: int, served: i
 # -- the vector leg alone, with the graph fully built (the 1M goal) ---------------------------
 
 
+def timed_vector_leg(settings: Any, expansion: int, vectors: Any, depth: int
+                     ) -> tuple[list[list[int]], list[float]]:
+    """The vector leg's top ids for every query vector, and the ms of each after the first
+    WARMUP (untimed), with `SEGMENTS_EXPANSION` set to `expansion` in this process."""
+    from memwal.vectorindex import reads as vreads
+
+    vreads.SEGMENTS_EXPANSION = expansion
+    legs = search_legs(settings)
+    found = [legs.vector(v, depth)[:TOP] for v in vectors[:WARMUP]]
+    ms = []
+    for v in vectors[WARMUP:]:
+        t = time.perf_counter()
+        found.append(legs.vector(v, depth)[:TOP])
+        ms.append((time.perf_counter() - t) * 1000)
+    legs.close()
+    return found, ms
+
+
 def vector_leg_variants(home: Path, n: int, seed: int, expansions: list[int],
                         segment_size: int | None) -> dict[str, Any]:
     """p50/p95 and recall@10 of the vector leg with the graph folded to the last commit, for each
     SEGMENTS_EXPANSION in `expansions` (patched for this process only). With `segment_size`, the
     home's `vectors.segment_size` is set and the graph rebuilt first (`memwal.repair`, timed)."""
     from memwal.retrieval import TIER_DEPTHS
-    from memwal.vectorindex import reads as vreads
     from memwal.vectorindex import writes as vwrites
 
     out: dict[str, Any] = {"load_start": load_average()}
@@ -354,15 +371,7 @@ def vector_leg_variants(home: Path, n: int, seed: int, expansions: list[int],
         kths.append(float(scores[part].min()))
     out["variants"] = {}
     for expansion in expansions:
-        vreads.SEGMENTS_EXPANSION = expansion
-        legs = search_legs(settings)
-        found = [legs.vector(v, depth)[:TOP] for v in vectors[:WARMUP]]
-        ms = []
-        for v in vectors[WARMUP:]:
-            t = time.perf_counter()
-            found.append(legs.vector(v, depth)[:TOP])
-            ms.append((time.perf_counter() - t) * 1000)
-        legs.close()
+        found, ms = timed_vector_leg(settings, expansion, vectors, depth)
         recall = float(np.mean([len(set(f) & e) / TOP for f, e in zip(found, exact)]))
         ties = float(np.mean([score_recall(f, ids, order, matrix, v, k)
                               for f, v, k in zip(found, vectors, kths)]))
@@ -385,7 +394,6 @@ def clustered_vector_leg(home: Path, chunks: int, n: int, seed: int, expansions:
 
     from benchlib import ClusteredVectors
     from memwal.retrieval import TIER_DEPTHS
-    from memwal.vectorindex import reads as vreads
 
     # No merge while building and no detached fold after it (tail_bound above the size): the
     # repair below alone builds the graph, as search_bench's does.
@@ -413,15 +421,7 @@ def clustered_vector_leg(home: Path, chunks: int, n: int, seed: int, expansions:
             exact, _ = exact_top(legs, queries, TOP)
             legs.close()
         for expansion in expansions:
-            vreads.SEGMENTS_EXPANSION = expansion
-            legs = search_legs(settings)
-            found = [legs.vector(v, depth)[:TOP] for v in queries[:WARMUP]]
-            ms = []
-            for v in queries[WARMUP:]:
-                t = time.perf_counter()
-                found.append(legs.vector(v, depth)[:TOP])
-                ms.append((time.perf_counter() - t) * 1000)
-            legs.close()
+            found, ms = timed_vector_leg(settings, expansion, queries, depth)
             recall = float(np.mean([len(set(f) & set(e)) / TOP for f, e in zip(found, exact.tolist())]))
             entry["variants"][expansion] = {"p50": percentile(ms, 50), "p95": percentile(ms, 95),
                                             "recall": recall}

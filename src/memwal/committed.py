@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-
 from memwal import store
 from memwal.config import Settings
 from memwal.discover import FoundFile

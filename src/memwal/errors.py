@@ -61,7 +61,6 @@ class MemwalError(Exception):
         return {"error": self.json_name or type(self).__name__, "message": self.message, "fix": self.fix,
                 "exit_code": self.exit_code}
 
-    as_dict = as_json  # its name in server/local.py
 
 
 class UsageError(MemwalError):

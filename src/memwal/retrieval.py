@@ -396,11 +396,6 @@ class KeptSearchers:
             searcher.keep_postings()
         return searcher
 
-    def close(self) -> None:
-        with self._lock:
-            while self._kept:
-                self._kept.popitem()[1].close()
-
 
 KEPT = KeptSearchers()
 

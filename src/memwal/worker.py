@@ -399,13 +399,12 @@ class Host:
             self._committed = Committed(self.settings, self.queue)
         return self._committed
 
-    def take_role(self) -> bool:
+    def take_role(self) -> None:
         """Commit in a thread of this process (BackgroundCommitter) if no committer is alive, so
         committing overlaps this process's own work; never on a shared queue, whose committer
-        commits into its own index. Whether this process is now the committer."""
+        commits into its own index."""
         if self.committer is None and not self.committed.shared and self.lock.try_acquire():
             self.committer = BackgroundCommitter(self.settings, self.lock).start()
-        return self.committer is not None
 
     def seek_role(self) -> None:
         """Be the committer whenever the role is free, for the host's life (a RoleSeeker)."""
@@ -426,6 +425,7 @@ class Host:
         unclaimed_since: float | None = None
         while remaining:
             if self.committer is None and take_role and self.lock.try_acquire():
+                committed.close()  # reopened below: the committer's connection closes last (close())
                 try:  # the committer died, or none ran: drain the queue here
                     with committer_session(self.settings, self.lock) as committer:
                         committer.drain()

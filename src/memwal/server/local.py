@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,7 +51,7 @@ class _Handler(socketserver.BaseRequestHandler):
             return  # a caller that did not send one line in time: nothing to answer
         except Exception as exc:  # never lets a caller crash the server
             error = memwal.as_memwal_error(exc)
-            answer = {"error": error.as_dict()} if error else {"decline": f"server error: {exc}"}
+            answer = {"error": error.as_json()} if error else {"decline": f"server error: {exc}"}
         try:
             connection.settimeout(max(until - time.monotonic(), 1.0))  # for the whole sendall
             connection.sendall(json.dumps(answer, default=str).encode() + b"\n")
@@ -70,7 +69,7 @@ def _answer(state: ServerState, request: dict[str, Any]) -> dict[str, Any]:
     filters: dict[str, Any] = {key: request.get(key) for key in FILTERS}
     result = state.searcher.search(request["query"], **filters)
     state.local_searches += 1
-    return {"hits": [asdict(hit) for hit in result.hits], "warnings": result.warnings}
+    return {"hits": result.as_json(), "warnings": result.warnings}
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -359,6 +359,17 @@ def each_id_with_vector(conn: Connection, fingerprint: str, after_seq: int | Non
     return (row[0] for row in rows)
 
 
+def count_vectors(conn: Connection, fingerprint: str, after_seq: int | None = None) -> int:
+    """How many chunks `each_id_with_vector` yields, counted by SQLite (no id leaves it)."""
+    if after_seq is None:
+        row = conn.execute("SELECT count(*) FROM chunks WHERE fingerprint=?", (fingerprint,))
+    else:
+        row = conn.execute(
+            "SELECT count(*) FROM chunks INDEXED BY chunks_by_seq WHERE seq > ? AND fingerprint=?",
+            (after_seq, fingerprint))
+    return int(row.fetchone()[0])
+
+
 def commit_seq(conn: Connection) -> int:
     """The sequence number of the last committed batch."""
     row = conn.execute("SELECT value FROM meta WHERE key='commit_seq'").fetchone()

@@ -99,7 +99,7 @@ def check(settings: Settings) -> tuple[bool, str]:
     with store.reading(settings.index_path) as conn:
         active = store.active_model(conn)
         current = reads.commit_seq(conn) if conn is not None else 0
-        vectors = len(reads.ids_with_vectors(conn, active.fingerprint)) \
+        vectors = reads.count_vectors(conn, active.fingerprint) \
             if active and conn is not None else 0
     if active is None or (stamp is None and vectors < MERGE_AT):
         return True, "not needed yet: searches scan the vectors exactly"
@@ -132,6 +132,6 @@ def coverage(settings: Settings, conn: store.Connection | None) -> dict[str, int
     tail = 0
     if conn is not None and active is not None:
         after = stamp.seq if current and stamp else 0
-        tail = sum(1 for _ in reads.each_id_with_vector(conn, active.fingerprint, after))
+        tail = reads.count_vectors(conn, active.fingerprint, after)
     return {"in_graph": in_graph, "tail": tail, "bound": tail_bound(settings, in_graph + tail),
             "segments": len(stamp.segments) if current and stamp else 0}

@@ -250,9 +250,9 @@ class Maintainer:
     (a worker, a server's) folds a larger one as soon as it finds the queue empty (`idle()`),
     including one an earlier committer left. A committer that ends waits for no more than a small
     merge (of at most the bound: seconds): closing stops a larger one between two slices of
-    vectors, and if the tail is then above its bound it starts a detached merge (`python -m memwal.vectorindex.writes HOME`, a process
-    of its own that outlives this one; one writer at a time, so a committer that starts
-    meanwhile leaves the folding to it).
+    vectors, and if the tail is then above its bound it starts a detached merge (`python -m
+    memwal.vectorindex.writes HOME`, a process of its own that outlives this one; one writer at a
+    time, so a committer that starts meanwhile leaves the folding to it).
     """
 
     BUSY_RETRY = 1.0  # seconds

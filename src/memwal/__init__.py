@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from memwal.errors import (
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommitterBusy, ConfigError,
-    DeadLetterError, DeadLetterNotFound, IndexUnavailable, MemwalError, ModelMismatch, NoIndexHere,
+    DeadLetterError, DeadLetterNotFound, IndexUnavailable, MemwalError, MigrationError,
+    ModelMismatch, NoIndexHere,
     NotFound, PathError,
     QueueError, QueueOwned, QueueUnavailable, SchemaTooNew, SearchUnavailable,
     StorageError, UnknownModel, UsageError, as_memwal_error,
@@ -76,6 +77,10 @@ _LAZY: dict[str, str] = {
     "serve_stdio": "memwal.server",
     "serve_http": "memwal.server",
     "enqueue_reset": "memwal.reset",
+    # a model swap without downtime
+    "migrate_model": "memwal.migration",
+    "cancel_migration": "memwal.migration",
+    "MigrationReport": "memwal.migration",
 }
 
 __all__ = [
@@ -84,7 +89,7 @@ __all__ = [
     "MemwalError", "UsageError", "ConfigError", "UnknownModel", "ModelMismatch", "SchemaTooNew",
     "IndexUnavailable", "NotFound", "DeadLetterError", "DeadLetterNotFound", "PathError",
     "QueueError", "QueueOwned", "QueueUnavailable", "StorageError", "CommitterBusy",
-    "NoIndexHere", "SearchUnavailable",
+    "NoIndexHere", "SearchUnavailable", "MigrationError",
     "as_memwal_error",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_BUSY", "EXIT_INTERRUPTED",
 ]
@@ -99,6 +104,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from memwal.producer import IndexReport, add_note, enqueue_items, index_paths, index_paths_async
     from memwal.notes import inside_roots, write_note
     from memwal.reset import enqueue_reset, reset_status
+    from memwal.migration import MigrationReport, cancel_migration, migrate_model
     from memwal.server import ServerOptions, serve_http, serve_stdio
     from memwal.watcher import watch
     from memwal.retrieval import Hit, Searcher, SearchResult, search, search_async

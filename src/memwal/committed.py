@@ -15,6 +15,7 @@ one read connection, whichever the topology; nothing else branches on it.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -177,6 +178,58 @@ class Committed:
         `embedder` is the model the index will have once the queue drains."""
         check_model(embedder, self.target_model())
 
+    def migration(self) -> store.MigrationState | None:
+        """The migration in progress: from the index, or as a shared queue's committer published."""
+        if self.publication is None:
+            return store.migration(self.conn())
+        data = (self.publication.published_state() or {}).get("migration")
+        if not data:
+            return None
+        target = data["target"]
+        return store.MigrationState(ModelInfo(target["name"], target["dim"], target["fingerprint"]),
+                                    data.get("endpoint"), data["started_at"], data["started_seq"])
+
+    def endpoint_of(self, fingerprint: str) -> dict[str, Any] | None:
+        """How to reach a model the index names (memwal.store.endpoint_of), wherever it is."""
+        if self.publication is None:
+            return store.endpoint_of(self.conn(), fingerprint)
+        endpoint = ((self.publication.published_state() or {}).get("endpoints") or {}).get(fingerprint)
+        return endpoint if isinstance(endpoint, dict) else None
+
+    def embedders_for(self, configured: Embedder) -> tuple[Embedder, Embedder | None]:
+        """The model gate, with migrations: (the embedder whose vectors a producer sends, the one
+        whose shadow vectors it sends beside them, or None).
+
+        Outside a migration that is the configured model alone, if it passes the gate. During
+        one, a producer sends the active model's vectors (search reads them until the cutover)
+        and the new model's as shadows: a process configured with the new model embeds with
+        the active one too (reached as the index recorded it); one still configured with the
+        old model adds the new one's where it can build it (else the migrator catches up).
+        """
+        target, migration = self.target_model(), self.migration()
+        if migration is not None and queued_resets(self.queue):
+            migration = None  # a queued reset ends the migration before these records land
+        to = migration.target if migration is not None else None
+        from memwal.embedders.indexed import embedder_of
+
+        if target is None or target.fingerprint == configured.fingerprint:
+            shadow = None
+            if to is not None and to.fingerprint != configured.fingerprint:
+                shadow = embedder_of(self.settings, to, self.endpoint_of(to.fingerprint))
+            return configured, shadow
+        if to is not None and to.fingerprint == configured.fingerprint:
+            main = embedder_of(self.settings, target, self.endpoint_of(target.fingerprint))
+            if main is None:
+                raise ModelMismatch(
+                    f"the index migrates from {target.name} ({target.fingerprint}) to the "
+                    f"configured {configured.name}, and until the cutover every write carries "
+                    f"a vector of {target.name} too, which this process cannot build.",
+                    f"Make {target.name} reachable here again, or wait for the migration "
+                    "(`mm embedding-reset` shows it) to end.")
+            return main, configured
+        check_model(configured, target)
+        return configured, None
+
     def view(self, namespace: str, fingerprint: str) -> IndexView:
         """What a producer diffs against: the index, or the published state of a shared queue."""
         if self.publication is not None:
@@ -285,7 +338,11 @@ class Publisher:
                 "present": committed.chunks_present, "fingerprint": fingerprint,
                 "batch_id": committed.batch_id,
                 "keys": [list(k) for k in keys]}
+        migration = store.migration(self.conn)
+        endpoints = store.get_meta(self.conn, "endpoints")
         state = {"active": active.as_dict() if active else None,
+                 "migration": migration.as_dict() if migration else None,
+                 "endpoints": json.loads(endpoints) if endpoints else {},
                  "seq": reads.commit_seq(self.conn), "complete": complete,
                  "committer": self.committer, "summary": self.summary(self.conn, fingerprint),
                  "published_at": time.time()}

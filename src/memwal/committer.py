@@ -24,9 +24,10 @@ from memwal.fingerprint import ModelInfo, name_of
 from memwal.queue import Delivery, WriteAheadQueue
 from memwal.queuewatch import QueueWatch
 from memwal.records import (
-    ChunkKey, DecodedBatch, FileSnapshot, MalformedItem, Reset, UndecodableBatch, Upsert, decode_batch,
-    describe_item, pack_item, parse_item,
+    CancelMigration, ChunkKey, ChunkVector, Cutover, DecodedBatch, FileSnapshot, MalformedItem,
+    Migrate, Reset, UndecodableBatch, Upsert, decode_batch, describe_item, pack_item, parse_item,
 )
+from memwal.store import reads
 from memwal.store import writes
 from memwal.store.writes import DeadLetter, LedgerEntry
 from memwal.vectors import VectorError, check_vector
@@ -193,6 +194,10 @@ class Committer:
             else:
                 applier.apply(index, raw)
         applier.flush()
+        if batch.endpoints or applier.models_changed:
+            keep = {model.fingerprint for model in (applier.active, applier.migration_target)
+                    if model is not None}
+            writes.record_endpoints(self.conn, {**batch.endpoints, **applier.endpoints}, keep)
         if batch.replays:
             # The audit trail of a replay is written by the committer, in the same
             # transaction as the replayed items: never by the replaying process.
@@ -284,25 +289,32 @@ class _ItemApplier:
         self.seq = seq
         self.counts = counts
         self.active = store.active_model(conn)
+        migration = store.migration(conn)
+        self.migration_target = migration.target if migration else None
+        self.models_changed = False  # a reset, migration or cutover was applied
+        self.endpoints: dict[str, dict[str, object]] = {}  # from `migrate` items
         self.stale_files: set[tuple[str, str]] = set()
         self.touched: set[tuple[str, str]] = set()
         # Checked upserts not yet written: a run of them is written with a few executemany
         # calls. Flushed before any other item, so no item sees a state per-item application
         # would not have left. A repeated key keeps its first place and its last version.
         self.pending: dict[ChunkKey, Upsert] = {}
+        # Shadow vectors (of a migration's model) of pending upserts, and of stored chunks.
+        self.pending_shadow: dict[ChunkKey, bytes] = {}
+        self.shadow_rows: dict[int, bytes] = {}
 
     def apply_guarded(self, index: int, raw: object) -> None:
         """`apply` inside a savepoint: an item that fails to apply becomes an `apply_error`."""
         counts = self.counts
         before = (counts.committed, counts.dead_lettered, counts.skipped, self.active,
-                  set(self.stale_files))
+                  self.migration_target, set(self.stale_files))
         with writes.savepoint(self.conn, DATA_ERRORS) as caught:
             self.apply(index, raw)
             self.flush()
         if caught:
             (counts.committed, counts.dead_lettered, counts.skipped, self.active,
-             self.stale_files) = before
-            self.pending = {}
+             self.migration_target, self.stale_files) = before
+            self.pending, self.pending_shadow, self.shadow_rows = {}, {}, {}
             exc = caught[0]
             self._dead_letter(index, raw, "apply_error", f"{type(exc).__name__}: {exc}")
 
@@ -315,11 +327,20 @@ class _ItemApplier:
         if isinstance(item, Upsert):
             self._check_upsert(index, raw, item)
             return
+        if isinstance(item, ChunkVector):
+            self._vector(index, raw, item)
+            return
         self.flush()
         if isinstance(item, FileSnapshot):
             self._file(item)
-        else:
+        elif isinstance(item, Reset):
             self._reset(item)
+        elif isinstance(item, Migrate):
+            self._migrate(item)
+        elif isinstance(item, Cutover):
+            self._cutover(item)
+        else:
+            self._cancel(item)
 
     def _dead_letter(self, index: int, raw: object, reason: str, detail: str) -> None:
         writes.add_dead_letter(self.conn, DeadLetter(
@@ -349,20 +370,64 @@ class _ItemApplier:
             self._dead_letter(index, raw, exc.reason, str(exc))
             return
         self.pending[key] = item
+        shadow, target = item.shadow, self.migration_target
+        if shadow is not None and target is not None and shadow.fingerprint == target.fingerprint:
+            try:
+                check_vector(shadow.vector, shadow.dim, target.dim)
+                self.pending_shadow[key] = shadow.vector
+            except VectorError:
+                pass  # an optional extra: the migrator re-embeds the chunk's text instead
         self.touched.add((key.namespace, key.source_file))
         self.counts.committed += 1
 
-    def flush(self) -> None:
-        """Write the pending upserts: existing keys row by row, new keys in bulk."""
-        if not self.pending:
+    def _vector(self, index: int, raw: object, item: ChunkVector) -> None:
+        """A vector for a stored chunk: a shadow vector of the migration's model, or (a
+        re-embedding) the chunk's vector of the active model."""
+        if item.key in self.pending:
+            self.flush()
+        target, active = self.migration_target, self.active
+        model = target if target is not None and item.fingerprint == target.fingerprint else (
+            active if active is not None and item.fingerprint == active.fingerprint else None)
+        if model is None:
+            self._dead_letter(index, raw, "fingerprint_mismatch",
+                              f"vector from {item.fingerprint}; the active model is "
+                              f"{active.fingerprint if active else None}"
+                              + (f" and the migration's is {target.fingerprint}" if target else ""))
             return
-        items, self.pending = list(self.pending.values()), {}
-        existing = writes.chunk_ids(self.conn, (item.key for item in items))
-        for item in items:
-            if item.key in existing:
-                writes.update_chunk(self.conn, existing[item.key], item, self.batch.id, self.seq)
-        writes.insert_chunks(self.conn, [item for item in items if item.key not in existing],
-                             self.batch.id, self.seq)
+        try:
+            check_vector(item.vector, item.dim, model.dim)
+        except VectorError as exc:
+            self._dead_letter(index, raw, exc.reason, str(exc))
+            return
+        chunk_id = writes.chunk_id(self.conn, item.key)
+        if chunk_id is None:
+            self.counts.skipped += 1  # deleted since the migrator read it
+        elif model is target:
+            self.shadow_rows[chunk_id] = item.vector
+            self.counts.committed += 1
+        else:
+            writes.set_vector(self.conn, chunk_id, item.vector, model.fingerprint)
+            self.counts.committed += 1
+
+    def flush(self) -> None:
+        """Write the pending upserts (existing keys row by row, new keys in bulk), then the
+        pending shadow vectors."""
+        if self.pending:
+            items, self.pending = list(self.pending.values()), {}
+            existing = writes.chunk_ids(self.conn, (item.key for item in items))
+            for item in items:
+                if item.key in existing:
+                    writes.update_chunk(self.conn, existing[item.key], item, self.batch.id, self.seq)
+            writes.insert_chunks(self.conn, [item for item in items if item.key not in existing],
+                                 self.batch.id, self.seq)
+        if self.pending_shadow:
+            shadow, self.pending_shadow = self.pending_shadow, {}
+            ids = writes.chunk_ids(self.conn, shadow)
+            self.shadow_rows.update({ids[key]: vector for key, vector in shadow.items()
+                                     if key in ids})
+        if self.shadow_rows:
+            rows, self.shadow_rows = self.shadow_rows, {}
+            writes.put_shadow_vectors(self.conn, sorted(rows.items()), self.seq)
 
     def _file(self, item: FileSnapshot) -> None:
         file_key = (item.namespace, item.source_file)
@@ -384,6 +449,51 @@ class _ItemApplier:
         if self.active is None or self.active.fingerprint != model.fingerprint:
             writes.switch_model(self.conn, model, self.active)
             self.active = model
+            self.migration_target = None  # a reset ends any migration
+            self.models_changed = True
+        self.counts.committed += 1
+
+    def _migrate(self, item: Migrate) -> None:
+        """Start a migration; skipped when there is nothing to migrate (no model yet, the model
+        is the active one) or it runs already (a resumed migration enqueues it again)."""
+        model = ModelInfo(item.name, item.dim, item.fingerprint)
+        if item.endpoint:
+            self.endpoints[item.fingerprint] = dict(item.endpoint)
+        if (self.active is None or self.active.fingerprint == model.fingerprint
+                or (self.migration_target is not None
+                    and self.migration_target.fingerprint == model.fingerprint)):
+            self.counts.skipped += 1
+            self.models_changed = True
+            return
+        writes.start_migration(self.conn, model, item.endpoint, self.seq)
+        self.migration_target = model
+        self.models_changed = True
+        self.counts.committed += 1
+
+    def _cutover(self, item: Cutover) -> None:
+        """Switch to the migration's model if it covers every chunk; else skipped (the migrator
+        catches up with what was written since it looked, and asks again)."""
+        target = self.migration_target
+        if target is None or target.fingerprint != item.fingerprint:
+            self.counts.skipped += 1
+            return
+        covered, total = reads.migration_coverage(self.conn)
+        if covered < total:
+            self.counts.skipped += 1
+            return
+        writes.cut_over(self.conn, target, self.active)
+        self.active, self.migration_target = target, None
+        self.models_changed = True
+        self.counts.committed += 1
+
+    def _cancel(self, item: CancelMigration) -> None:
+        target = self.migration_target
+        if target is None or target.fingerprint != item.fingerprint:
+            self.counts.skipped += 1
+            return
+        writes.end_migration(self.conn)
+        self.migration_target = None
+        self.models_changed = True
         self.counts.committed += 1
 
 

@@ -101,6 +101,10 @@ class IndexUnavailable(UsageError):
     """The index file cannot be opened; the message says why and what to do."""
 
 
+class MigrationError(UsageError):
+    """A model migration that cannot be started or go on here; the message says why."""
+
+
 class DeadLetterError(UsageError):
     """A request about dead letters that cannot be carried out."""
 

@@ -14,7 +14,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from memwal import faults, notapplied
 from memwal.chunking import Chunk, chunk_text, is_markdown
@@ -24,7 +24,9 @@ from memwal.discover import FoundFile, Skipped, discover, load_text
 from memwal.embedders import Embedder, configured_embedder
 from memwal.errors import NO_COMMITTER_NOTE, PathError, QueueUnavailable
 from memwal.queue import Role, WriteAheadQueue, open_queue
-from memwal.records import Batch, ChunkKey, FileSnapshot, Item, Producer, Upsert, encode_batch
+from memwal.records import (
+    Batch, ChunkKey, FileSnapshot, Item, Producer, ShadowVector, Upsert, encode_batch,
+)
 from memwal.vectors import to_bytes
 from memwal.worker import Host, hosting
 
@@ -127,8 +129,10 @@ class BatchWriter:
     """Groups items into batches of at most `limit`, keeping one file's items together if they fit."""
 
     def __init__(self, queue: WriteAheadQueue, producer: Producer, limit: int,
-                 on_enqueued: Callable[[Batch], None] | None = None) -> None:
+                 on_enqueued: Callable[[Batch], None] | None = None,
+                 endpoints: dict[str, dict[str, Any]] | None = None) -> None:
         self.queue = queue
+        self.endpoints = endpoints or {}  # stamped on every batch (records.Batch.endpoints)
         self.producer = producer
         self.limit = limit
         self.items: list[Item] = []
@@ -148,7 +152,7 @@ class BatchWriter:
     def flush(self) -> None:
         if not self.items:
             return
-        batch = Batch(items=tuple(self.items), producer=self.producer)
+        batch = Batch(items=tuple(self.items), producer=self.producer, endpoints=self.endpoints)
         # Returns only once the batch is durable.
         self.positions.append(self.queue.put(encode_batch(batch)))
         faults.pause("batch-enqueued")
@@ -157,6 +161,17 @@ class BatchWriter:
         self.items = []
         if self.on_enqueued:
             self.on_enqueued(batch)
+
+
+def endpoint_map(*embedders: Embedder | None) -> dict[str, dict[str, Any]]:
+    """fingerprint → how to reach the model (records.Batch.endpoints), for these embedders; the
+    bundled models need none (their name says it all)."""
+    found: dict[str, dict[str, Any]] = {}
+    for embedder in embedders:
+        endpoint = getattr(embedder, "endpoint", None)
+        if embedder is not None and endpoint is not None and endpoint.remote:
+            found[embedder.fingerprint] = endpoint.as_dict()
+    return found
 
 
 def enqueue_items(settings: Settings, items: Iterable[Item], command: str = "memwal") -> list[str]:
@@ -242,12 +257,15 @@ class IndexJob:
     on_wait: Callable[[str], None] | None = None
     # A long-lived producer's QueuedSnapshots (never with `force`: everything is sent again).
     remember: QueuedSnapshots | None = None
+    # During a migration: the model whose vectors go beside `embedder`'s (Upsert.shadow).
+    shadow: Embedder | None = None
 
 
 class _Pipeline:
     def __init__(self, job: IndexJob, writer: BatchWriter, report: IndexReport) -> None:
         self.namespace = job.namespace
         self.embedder = job.embedder
+        self.shadow = job.shadow
         self.writer = writer
         self.report = report
         self.progress = job.on_progress
@@ -263,6 +281,7 @@ class _Pipeline:
     def flush(self) -> None:
         texts = [chunk.content for work in self.waiting for chunk in work.to_embed]
         vectors = self.embedder.embed(texts) if texts else None
+        shadows = self.shadow.embed(texts) if texts and self.shadow is not None else None
         row = 0
         fingerprint, dim = self.embedder.fingerprint, self.embedder.dim
         for work in self.waiting:
@@ -277,7 +296,9 @@ class _Pipeline:
                     key=ChunkKey(self.namespace, source, chunk.content_hash, chunk.start_line),
                     end_line=chunk.end_line, heading_path=chunk.heading_path,
                     content=chunk.content, tags=chunk.tags, fingerprint=fingerprint, dim=dim,
-                    vector=to_bytes(vectors[row])))
+                    vector=to_bytes(vectors[row]),
+                    shadow=None if shadows is None or self.shadow is None else ShadowVector(
+                        self.shadow.fingerprint, self.shadow.dim, to_bytes(shadows[row]))))
                 row += 1
             self.writer.add_group(items)
             self.report.sent[source] = work.digest
@@ -361,9 +382,10 @@ def _enqueue(job: IndexJob, host: Host, writer: BatchWriter, report: IndexReport
     """Discover, diff, embed and enqueue: every batch durable when this returns. Returns the
     files seen under the roots."""
     remember, namespace = job.remember, job.namespace
+    job.embedder, job.shadow = host.committed.embedders_for(job.embedder)
+    writer.endpoints = endpoint_map(job.embedder, job.shadow)
     if remember is not None:
         remember.for_model(job.embedder.fingerprint)
-    host.committed.gate(job.embedder)
     found = discover(job.roots, ignore=job.settings["index.ignore"],
                      max_file_bytes=job.settings["index.max_file_bytes"])
     report.files = len(found.files)
@@ -489,7 +511,7 @@ def add_note(settings: Settings, content: str, *, title: str | None = None,
 
     embedder = configured_embedder(settings)
     with hosting(settings) as host:
-        host.committed.gate(embedder)
+        host.committed.embedders_for(embedder)  # the gate, before the note is written
         note = write_note_undoably(settings, content, title=title, tags=tags, file=file)
         try:
             report = index_paths(settings, [note.path], wait=False, command=command,

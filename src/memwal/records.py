@@ -35,6 +35,15 @@ class ChunkKey(NamedTuple):
 
 
 @dataclass(frozen=True)
+class ShadowVector:
+    """A second vector of an upsert's chunk, of the model a migration moves to (optional)."""
+
+    fingerprint: str
+    dim: int
+    vector: bytes  # little-endian float32, `dim` values
+
+
+@dataclass(frozen=True)
 class Upsert:
     """Store (or replace) one chunk and its vector."""
 
@@ -46,6 +55,8 @@ class Upsert:
     fingerprint: str
     dim: int
     vector: bytes  # little-endian float32, `dim` values
+    # During a migration, the chunk's vector of the model it moves to (kept as a shadow vector).
+    shadow: ShadowVector | None = None
 
     kind = "upsert"
 
@@ -79,7 +90,53 @@ class Reset:
     kind = "reset"
 
 
-Item = Union[Upsert, FileSnapshot, Reset]
+@dataclass(frozen=True)
+class ChunkVector:
+    """A vector for a chunk that is already stored (the migrator's re-embedding of its text):
+    a shadow vector when `fingerprint` is the model a migration moves to, the chunk's vector when
+    it is the active model. A chunk that is no longer stored makes it skipped."""
+
+    key: ChunkKey
+    fingerprint: str
+    dim: int
+    vector: bytes
+
+    kind = "vector"
+
+
+@dataclass(frozen=True)
+class Migrate:
+    """Start a migration to a model: search keeps the active model while shadow vectors of this
+    one are built. `endpoint` says how to reach the model (provider, model, url; never a key)."""
+
+    fingerprint: str
+    name: str
+    dim: int
+    endpoint: dict[str, Any] | None = None
+
+    kind = "migrate"
+
+
+@dataclass(frozen=True)
+class Cutover:
+    """End a migration: if the model it moves to covers every chunk, make it the active model
+    (atomically, in queue order); otherwise skipped, and the migrator catches up first."""
+
+    fingerprint: str
+
+    kind = "cutover"
+
+
+@dataclass(frozen=True)
+class CancelMigration:
+    """Drop a migration's shadow vectors; the active model stays."""
+
+    fingerprint: str
+
+    kind = "cancel"
+
+
+Item = Union[Upsert, FileSnapshot, Reset, ChunkVector, Migrate, Cutover, CancelMigration]
 
 
 @dataclass(frozen=True)
@@ -110,6 +167,10 @@ class Batch:
     # For a purge: the dead-letter ids the committer deletes in the batch's transaction
     # (optional, like `replays`: a purge travels in order with everything else in the queue).
     purge: tuple[int, ...] = ()
+    # How to reach the models whose vectors the batch carries (fingerprint → endpoint map, no
+    # key; optional): the committer records the active model's, so a process configured with
+    # another model (during a migration) can still embed queries with the active one.
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,6 +185,7 @@ class DecodedBatch:
     replays: tuple[int, ...] = ()
     replay_again: bool = False
     purge: tuple[int, ...] = ()
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class UndecodableBatch(ValueError):
@@ -155,6 +217,9 @@ def item_to_wire(item: Item) -> dict[str, Any]:
             "fingerprint": item.fingerprint,
             "dim": item.dim,
             "vector": item.vector,
+            **({} if item.shadow is None else {"shadow": {
+                "fingerprint": item.shadow.fingerprint, "dim": item.shadow.dim,
+                "vector": item.shadow.vector}}),
         }
     if isinstance(item, FileSnapshot):
         return {
@@ -169,6 +234,16 @@ def item_to_wire(item: Item) -> dict[str, Any]:
         }
     if isinstance(item, Reset):
         return {"kind": "reset", "fingerprint": item.fingerprint, "name": item.name, "dim": item.dim}
+    if isinstance(item, ChunkVector):
+        return {"kind": "vector", "namespace": item.key.namespace,
+                "source_file": item.key.source_file, "content_hash": item.key.content_hash,
+                "start_line": item.key.start_line, "fingerprint": item.fingerprint,
+                "dim": item.dim, "vector": item.vector}
+    if isinstance(item, Migrate):
+        return {"kind": "migrate", "fingerprint": item.fingerprint, "name": item.name,
+                "dim": item.dim, **({} if item.endpoint is None else {"endpoint": item.endpoint})}
+    if isinstance(item, (Cutover, CancelMigration)):
+        return {"kind": item.kind, "fingerprint": item.fingerprint}
     raise TypeError(f"not an item: {item!r}")
 
 
@@ -188,6 +263,8 @@ def encode_batch(batch: Batch) -> bytes:
         wire["replay_again"] = True
     if batch.purge:
         wire["purge"] = list(batch.purge)
+    if batch.endpoints:
+        wire["endpoints"] = batch.endpoints
     return msgpack.packb(wire, use_bin_type=True)
 
 
@@ -231,7 +308,19 @@ def decode_batch(data: bytes) -> DecodedBatch:
     if not isinstance(again, bool):
         raise UndecodableBatch("undecodable", "'replay_again' should be a boolean")
     return DecodedBatch(version, batch_id, producer, float(enqueued_at), tuple(items),
-                        tuple(replays), again, tuple(_letter_ids(wire, "purge")))
+                        tuple(replays), again, tuple(_letter_ids(wire, "purge")),
+                        _endpoints(wire))
+
+
+def _endpoints(wire: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The optional `endpoints` map; entries that are not a text → map of plain text are dropped
+    (it is a hint for readers, never a reason to refuse a batch)."""
+    raw = wire.get("endpoints")
+    if not isinstance(raw, dict):
+        return {}
+    return {fp: dict(ep) for fp, ep in raw.items()
+            if isinstance(fp, str) and isinstance(ep, dict)
+            and all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in ep.items())}
 
 
 def _letter_ids(wire: dict[str, Any], name: str) -> list[int]:
@@ -279,9 +368,15 @@ def parse_item(raw: Any) -> Item:
         end_line = _int(raw, "end_line", 1)
         if start_line < 1 or end_line < start_line:
             raise MalformedItem(f"bad line range {start_line}-{end_line}")
+        shadow = raw.get("shadow")
+        if shadow is not None:
+            if not isinstance(shadow, dict):
+                raise MalformedItem("field 'shadow' should be a map")
+            shadow = ShadowVector(_field(shadow, "fingerprint", str),
+                                  _int(shadow, "dim", 1, MAX_DIM), _field(shadow, "vector", bytes))
         return Upsert(
-            key=ChunkKey(_field(raw, "namespace", str), _field(raw, "source_file", str),
-                         _field(raw, "content_hash", str), start_line),
+            shadow=shadow,
+            key=_key(raw, start_line),
             end_line=end_line,
             heading_path=_str_list(raw, "heading_path"),
             content=_field(raw, "content", str),
@@ -308,7 +403,27 @@ def parse_item(raw: Any) -> Item:
     if kind == "reset":
         dim = _int(raw, "dim", 1, MAX_DIM)
         return Reset(_field(raw, "fingerprint", str), _field(raw, "name", str), dim)
+    if kind == "vector":
+        return ChunkVector(_key(raw, _int(raw, "start_line", 1)), _field(raw, "fingerprint", str),
+                           _int(raw, "dim", 1, MAX_DIM), _field(raw, "vector", bytes))
+    if kind == "migrate":
+        endpoint = raw.get("endpoint")
+        if endpoint is not None and not (isinstance(endpoint, dict) and all(
+                isinstance(k, str) and (v is None or isinstance(v, str))
+                for k, v in endpoint.items())):
+            raise MalformedItem("field 'endpoint' should be a map of text")
+        return Migrate(_field(raw, "fingerprint", str), _field(raw, "name", str),
+                       _int(raw, "dim", 1, MAX_DIM), endpoint)
+    if kind == "cutover":
+        return Cutover(_field(raw, "fingerprint", str))
+    if kind == "cancel":
+        return CancelMigration(_field(raw, "fingerprint", str))
     raise MalformedItem(f"unknown item kind {kind!r}")
+
+
+def _key(raw: dict[str, Any], start_line: int) -> ChunkKey:
+    return ChunkKey(_field(raw, "namespace", str), _field(raw, "source_file", str),
+                    _field(raw, "content_hash", str), start_line)
 
 
 def describe_item(raw: Any) -> dict[str, Any]:

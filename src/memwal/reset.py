@@ -13,6 +13,7 @@ from memwal.committed import queued_resets
 from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.fingerprint import ModelInfo
+from memwal.migration import status_of
 from memwal.queue import Role, open_queue
 from memwal.records import Batch, Producer, Reset, encode_batch
 from memwal.results import JsonResult
@@ -31,7 +32,11 @@ def reset_status(settings: Settings) -> JsonResult:
         place = remote.elsewhere_of(settings, queue)
     finally:
         queue.close()
+    migration = None
     if place is not None:
+        published = place.state.get("migration")
+        migration = {"target": published["target"], "started_at": published["started_at"]} \
+            if published else None
         model = place.state.get("active")
         active = ModelInfo(model["name"], model["dim"], model["fingerprint"]) if model else None
         lacking = place.summary.get("chunks_without_active_vector", 0)
@@ -40,12 +45,14 @@ def reset_status(settings: Settings) -> JsonResult:
             active = store.active_model(conn)
             lacking = 0 if conn is None else reads.chunks_without_vector_of(
                 conn, active.fingerprint if active else None)
+            migration = status_of(conn)
     return JsonResult({
         "active_model": active.as_dict() if active else None,
         "configured_model": embedder.info.as_dict(),
         "differ": active is not None and active.fingerprint != embedder.fingerprint,
         "reset_to_configured_queued": bool(queued) and queued[-1]["fingerprint"] == embedder.fingerprint,
         "queued_resets": queued,
+        "migration": migration,
         "chunks_without_active_vector": int(lacking),
         "index": remote.index_location(place, settings),
     })

@@ -15,8 +15,9 @@ from typing import Any, Callable, Sequence
 
 from memwal import store
 from memwal.config import MAX_TOP_K, Settings
-from memwal.errors import UsageError, is_damage
+from memwal.errors import MemwalError, UsageError, is_damage
 from memwal.embedders import Embedder, configured_embedder
+from memwal.embedders.indexed import embedder_of
 from memwal.keywordindex import KeywordIndex
 from memwal.store import reads
 from memwal.vectors import to_bytes
@@ -331,10 +332,19 @@ class Searcher:
         embedder = self.embedder or configured_embedder(self.settings)
         if active is None or fts_query(query) is None:
             return None
-        if active.fingerprint != embedder.fingerprint:
+        if not _same_model(embedder, active):
+            # The configured model is not the index's (during a migration to it, say): the
+            # queries are embedded with the active model, reached as the index recorded it.
+            embedder = embedder_of(self.settings, active, store.endpoint_of(conn, active.fingerprint),
+                                   configured=embedder) or embedder
+        if not _same_model(embedder, active):
+            try:
+                which = f"{embedder.name} ({embedder.fingerprint})"
+            except MemwalError as exc:
+                which = f"{embedder.name} (unreachable: {exc.message})"
             result.warnings.append(
-                f"keyword results only: the configured model {embedder.name} "
-                f"({embedder.fingerprint}) is not the index's model {active.name} "
+                f"keyword results only: the configured model {which} "
+                f"is not the index's model {active.name} "
                 f"({active.fingerprint}). Configure {active.name} (MM_EMBEDDING_MODEL="
                 f"{active.name}) or run `mm embedding-reset --mode apply-current` and `mm index`.")
             return None
@@ -352,6 +362,13 @@ class Searcher:
         if self._conn is not None:
             self._conn.close()
             self._conn, self._identity, self._keywords = None, None, None
+
+
+def _same_model(embedder: Embedder, active: Any) -> bool:
+    try:
+        return bool(embedder.fingerprint == active.fingerprint)
+    except MemwalError:
+        return False  # a remote model that does not answer: the active one may still
 
 
 def _empty_index_warning(settings: Settings) -> str:

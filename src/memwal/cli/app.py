@@ -131,7 +131,11 @@ def _differ_text(state: dict[str, Any]) -> str:
         return "no"
     if state["reset_to_configured_queued"]:
         return "yes, and a reset to the configured model is queued"
-    return "yes: run `mm embedding-reset --mode apply-current`"
+    migration = state.get("migration")
+    if migration and migration["target"]["fingerprint"] == state["configured_model"]["fingerprint"]:
+        return "yes, and a migration to the configured model is under way"
+    return ("yes: run `mm embedding-reset --mode migrate` (search stays up) or "
+            "`--mode apply-current`")
 
 
 def _model_text(model: dict[str, Any] | None) -> str:
@@ -160,23 +164,34 @@ def doctor_command(
 @app.command("embedding-reset")
 @guarded
 def embedding_reset_command(
-    mode: Annotated[str, typer.Option("--mode", help="status: show; apply-current: switch the index to the configured model.")] = "status",
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    mode: Annotated[str, typer.Option("--mode", help="status: show; migrate: move the index to the configured model without downtime (search keeps the active model until the cutover; resumable); cancel: drop a migration in progress; apply-current: switch at once (the vector leg is off until `mm index` re-embeds).")] = "status",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (apply-current).")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once the reset is committed (default).")] = True,
     model: Annotated[Optional[str], typer.Option("--model", help="Embedding model (instead of the configured one).")] = None,
     json_out: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
-    """Show, or switch (through the queue, in order), the index's active embedding model."""
-    if mode not in ("status", "apply-current"):
-        output.fail(f"--mode must be status or apply-current, not {mode!r}")
+    """Show, migrate to, or switch (through the queue, in order) the index's embedding model."""
+    modes = ("status", "migrate", "cancel", "apply-current")
+    if mode not in modes:
+        output.fail(f"--mode must be one of {', '.join(modes)}, not {mode!r}")
     settings = load(home, {"embedding.model": model})
+    if mode == "migrate":
+        _migrate(settings, json_out)
+        return
+    if mode == "cancel":
+        cancelled = memwal.cancel_migration(settings).as_json()
+        output.emit(cancelled, json_out, lambda r: (
+            f"migration to {r['target']['name']} cancelled: its shadow vectors are dropped"
+            if r["cancelled"] else f"nothing to cancel: {r.get('why', 'the migration ended')}"))
+        return
     state = memwal.reset_status(settings).as_json()
     if mode == "status":
         output.emit(state, json_out, lambda state: output.lines([
             ("active model", _model_text(state["active_model"])),
             ("configured model", _model_text(state["configured_model"])),
             ("differ", _differ_text(state)),
+            ("migration", _migration_text(state["migration"])),
             ("queued resets", len(state["queued_resets"])),
             ("index", output.index_text(state["index"])),
         ]) + f"\nchunks without a vector of the active model  {state['chunks_without_active_vector']}")
@@ -186,7 +201,8 @@ def embedding_reset_command(
         if not sys.stdin.isatty():
             output.fail("confirmation needed: add --yes to switch the index's model non-interactively")
         if not typer.confirm(f"Switch the index to {target['name']} ({target['fingerprint']})? "
-                             "Vectors of other models will be removed (text stays).", default=False):
+                             "Vectors of other models will be removed (text stays); "
+                             "`--mode migrate` switches without that gap.", default=False):
             raise typer.Exit(output.EXIT_FAILED)
     batch_id, _ = memwal.enqueue_reset(settings)
     result: dict[str, Any] = {"batch_id": batch_id, "model": target}
@@ -198,6 +214,43 @@ def embedding_reset_command(
     else:
         output.info(f"reset to {target['name']} ({target['fingerprint']}) "
                     + ("committed; run `mm index PATH` to re-embed" if wait else "enqueued"))
+
+
+def _migrate(settings: Any, json_out: bool) -> None:
+    with output.progress_bar("migrating", not json_out) as (on_start, on_progress):
+        done = [0]
+
+        def progress(status: dict[str, Any]) -> None:
+            if done[0] == 0:
+                on_start(status["total"])
+            on_progress(status["covered"] - done[0])
+            done[0] = status["covered"]
+
+        report = memwal.migrate_model(settings, on_progress=progress)
+    result = report.as_json()
+    if json_out:
+        output.print_json(result)
+        return
+    target = result["target"]
+    if result["already_active"]:
+        output.info(f"the index already uses {target['name']} ({target['fingerprint']}): "
+                    "nothing to migrate")
+    else:
+        output.info(f"migrated to {target['name']} ({target['fingerprint']}): "
+                    f"{result['embedded']} chunks embedded in {result['seconds']:.1f} s; "
+                    "it is the active model now")
+
+
+def _migration_text(migration: dict[str, Any] | None) -> str:
+    if not migration:
+        return "none"
+    target = migration["target"]
+    if "covered" not in migration:
+        return f"to {target['name']} (on the committer's machine)"
+    eta = migration.get("eta_seconds")
+    return (f"to {target['name']}: {migration['covered']}/{migration['total']} chunks"
+            + (f", {migration['rate_per_second']}/s" if migration.get("rate_per_second") else "")
+            + (f", about {eta:.0f} s left" if eta else ""))
 
 
 @config_app.command("show")

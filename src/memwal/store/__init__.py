@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -24,7 +26,9 @@ import sqlite_vec
 from memwal.errors import DAMAGED_INDEX_FIX, DamagedFile, IndexUnavailable, SchemaTooNew, is_damage
 from memwal.fingerprint import ModelInfo
 from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
-from memwal.store.schema import SCHEMA_VERSION, VECTOR_TABLE, migrate, schema_version, too_new
+from memwal.store.schema import (
+    SCHEMA_VERSION, SHADOW_TABLE, VECTOR_TABLE, migrate, schema_version, too_new,
+)
 
 if TYPE_CHECKING:
     # sqlean ships no types, and its Connection is the stdlib sqlite3 API: typed as that one.
@@ -38,7 +42,8 @@ DataError = sqlean.DataError
 InterfaceError = sqlean.InterfaceError
 
 __all__ = [
-    "SCHEMA_VERSION", "VECTOR_TABLE", "Connection", "DataError", "DatabaseError", "IndexUnavailable",
+    "SCHEMA_VERSION", "SHADOW_TABLE", "VECTOR_TABLE", "Connection", "MigrationState", "endpoint_of",
+    "migration", "DataError", "DatabaseError", "IndexUnavailable",
     "IntegrityError", "InterfaceError", "OperationalError", "SchemaTooNew", "active_model",
     "connect", "has_vector_table", "open_for_read", "open_for_write", "reading", "schema_version",
 ]
@@ -167,3 +172,37 @@ def active_model(conn: Connection | None) -> ModelInfo | None:
 def has_vector_table(conn: Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name=?",
                         (VECTOR_TABLE,)).fetchone() is not None
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """A migration in progress (meta `migration`): the model it moves to, how to reach it, and
+    when it started (seconds since the epoch, and the commit sequence of its `migrate` item)."""
+
+    target: ModelInfo
+    endpoint: dict[str, Any] | None
+    started_at: float
+    started_seq: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target.as_dict(), "endpoint": self.endpoint,
+                "started_at": self.started_at, "started_seq": self.started_seq}
+
+
+def migration(conn: Connection | None) -> MigrationState | None:
+    """The migration in progress, or None."""
+    raw = None if conn is None else get_meta(conn, "migration")
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    target = data["target"]
+    return MigrationState(ModelInfo(target["name"], int(target["dim"]), target["fingerprint"]),
+                          data.get("endpoint"), float(data["started_at"]), int(data["started_seq"]))
+
+
+def endpoint_of(conn: Connection | None, fingerprint: str) -> dict[str, Any] | None:
+    """How to reach the model of this fingerprint (provider, model, url), as the index recorded
+    it from the batches that carried its vectors; None if it never did."""
+    raw = None if conn is None else get_meta(conn, "endpoints")
+    endpoint = json.loads(raw).get(fingerprint) if raw else None
+    return endpoint if isinstance(endpoint, dict) else None

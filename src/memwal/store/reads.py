@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from memwal.store import Connection, DatabaseError, connect, has_vector_table
-from memwal.store.schema import VECTOR_TABLE
+from memwal.store.schema import SHADOW_TABLE, VECTOR_TABLE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -368,6 +368,47 @@ def count_vectors(conn: Connection, fingerprint: str, after_seq: int | None = No
             "SELECT count(*) FROM chunks INDEXED BY chunks_by_seq WHERE seq > ? AND fingerprint=?",
             (after_seq, fingerprint))
     return int(row.fetchone()[0])
+
+
+# -- a migration's shadow vectors ------------------------------------------------------------
+
+
+def migration_coverage(conn: Connection) -> tuple[int, int]:
+    """(chunks that hold a shadow vector, all chunks)."""
+    covered = conn.execute(f"SELECT count(*) FROM {SHADOW_TABLE}").fetchone()[0]
+    return int(covered), int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A stored chunk's key and text: what the migrator re-embeds."""
+
+    id: int
+    namespace: str
+    source_file: str
+    content_hash: str
+    start_line: int
+    content: str
+
+
+def chunks_lacking_shadow(conn: Connection, after_id: int, limit: int) -> list[StoredChunk]:
+    """Up to `limit` chunks with an id above `after_id` and no shadow vector, by id."""
+    return [StoredChunk(*row) for row in conn.execute(
+        f"SELECT id, namespace, source_file, content_hash, start_line, content FROM chunks "
+        f"WHERE id > ? AND NOT EXISTS (SELECT 1 FROM {SHADOW_TABLE} WHERE chunk_id=chunks.id) "
+        "ORDER BY id LIMIT ?", (after_id, limit))]
+
+
+def each_shadow_vector(conn: Connection, upto_seq: int, after_id: int = 0, limit: int = 4096
+                       ) -> list[tuple[int, bytes]]:
+    """(chunk id, vector bytes) of shadow vectors written at or before `upto_seq`, by id."""
+    return conn.execute(f"SELECT chunk_id, vector FROM {SHADOW_TABLE} WHERE chunk_id > ? AND "
+                        "seq <= ? ORDER BY chunk_id LIMIT ?", (after_id, upto_seq, limit)).fetchall()
+
+
+def shadow_seq(conn: Connection) -> int:
+    """The newest sequence that wrote a shadow vector (0 if none)."""
+    return int(conn.execute(f"SELECT coalesce(max(seq), 0) FROM {SHADOW_TABLE}").fetchone()[0])
 
 
 def commit_seq(conn: Connection) -> int:

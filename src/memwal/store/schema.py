@@ -9,8 +9,9 @@ import sqlean
 
 from memwal.errors import SchemaTooNew
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 VECTOR_TABLE = "chunk_vectors"
+SHADOW_TABLE = "migration_vectors"
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -129,12 +130,26 @@ _V4 = """
 INSERT OR IGNORE INTO meta (key, value) VALUES ('index_id', lower(hex(randomblob(16))));
 """
 
+# v5: model migration without downtime. While a migration runs (meta `migration`: the model it
+# moves to), the chunks' vectors of that model wait here, beside the active model's vec0 table
+# that search keeps reading: a plain table (search never reads it; the migrator's anti-join with
+# `chunks` and the cutover's copy are simple scans), each row stamped with the commit sequence
+# that wrote it, so a derived index built from it before the cutover knows what it covers.
+_V5 = """
+CREATE TABLE migration_vectors (
+    chunk_id INTEGER PRIMARY KEY,
+    vector BLOB NOT NULL,
+    seq INTEGER NOT NULL
+);
+"""
+
 Migration = Callable[[sqlean.Connection], None]
 MIGRATIONS: dict[int, Migration] = {
     1: lambda conn: _run_script(conn, _V1),
     2: lambda conn: _run_script(conn, _V2),
     3: lambda conn: _run_script(conn, _V3),
     4: lambda conn: _run_script(conn, _V4),
+    5: lambda conn: _run_script(conn, _V5),
 }
 
 

@@ -13,8 +13,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from memwal.fingerprint import ModelInfo
 from memwal.records import ChunkKey, FileSnapshot, Upsert
-from memwal.store import Connection, has_vector_table
-from memwal.store.schema import VECTOR_TABLE
+from memwal.store import Connection, MigrationState, get_meta, has_vector_table
+from memwal.store.schema import SHADOW_TABLE, VECTOR_TABLE
 
 
 @contextmanager
@@ -75,7 +75,9 @@ def adopt_model(conn: Connection, model: ModelInfo) -> None:
 
 
 def switch_model(conn: Connection, model: ModelInfo, active: ModelInfo | None) -> None:
-    """Apply a reset: vectors of every other model go; chunks and their text stay, vectorless."""
+    """Apply a reset: vectors of every other model go; chunks and their text stay, vectorless.
+    A migration in progress ends with it (its shadow vectors go)."""
+    end_migration(conn)
     if active is None or active.dim != model.dim or not has_vector_table(conn):
         create_vector_table(conn, model.dim)
     else:
@@ -84,6 +86,67 @@ def switch_model(conn: Connection, model: ModelInfo, active: ModelInfo | None) -
             "WHERE fingerprint IS NOT NULL AND fingerprint != ?)", (model.fingerprint,))
     conn.execute("UPDATE chunks SET fingerprint=NULL WHERE fingerprint IS NOT NULL "
                  "AND fingerprint != ?", (model.fingerprint,))
+    set_active_model(conn, model)
+
+
+def record_endpoints(conn: Connection, endpoints: Mapping[str, Mapping[str, Any]],
+                     keep: set[str]) -> None:
+    """Remember how to reach the models in `endpoints` whose fingerprints are in `keep` (the
+    active model and a migration's target); forget every other model's."""
+    raw = get_meta(conn, "endpoints")
+    known: dict[str, Any] = json.loads(raw) if raw else {}
+    merged = {fp: dict(ep) for fp, ep in {**known, **endpoints}.items() if fp in keep}
+    if merged != known:
+        set_meta(conn, "endpoints", json.dumps(merged, sort_keys=True))
+
+
+# -- migrations: shadow vectors of the model a migration moves to --------------------------
+
+
+def start_migration(conn: Connection, target: ModelInfo, endpoint: Mapping[str, Any] | None,
+                    seq: int) -> None:
+    """Begin (or restart, for another model) a migration: no shadow vectors yet."""
+    conn.execute(f"DELETE FROM {SHADOW_TABLE}")
+    state = MigrationState(target, dict(endpoint) if endpoint else None, time.time(), seq)
+    set_meta(conn, "migration", json.dumps(state.as_dict(), sort_keys=True))
+
+
+def end_migration(conn: Connection) -> None:
+    """Drop the shadow vectors and the migration (a cancel, a reset, or after a cutover)."""
+    conn.execute(f"DELETE FROM {SHADOW_TABLE}")
+    conn.execute("DELETE FROM meta WHERE key='migration'")
+
+
+def put_shadow_vectors(conn: Connection, rows: Sequence[tuple[int, bytes]], seq: int) -> None:
+    """Store (or replace) shadow vectors by chunk id."""
+    conn.executemany(f"INSERT INTO {SHADOW_TABLE} (chunk_id, vector, seq) VALUES (?, ?, ?) "
+                     "ON CONFLICT (chunk_id) DO UPDATE SET vector=excluded.vector, seq=excluded.seq",
+                     [(chunk_id, vector, seq) for chunk_id, vector in rows])
+
+
+def set_vector(conn: Connection, chunk_id: int, vector: bytes, fingerprint: str) -> None:
+    """Give a stored chunk its vector of the active model (a re-embedding of its stored text)."""
+    conn.execute("UPDATE chunks SET fingerprint=? WHERE id=?", (fingerprint, chunk_id))
+    updated = conn.execute(f"UPDATE {VECTOR_TABLE} SET embedding=? WHERE chunk_id=?",
+                           (vector, chunk_id))
+    if updated.rowcount == 0:
+        conn.execute(f"INSERT INTO {VECTOR_TABLE} (chunk_id, embedding) VALUES (?, ?)",
+                     (chunk_id, vector))
+
+
+def cut_over(conn: Connection, model: ModelInfo, active: ModelInfo | None) -> None:
+    """Make the migration's model the active one: its shadow vectors become the vectors, in the
+    caller's transaction (readers see the old model or the new one, never a mix).
+
+    Every chunk's `seq` becomes the sequence that wrote its shadow vector: a derived index built
+    from the shadow vectors up to some sequence then covers exactly the chunks at or below it,
+    and the rest are its tail."""
+    create_vector_table(conn, model.dim)
+    conn.execute(f"INSERT INTO {VECTOR_TABLE} (chunk_id, embedding) "
+                 f"SELECT chunk_id, vector FROM {SHADOW_TABLE} ORDER BY chunk_id")
+    conn.execute(f"UPDATE chunks SET fingerprint=?, seq=(SELECT seq FROM {SHADOW_TABLE} "
+                 "WHERE chunk_id=chunks.id)", (model.fingerprint,))
+    end_migration(conn)
     set_active_model(conn, model)
 
 
@@ -194,6 +257,13 @@ def chunk_ids(conn: Connection, keys: Iterable[ChunkKey]) -> dict[ChunkKey, int]
     return found
 
 
+def chunk_id(conn: Connection, key: ChunkKey) -> int | None:
+    """The stored id of one key, or None."""
+    row = conn.execute("SELECT id FROM chunks WHERE namespace=? AND source_file=? AND "
+                       "content_hash=? AND start_line=?", tuple(key)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def file_chunks(conn: Connection, namespace: str, source_file: str) -> list[tuple[int, str, int]]:
     """(id, content_hash, start_line) of every stored chunk of one file."""
     return conn.execute("SELECT id, content_hash, start_line FROM chunks WHERE namespace=? AND "
@@ -255,6 +325,7 @@ def delete_chunks(conn: Connection, ids: Sequence[int]) -> None:
     rows = [(chunk_id,) for chunk_id in ids]
     if has_vector_table(conn):
         conn.executemany(f"DELETE FROM {VECTOR_TABLE} WHERE chunk_id=?", rows)
+    conn.executemany(f"DELETE FROM {SHADOW_TABLE} WHERE chunk_id=?", rows)
     conn.executemany("DELETE FROM chunks WHERE id=?", rows)
 
 

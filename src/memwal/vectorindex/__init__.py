@@ -83,9 +83,9 @@ class Stamp:
         return sum(segment.count for segment in self.segments)
 
     @classmethod
-    def read(cls, settings: Settings) -> "Stamp | None":
+    def read(cls, settings: Settings, name: str = "current.json") -> "Stamp | None":
         try:
-            data = json.loads(read_regular(folder(settings) / "current.json", max_bytes=1 << 20))
+            data = json.loads(read_regular(folder(settings) / name, max_bytes=1 << 20))
             if "segments" in data:
                 segments = tuple(Segment(**{k: part[k] for k in Segment.__dataclass_fields__})
                                  for part in data["segments"])

@@ -198,6 +198,9 @@ def save(settings: Settings, stamp: Stamp) -> None:
     faults.point("ann-before-stamp")  # every new segment file written, none named yet
     write_atomically(where / "current.json", json.dumps(stamp.as_json()).encode())
     named = {segment.file for segment in stamp.segments}
+    upcoming = _next_stamp(settings)  # a migration's graph, built for its cutover
+    if upcoming is not None:
+        named |= {segment.file for segment in upcoming.segments}
     for old in where.glob("*.usearch"):
         if old.name not in named:
             old.unlink(missing_ok=True)
@@ -220,10 +223,96 @@ def merge(settings: Settings, fresh: bool = False, threads: int = 1,
         if conn is None or active is None:
             return None
         conn.execute("PRAGMA cache_size=-4000")  # read once, in order: a large cache only holds memory
+        if not fresh:
+            _adopt_next(settings, active)
         stamp = Folder(settings, active, None if fresh else Stamp.read(settings), threads,
                        cancel, finish_up_to).fold(conn, reads.commit_seq(conn))
         save(settings, stamp)
         return stamp
+
+
+# -- a migration's graph, built from its shadow vectors before the cutover -----------------
+
+NEXT_STAMP = "next.json"
+
+
+def _next_stamp(settings: Settings) -> Stamp | None:
+    return Stamp.read(settings, NEXT_STAMP)
+
+
+def build_next(settings: Settings, target: ModelInfo, threads: int = 0) -> Stamp | None:
+    """Build the graph of a migration's model from its shadow vectors (every one written up to
+    now), and name it in `next.json`: the cutover makes it current (`install_next`), so search
+    keeps its approximate leg across the switch. After the cutover each chunk's `seq` is the
+    sequence that wrote its shadow vector (store.writes.cut_over): the stamp's sequence then
+    divides the graph from its tail as for any merge."""
+    import numpy as np
+
+    threads = threads or os.cpu_count() or 1
+    with _WriterLock(settings), store.reading(settings.index_path, snapshot=True) as conn:
+        if conn is None:
+            return None
+        migration = store.migration(conn)
+        if migration is None or migration.target.fingerprint != target.fingerprint:
+            return None
+        conn.execute("PRAGMA cache_size=-4000")
+        upto = reads.shadow_seq(conn)
+        builder = Folder(settings, target, None, threads)
+        builder.upto = upto
+        segments: list[Segment] = []
+        index, after = _new_index(target.dim), 0
+        while rows := reads.each_shadow_vector(conn, upto, after, ADD_SLICE):
+            after = rows[-1][0]
+            ids = np.fromiter((row[0] for row in rows), dtype=np.uint64, count=len(rows))
+            matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").reshape(
+                len(rows), target.dim)
+            index.add(ids, matrix, threads=threads)
+            if len(index) >= builder.segment_size:
+                segments.append(builder._write(index, len(segments)))
+                index = _new_index(target.dim)
+        if len(index):
+            segments.append(builder._write(index, len(segments)))
+        stamp = Stamp(target.fingerprint, target.dim, upto, tuple(segments))
+        old = _next_stamp(settings)
+        write_atomically(folder(settings) / NEXT_STAMP, json.dumps(stamp.as_json()).encode())
+        if old is not None:
+            current = Stamp.read(settings)
+            keep = {s.file for s in current.segments} if current else set()
+            for segment in old.segments:
+                if segment.file not in keep:
+                    segment.path(settings).unlink(missing_ok=True)
+        return stamp
+
+
+def install_next(settings: Settings) -> bool:
+    """After a cutover: make the migration's graph current, if it is of the active model."""
+    with _WriterLock(settings), store.reading(settings.index_path) as conn:
+        active = store.active_model(conn)
+        return active is not None and _adopt_next(settings, active)
+
+
+def _adopt_next(settings: Settings, active: ModelInfo) -> bool:
+    """(With the writer lock held.) If `next.json` is the active model's graph and the current
+    one is not, make it current; drop a `next.json` of another model. Whether it was adopted."""
+    upcoming = _next_stamp(settings)
+    if upcoming is None:
+        return False
+    where = folder(settings)
+    if upcoming.fingerprint != active.fingerprint:
+        (where / NEXT_STAMP).unlink(missing_ok=True)
+        save_current = Stamp.read(settings)
+        if save_current is not None:
+            save(settings, save_current)  # drops the files only next.json named
+        return False
+    current = Stamp.read(settings)
+    if current is not None and current.fingerprint == active.fingerprint:
+        (where / NEXT_STAMP).unlink(missing_ok=True)
+        save(settings, current)
+        return False
+    write_atomically(where / "current.json", json.dumps(upcoming.as_json()).encode())
+    (where / NEXT_STAMP).unlink(missing_ok=True)
+    save(settings, upcoming)
+    return True
 
 
 def rebuild(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,283 @@
+"""A model swap without downtime: `mm embedding-reset --mode migrate`.
+
+The active model keeps serving search while the migrator re-embeds every chunk, from the text
+stored in the index (so notes added through the API are included, files or not), with the
+configured model, and sends the vectors through the queue as shadow vectors (`vector` items).
+Producers that write meanwhile send both vectors (`Upsert.shadow`); whatever they add without one
+is found by the migrator's next pass. When the configured model covers every chunk, one queued
+`cutover` item switches the index to it in queue order, in one transaction: from that commit on
+the active model is the new one, the old vectors are gone, and a late record of the old model is
+dead-lettered like after any reset. A cutover that finds a chunk without a shadow vector (written
+between the migrator's last look and the cutover) is skipped, and the migrator catches up and
+asks again: no chunk ends without a vector of the new model.
+
+Everything the migration has done lives in the index (the shadow vectors) and the queue, so a
+migrator killed at any point resumes where the committed state is when it is run again; what it
+had queued but not seen committed is embedded again at most once (the committer keeps the last).
+`--mode cancel` drops the shadow vectors. The derived vector index of the new model is built from
+the shadow vectors before the cutover (memwal.vectorindex.writes.build_next), so search keeps its
+approximate leg across the switch.
+
+Where things run: this module reads the index (read-only) and writes only to the queue, like any
+producer; the committer applies the items (memwal.committer). A migration needs the index on this
+machine: with a queue shared across machines, run it on the committer's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from memwal import store
+from memwal.config import Settings, ensure_home
+from memwal.embedders import Embedder, configured_embedder
+from memwal.errors import MigrationError
+from memwal.fingerprint import ModelInfo
+from memwal.producer import BatchWriter, endpoint_map
+from memwal.records import (
+    Batch, CancelMigration, ChunkKey, ChunkVector, Cutover, Migrate, Producer, encode_batch,
+)
+from memwal.results import JsonResult
+from memwal.store import reads
+from memwal.vectors import to_bytes
+from memwal.worker import Host, hosting
+
+PAGE = 2048  # chunks read from the index at a time
+RATE_WINDOW = 60.0  # seconds of progress the rate (and the ETA) are measured over
+
+
+@dataclass
+class MigrationReport:
+    """What one run of the migrator did."""
+
+    target: dict[str, Any] | None = None
+    embedded: int = 0
+    batches: int = 0
+    passes: int = 0
+    cutover: bool = False
+    already: bool = False  # the index was on the configured model already
+    seconds: float = 0.0
+    covered: int = 0
+    total: int = 0
+    stopped: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"target": self.target, "embedded": self.embedded, "batches": self.batches,
+                "passes": self.passes, "cut_over": self.cutover, "already_active": self.already,
+                "seconds": round(self.seconds, 3), "covered": self.covered, "total": self.total,
+                "stopped": self.stopped,
+                "chunks_per_second": round(self.embedded / self.seconds, 1) if self.seconds else None}
+
+
+@dataclass
+class _Rate:
+    """Chunks covered per second over the last RATE_WINDOW seconds."""
+
+    marks: list[tuple[float, int]] = field(default_factory=list)
+
+    def add(self, covered: int) -> None:
+        now = time.monotonic()
+        self.marks.append((now, covered))
+        while len(self.marks) > 2 and now - self.marks[1][0] > RATE_WINDOW:
+            self.marks.pop(0)
+
+    def per_second(self) -> float | None:
+        if len(self.marks) < 2 or self.marks[-1][0] <= self.marks[0][0]:
+            return None
+        (t0, c0), (t1, c1) = self.marks[0], self.marks[-1]
+        return max(0.0, (c1 - c0) / (t1 - t0))
+
+
+def _enqueue(host: Host, item: Any, command: str) -> str:
+    batch = Batch(items=(item,), producer=Producer.current(command))
+    host.queue.put(encode_batch(batch))
+    return batch.id
+
+
+def _local_index(host: Host) -> store.Connection:
+    if host.committed.shared:
+        raise MigrationError(
+            "a migration reads the index, and this home's queue is shared with a committer that "
+            "may be on another machine.",
+            "Run `mm embedding-reset --mode migrate` on the machine of `mm queue worker`.")
+    conn = host.committed.conn()
+    if conn is None or store.active_model(conn) is None:
+        raise MigrationError("the index holds no model yet: there is nothing to migrate.",
+                             "Run `mm index PATH`: it uses the configured model from the start.")
+    return conn
+
+
+def start(settings: Settings, host: Host, embedder: Embedder, command: str) -> ModelInfo | None:
+    """Enqueue the start of a migration to `embedder`'s model unless the index has it already
+    (active: None is returned) or migrates to it; wait until it is committed."""
+    conn = _local_index(host)
+    active = store.active_model(conn)
+    assert active is not None
+    target = embedder.info
+    if active.fingerprint == target.fingerprint:
+        return None
+    state = store.migration(conn)
+    if state is None or state.target.fingerprint != target.fingerprint:
+        endpoint = endpoint_map(embedder).get(target.fingerprint)
+        batch_id = _enqueue(host, Migrate(target.fingerprint, target.name, target.dim, endpoint),
+                            command)
+        host.take_role()
+        host.wait([batch_id])
+        state = store.migration(conn)
+        if state is None or state.target.fingerprint != target.fingerprint:
+            active = store.active_model(conn)
+            if active is not None and active.fingerprint == target.fingerprint:
+                return None
+            raise MigrationError("the committer did not start the migration (a reset or another "
+                                 "migration came first).", "See `mm embedding-reset`.")
+    return target
+
+
+def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
+            stop: threading.Event | None = None, command: str = "mm embedding-reset --mode migrate",
+            embedder: Embedder | None = None) -> MigrationReport:
+    """Migrate the index to the configured model without downtime; return when it is the active
+    model (or `stop` is set: the migration stays, resumable). `on_progress(status)` is called
+    after every batch with covered, total, rate and ETA."""
+    ensure_home(settings.home)
+    embedder = embedder or configured_embedder(settings)
+    stop = stop or threading.Event()
+    report = MigrationReport()
+    started = time.monotonic()
+    rate = _Rate()
+    with hosting(settings) as host:
+        target = start(settings, host, embedder, command)
+        if target is None:
+            report.already = True
+            report.target = embedder.info.as_dict()
+            return report
+        report.target = target.as_dict()
+        conn = host.committed.conn()
+        assert conn is not None
+        host.take_role()
+        writer = BatchWriter(host.queue, Producer.current(command),
+                             settings["queue.batch_records"],
+                             endpoints=endpoint_map(embedder))
+        limit = settings["queue.batch_records"]
+
+        def progress() -> None:
+            covered, total = reads.migration_coverage(conn)
+            report.covered, report.total = covered, total
+            rate.add(covered)
+            if on_progress:
+                on_progress(_progress(covered, total, rate.per_second()))
+
+        while not stop.is_set():
+            report.passes += 1
+            sent = _one_pass(conn, embedder, target, writer, limit, stop, report, progress)
+            if stop.is_set():
+                break
+            if sent:
+                # Committed: the next pass sees what still lacks a shadow vector.
+                counts = host.wait(writer.batch_ids)
+                writer.batch_ids.clear()
+                if counts is not None and counts.dead_lettered:
+                    raise MigrationError(
+                        f"{counts.dead_lettered} shadow vectors of {target.name} were "
+                        "dead-lettered (the migration stays; nothing else changed).",
+                        "See `mm queue dead-letters list --json` for why, then run the "
+                        "migration again.")
+                progress()
+                continue
+            covered, total = reads.migration_coverage(conn)
+            if covered < total:
+                continue  # chunks added by another producer, committed meanwhile
+            _build_next_graph(settings, conn, target)
+            counts = host.wait([_enqueue(host, Cutover(target.fingerprint), command)])
+            if counts is not None and counts.committed:
+                report.cutover = True
+                _install_next_graph(settings)
+                break
+            state = store.migration(conn)
+            if state is None or state.target.fingerprint != target.fingerprint:
+                raise MigrationError("the migration was cancelled or replaced while it ran.",
+                                     "See `mm embedding-reset`.")
+        report.stopped = stop.is_set() and not report.cutover
+        report.seconds = time.monotonic() - started
+        if not report.cutover:
+            report.covered, report.total = reads.migration_coverage(conn)
+        else:
+            report.covered = report.total = reads.index_counts(conn).chunks
+    return report
+
+
+def _one_pass(conn: store.Connection, embedder: Embedder, target: ModelInfo, writer: BatchWriter,
+              limit: int, stop: threading.Event, report: MigrationReport,
+              progress: Callable[[], None]) -> int:
+    """Embed and enqueue a shadow vector for every chunk that lacks one; return how many."""
+    after, sent = 0, 0
+    while not stop.is_set():
+        rows = reads.chunks_lacking_shadow(conn, after, PAGE)
+        if not rows:
+            break
+        after = rows[-1].id
+        for start_at in range(0, len(rows), limit):
+            if stop.is_set():
+                break
+            part = rows[start_at:start_at + limit]
+            vectors = embedder.embed([row.content for row in part])
+            for row, vector in zip(part, vectors):
+                writer.add_group([ChunkVector(
+                    ChunkKey(row.namespace, row.source_file, row.content_hash, row.start_line),
+                    target.fingerprint, target.dim, to_bytes(vector))])
+            writer.flush()
+            report.batches += 1
+            report.embedded += len(part)
+            sent += len(part)
+            progress()
+    writer.flush()
+    return sent
+
+
+def _progress(covered: int, total: int, per_second: float | None) -> dict[str, Any]:
+    left = max(0, total - covered)
+    return {"covered": covered, "total": total,
+            "rate_per_second": None if per_second is None else round(per_second, 1),
+            "eta_seconds": (None if not per_second else round(left / per_second, 1))
+            if left else 0.0}
+
+
+def _build_next_graph(settings: Settings, conn: store.Connection, target: ModelInfo) -> None:
+    from memwal.vectorindex.writes import build_next
+
+    build_next(settings, target)
+
+
+def _install_next_graph(settings: Settings) -> None:
+    from memwal.vectorindex.writes import install_next
+
+    install_next(settings)
+
+
+def cancel_migration(settings: Settings, command: str = "mm embedding-reset --mode cancel") -> JsonResult:
+    """Drop the migration in progress (its shadow vectors); the active model stays."""
+    ensure_home(settings.home)
+    with hosting(settings) as host:
+        conn = _local_index(host)
+        state = store.migration(conn)
+        if state is None:
+            return JsonResult({"cancelled": False, "why": "no migration is in progress"})
+        batch_id = _enqueue(host, CancelMigration(state.target.fingerprint), command)
+        counts = host.wait([batch_id])
+        return JsonResult({"cancelled": bool(counts and counts.committed),
+                           "target": state.target.as_dict()})
+
+
+def status_of(conn: store.Connection | None) -> dict[str, Any] | None:
+    """The migration in progress as `mm status`, `mem_status` and the web page show it: its
+    model, covered/total, the average rate since it started and the ETA; None if none runs."""
+    state = store.migration(conn)
+    if state is None or conn is None:
+        return None
+    covered, total = reads.migration_coverage(conn)
+    elapsed = max(time.time() - state.started_at, 1e-6)
+    per_second = covered / elapsed if covered else None
+    return {"target": state.target.as_dict(), "started_at": state.started_at,
+            **_progress(covered, total, per_second)}

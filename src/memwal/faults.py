@@ -22,6 +22,9 @@ POINTS = frozenset({
     "group-committed",      # committer: a group committed, not yet acknowledged to the queue
     "ann-before-rename",    # vector index merge: a segment file written and fsynced, not renamed
     "ann-before-stamp",     # vector index merge: every new segment file in place, not yet in current.json
+    "migration-batch",      # migrator: a batch of shadow vectors is durable in the queue (a pause)
+    "migration-before-cutover",  # migrator: every chunk covered, the new graph built, no cutover queued
+    "migration-cut-over",   # migrator: the cutover committed, the new graph not yet current
 })
 
 

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from memwal import store
+from memwal import faults, store
 from memwal.config import Settings, ensure_home
 from memwal.embedders import Embedder, configured_embedder
 from memwal.errors import MigrationError
@@ -190,9 +190,11 @@ def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]],
             if covered < total:
                 continue  # chunks added by another producer, committed meanwhile
             _build_next_graph(settings, conn, target)
+            faults.pause("migration-before-cutover")
             counts = host.wait([_enqueue(host, Cutover(target.fingerprint), command)])
             if counts is not None and counts.committed:
                 report.cutover = True
+                faults.pause("migration-cut-over")
                 _install_next_graph(settings)
                 break
             state = store.migration(conn)
@@ -228,6 +230,7 @@ def _one_pass(conn: store.Connection, embedder: Embedder, target: ModelInfo, wri
                     ChunkKey(row.namespace, row.source_file, row.content_hash, row.start_line),
                     target.fingerprint, target.dim, to_bytes(vector))])
             writer.flush()
+            faults.pause("migration-batch")
             report.batches += 1
             report.embedded += len(part)
             sent += len(part)

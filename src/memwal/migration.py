@@ -43,6 +43,7 @@ from memwal.results import JsonResult
 from memwal.store import reads
 from memwal.vectors import to_bytes
 from memwal.worker import Host, hosting
+from memwal.migrationstatus import progress as _progress
 
 PAGE = 2048  # chunks read from the index at a time
 RATE_WINDOW = 60.0  # seconds of progress the rate (and the ETA) are measured over
@@ -239,14 +240,6 @@ def _one_pass(conn: store.Connection, embedder: Embedder, target: ModelInfo, wri
     return sent
 
 
-def _progress(covered: int, total: int, per_second: float | None) -> dict[str, Any]:
-    left = max(0, total - covered)
-    return {"covered": covered, "total": total,
-            "rate_per_second": None if per_second is None else round(per_second, 1),
-            "eta_seconds": (None if not per_second else round(left / per_second, 1))
-            if left else 0.0}
-
-
 def _build_next_graph(settings: Settings, conn: store.Connection, target: ModelInfo) -> None:
     from memwal.vectorindex.writes import build_next
 
@@ -273,14 +266,59 @@ def cancel_migration(settings: Settings, command: str = "mm embedding-reset --mo
                            "target": state.target.as_dict()})
 
 
-def status_of(conn: store.Connection | None) -> dict[str, Any] | None:
-    """The migration in progress as `mm status`, `mem_status` and the web page show it: its
-    model, covered/total, the average rate since it started and the ETA; None if none runs."""
-    state = store.migration(conn)
-    if state is None or conn is None:
-        return None
-    covered, total = reads.migration_coverage(conn)
-    elapsed = max(time.time() - state.started_at, 1e-6)
-    per_second = covered / elapsed if covered else None
-    return {"target": state.target.as_dict(), "started_at": state.started_at,
-            **_progress(covered, total, per_second)}
+class BackgroundMigration:
+    """A migration run by a long-lived server (MCP `mem_embedding_reset` mode=migrate, the web
+    page's button) in a thread of its own: started once, stopped (resumable) when the server
+    stops. `state()` is what the tools and the page show."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.progress: dict[str, Any] | None = None
+        self.report: MigrationReport | None = None
+        self.error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self) -> dict[str, Any]:
+        """Start the migration to the configured model unless one runs in this process; checks
+        what can be checked first (an index with a model, a local one) so the caller hears why not."""
+        if not self.running:
+            embedder = configured_embedder(self.settings)
+            with hosting(self.settings) as host:
+                conn = _local_index(host)
+                active = store.active_model(conn)
+                if active is not None and active.fingerprint == embedder.fingerprint:
+                    return {**self.state(), "already_active": True}
+            self.stop.clear()
+            self.error, self.report, self.progress = None, None, None
+            self.thread = threading.Thread(target=self._run, args=(embedder,),
+                                           name="memwal-migration", daemon=True)
+            self.thread.start()
+        return self.state()
+
+    def _run(self, embedder: Embedder) -> None:
+        try:
+            self.report = migrate_model(self.settings, embedder=embedder, stop=self.stop,
+                                        on_progress=self._progressed,
+                                        command="mm serve: migration")
+        except Exception as exc:  # shown by state(); the migration stays, resumable
+            from memwal.errors import as_memwal_error
+
+            error = as_memwal_error(exc)
+            self.error = str(error) if error is not None else f"{type(exc).__name__}: {exc}"
+
+    def _progressed(self, status: dict[str, Any]) -> None:
+        self.progress = status
+
+    def state(self) -> dict[str, Any]:
+        return {"running": self.running, "progress": self.progress,
+                "report": self.report.as_json() if self.report else None, "error": self.error}
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()

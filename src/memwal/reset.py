@@ -13,7 +13,7 @@ from memwal.committed import queued_resets
 from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.fingerprint import ModelInfo
-from memwal.migration import status_of
+from memwal.migrationstatus import status_of
 from memwal.queue import Role, open_queue
 from memwal.records import Batch, Producer, Reset, encode_batch
 from memwal.results import JsonResult

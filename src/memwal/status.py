@@ -13,6 +13,7 @@ from memwal import remote, store
 from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.lock import committer_alive
+from memwal.migrationstatus import status_of
 from memwal.queue import QueueCounts, QueueGeneration, Role, open_queue
 from memwal.queuewatch import QueueMark, incidents, judge
 from memwal.records import UndecodableBatch, decode_batch
@@ -163,7 +164,10 @@ def index_status(settings: Settings) -> JsonResult:
     embedder = configured_embedder(settings)
     queue, place = _queue_status(settings)
     if place is not None:  # as the committer elsewhere published it
-        held = {**remote.index_counts(place), "vector_index": None}
+        published = place.state.get("migration")
+        held = {**remote.index_counts(place), "vector_index": None,
+                "migration": {"target": published["target"], "started_at": published["started_at"]}
+                if published else None}
     else:
         with store.reading(settings.index_path) as conn:
             counts = reads.index_counts(conn) if conn else reads.IndexCounts(0, 0, [])
@@ -172,6 +176,7 @@ def index_status(settings: Settings) -> JsonResult:
                     "namespaces": counts.namespaces,
                     "vectors_by_fingerprint": reads.vectors_by_fingerprint(conn) if conn else {},
                     "active_model": model.as_dict() if model else None,
+                    "migration": status_of(conn),
                     "vector_index": coverage(settings, conn)}
     return JsonResult({
         "home": str(settings.home),

@@ -108,6 +108,7 @@ def _status_text(state: dict[str, Any]) -> str:
                    + (", ".join(state["namespaces"]) or "none")),
         ("active model", _model_text(state["active_model"])),
         ("configured model", _model_text(state["configured_model"])),
+        *([("migration", _migration_text(state["migration"]))] if state.get("migration") else []),
         ("vectors", ", ".join(f"{fp}: {n}" for fp, n in state["vectors_by_fingerprint"].items())
          or "none"),
         ("queue", f"{queue['pending']} pending, {queue['inflight']} in flight, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import memwal
+from memwal.migration import BackgroundMigration
 
 
 @dataclass
@@ -18,9 +19,12 @@ class ServerState:
     take_role: bool = False
     searcher: memwal.Searcher = field(init=False)
     local_searches: int = field(default=0, init=False)  # answered for `mm search` (local.py)
+    migration: BackgroundMigration = field(init=False)  # one per server, started on request
 
     def __post_init__(self) -> None:
         self.searcher = memwal.Searcher(self.settings)
+        self.migration = BackgroundMigration(self.settings)
 
     def close(self) -> None:
+        self.migration.close()  # stopped between two batches: resumable
         self.searcher.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -197,10 +197,18 @@ def build_server(state: ServerState) -> MCPServer:
         """What the memory holds: chunks, files, namespaces, the active and configured embedding
         models, the queue and the committer (as `mm status --json`)."""
         status = memwal.index_status(settings)
-        model = status["active_model"]
-        return _result(status.as_json(), f"{status['chunks']} chunks in {status['files']} files; "
-                                         f"model {model['name'] if model else 'none yet'}; "
-                                         f"{status['queue']['pending']} batches pending")
+        model, migration = status["active_model"], status.get("migration")
+        data = status.as_json()
+        moving = ""
+        if migration:
+            moving = f"; migrating to {migration['target']['name']}" + (
+                f": {migration['covered']}/{migration['total']} chunks"
+                if "covered" in migration else "")
+        if state.migration.state()["error"]:
+            moving += f"; this server's migrator stopped: {state.migration.state()['error']}"
+        return _result(data, f"{status['chunks']} chunks in {status['files']} files; "
+                             f"model {model['name'] if model else 'none yet'}{moving}; "
+                             f"{status['queue']['pending']} batches pending")
 
     @_tool(server, READ_ONLY)
     def mem_queue_status() -> CallToolResult:
@@ -253,15 +261,32 @@ def _destructive_tools(server: MCPServer, state: ServerState) -> None:
     settings = state.settings
 
     @_tool(server, DESTRUCTIVE)
-    def mem_embedding_reset(confirm: bool) -> CallToolResult:
-        """Switch the memory to the server's configured embedding model (through the queue).
+    def mem_embedding_reset(confirm: bool,
+                            mode: Literal["migrate", "cancel", "apply-current"] = "apply-current"
+                            ) -> CallToolResult:
+        """Move the memory to the server's configured embedding model. Needs confirm=true.
 
-        Vectors of other models are removed when the reset is committed (the text stays) and
-        records of the old model queued after it are refused. Needs confirm=true.
+        mode="migrate" (recommended): search keeps the current model while every chunk is
+        re-embedded with the new one in the background (mem_status shows covered/total and the
+        ETA); one cutover then switches at once; resumable, and cancelled with mode="cancel".
+        mode="apply-current": switch now; vectors of other models are removed (the text stays)
+        and search is keyword-only until the memory is re-indexed. Either way, records of the
+        old model queued after the switch are refused (dead letters).
         """
         if not confirm:
             raise memwal.UsageError("a model switch needs confirm=true.",
                                     "Check mem_status's models first.")
+        if mode == "migrate":
+            started = state.migration.start()
+            if started.get("already_active"):
+                return _result(started, "the memory already uses the configured model")
+            return _result(started, "migration started: search keeps the current model until "
+                                    "the cutover; mem_status shows its progress")
+        if mode == "cancel":
+            state.migration.close()
+            cancelled = memwal.cancel_migration(settings).as_json()
+            return _result(cancelled, "migration cancelled" if cancelled["cancelled"]
+                           else "no migration to cancel")
         batch_id, reset = memwal.enqueue_reset(settings)
         return _result({"batch_id": batch_id, "model": {"name": reset.name, "dim": reset.dim,
                                                        "fingerprint": reset.fingerprint}},

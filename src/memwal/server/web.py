@@ -106,7 +106,15 @@ class Web:
         where = committer.get("holder") or (f"{committer['host']} pid {committer['pid']}"
                                              if committer["running"] else "—")
         return {"status": memwal.index_status(settings), "queue": queue, "where": where,
-                "now": time.time()}
+                "now": time.time(), "migration": self.migration(),
+                "destructive": self.state.allow_destructive, "csrf": self.csrf}
+
+    def migration(self) -> dict[str, Any]:
+        """The index's migration (from the index) and this server's migrator, if it runs one."""
+        reset = memwal.reset_status(self.state.settings)
+        return {"index": reset["migration"], "here": self.state.migration.state(),
+                "active": reset["active_model"], "configured": reset["configured_model"],
+                "differ": reset["differ"]}
 
     def letters(self, request: Request) -> dict[str, Any]:
         params = request.query_params
@@ -226,6 +234,35 @@ class Web:
             return JSONResponse({"error": {"message": "the body is JSON {\"ids\": [...]}"}},
                                 status_code=400)
 
+    def api_migration(self, request: Request) -> Response:
+        return JSONResponse(self.migration())
+
+    async def migrate_post(self, request: Request) -> Response:
+        """Start (or cancel) a migration to the configured model, from the overview's form."""
+        import anyio
+
+        try:
+            if not self.state.allow_destructive:
+                raise Forbidden("switching models from this server is not allowed.",
+                                "Start `mm serve` with --allow-destructive, or run "
+                                "`mm embedding-reset --mode migrate` on its machine.")
+            form = await request.form()
+            if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf):
+                return HTMLResponse("refused: this form did not come from this server's page "
+                                    "(CSRF token missing or wrong)", status_code=403)
+            if form.get("action") == "cancel":
+                def cancel() -> None:
+                    self.state.migration.close()
+                    memwal.cancel_migration(self.state.settings)
+
+                await anyio.to_thread.run_sync(cancel)
+            else:
+                await anyio.to_thread.run_sync(self.state.migration.start)
+        except memwal.MemwalError as exc:
+            return HTMLResponse(f"<p>{markupsafe.escape(str(exc))}</p><p><a href='/'>back</a>",
+                                status_code=exc.http_status)
+        return RedirectResponse("/", status_code=303)
+
     def api_csrf(self, request: Request) -> Response:
         return JSONResponse({"csrf": self.csrf})
 
@@ -274,6 +311,8 @@ class Web:
             Route("/dead-letters/replay", self.replay_post, methods=["POST"]),
             Route("/api/dead-letters/replay", self.api_replay, methods=["POST"]),
             Route("/api/csrf", g(self.api_csrf)),
+            Route("/api/migration", g(self.api_migration)),
+            Route("/migrate", self.migrate_post, methods=["POST"]),
             Route("/dead-letters/{letter_id}", g(self.letter_page)),
             Route("/api/dead-letters/{letter_id}", g(self.api_letter)),
             Route("/search", g(self.search_page)),

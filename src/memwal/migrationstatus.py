@@ -1,0 +1,32 @@
+"""How far a model migration is (memwal.migration): what `mm status`, `mm embedding-reset`,
+`mem_status` and the web page show. Read-only, and light to import (no producer, no model)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from memwal import store
+from memwal.store import reads
+
+
+def progress(covered: int, total: int, per_second: float | None) -> dict[str, Any]:
+    """Covered/total, the rate (chunks per second) and the seconds left at that rate."""
+    left = max(0, total - covered)
+    return {"covered": covered, "total": total,
+            "rate_per_second": None if per_second is None else round(per_second, 1),
+            "eta_seconds": (None if not per_second else round(left / per_second, 1))
+            if left else 0.0}
+
+
+def status_of(conn: store.Connection | None) -> dict[str, Any] | None:
+    """The migration in progress as `mm status`, `mem_status` and the web page show it: its
+    model, covered/total, the average rate since it started and the ETA; None if none runs."""
+    state = store.migration(conn)
+    if state is None or conn is None:
+        return None
+    covered, total = reads.migration_coverage(conn)
+    elapsed = max(time.time() - state.started_at, 1e-6)
+    per_second = covered / elapsed if covered else None
+    return {"target": state.target.as_dict(), "started_at": state.started_at,
+            **progress(covered, total, per_second)}

@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -540,3 +541,32 @@ async def test_purge_and_replay_through_mcp_while_another_worker_holds_the_role(
                 assert committer_pid(mm) == worker.pid  # the worker committed all of it
     finally:
         stop(worker)
+
+
+async def test_an_agent_migrates_the_memory_and_follows_it_in_mem_status(
+        mm: MM, tmp_path: Path) -> None:
+    """mem_embedding_reset mode=migrate over real MCP (HTTP): the server migrates in the
+    background while mem_search keeps answering with its vector leg; mem_status follows it."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(10):
+        (notes / f"{i}.md").write_text(f"# Note {i}\n\nJupiter moon number {i}.\n")
+    mm("index", str(notes))
+    server = HttpServer(mm.home, "--worker", "--allow-destructive",
+                        env={"MM_EMBEDDING_MODEL": "hash-384-b", "MM_SEARCH_BM25_WEIGHT": "0"})
+    try:
+        async with http_session(server.url) as session:
+            started = await call(session, "mem_embedding_reset", confirm=True, mode="migrate")
+            assert started["running"] or started["report"]
+            deadline = time.monotonic() + 120  # bounded waiting, not a timing assert
+            while time.monotonic() < deadline:
+                hits = await call(session, "mem_search", query="Jupiter moon")
+                assert hits["hits"] and not hits.get("warnings"), hits
+                status = await call(session, "mem_status")
+                if status["active_model"]["name"] == "hash-384-b":
+                    break
+            assert status["active_model"]["name"] == "hash-384-b", status["migration"]
+            assert status["migration"] is None
+            assert set(status["vectors_by_fingerprint"]) == {status["active_model"]["fingerprint"]}
+    finally:
+        server.stop()

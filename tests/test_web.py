@@ -207,3 +207,45 @@ def test_every_page_has_a_json_twin_and_reads_at_a_phones_width(
     finally:
         context.close()
         server.stop()
+
+
+def test_a_migration_started_from_the_page_shows_its_progress_and_ends_on_the_new_model(
+        mm: MM, tmp_path: Path, page: Any) -> None:
+    write_config(mm.home, {"embedding": {"model": A}, "queue": {"batch_records": 2}})
+    mm("index", str(notes(tmp_path / "notes", {f"{i}.md": f"# Note {i}\n\nText {i}.\n"
+                                               for i in range(12)})))
+    server = HttpServer(mm.home, "--worker", "--allow-destructive",
+                        env={"MM_EMBEDDING_MODEL": B})  # configured with the new model
+    try:
+        page.goto(server.base + "/")
+        assert number(page, "model-name") == A and number(page, "configured-model") == B
+        assert number(page, "migration") == "none: the configured model is not the index's"
+        page.get_by_test_id("migrate").click()
+
+        def moved() -> bool:
+            page.reload()
+            return number(page, "model-name") == B
+
+        poll(moved, "the page to show the new model after the cutover", 120)
+        assert number(page, "migration") == "none"
+        assert mm("status", "--json", env={"MM_EMBEDDING_MODEL": B}).json()[
+            "vectors_by_fingerprint"].keys() == {
+            mm("embedding-reset", "--json", env={"MM_EMBEDDING_MODEL": B}).json()[
+                "configured_model"]["fingerprint"]}
+    finally:
+        server.stop()
+
+
+def test_the_migrate_form_is_refused_without_csrf_and_without_allow_destructive(
+        mm: MM, tmp_path: Path) -> None:
+    import httpx
+
+    mm("index", str(notes(tmp_path / "notes", {"a.md": "# A\n\nAlpha.\n"})))
+    for args, status in ((("--allow-destructive",), 403), ((), 403)):
+        server = HttpServer(mm.home, *args, env={"MM_EMBEDDING_MODEL": B})
+        try:
+            answer = httpx.post(server.base + "/migrate", data={"action": "migrate"})
+            assert answer.status_code == status
+            assert mm("embedding-reset", "--json").json()["migration"] is None
+        finally:
+            server.stop()

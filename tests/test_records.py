@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from memwal.records import (
-    Batch, ChunkKey, FileSnapshot, MalformedItem, Producer, Reset, UndecodableBatch, Upsert,
-    decode_batch, encode_batch, parse_item,
+    Batch, CancelMigration, ChunkKey, ChunkVector, Cutover, FileSnapshot, MalformedItem, Migrate,
+    Producer, Reset, ShadowVector, UndecodableBatch, Upsert, decode_batch, encode_batch, parse_item,
 )
 
 FROZEN_V1 = Path(__file__).parent / "data" / "batch-v1.msgpack"
@@ -34,6 +34,7 @@ def test_frozen_v1_sample_still_decodes() -> None:
     assert reset == Reset("hash-4-b/111111111111111111111111", "hash-4-b", 4)
     # Written before the optional envelope fields existed: none of them is read into it.
     assert (batch.replays, batch.replay_again, batch.purge) == ((), False, ())
+    assert batch.endpoints == {} and upsert.shadow is None  # nor the migration's extensions
 
 
 def test_a_purge_travels_as_an_envelope_field_and_round_trips() -> None:
@@ -62,6 +63,38 @@ def test_round_trip_keeps_every_field() -> None:
     decoded = decode_batch(encode_batch(batch))
     assert decoded.id == batch.id
     assert tuple(parse_item(raw) for raw in decoded.raw_items) == items
+
+
+def test_the_migration_items_and_extensions_round_trip() -> None:
+    key = ChunkKey("ns", "/f.md", "h", 2)
+    vector = np.ones(3, "<f4").tobytes()
+    items = (Migrate("m/2", "m", 3, {"provider": "ollama", "model": "bge-m3", "url": "http://x"}),
+             Migrate("m/2", "m", 3),
+             Upsert(key, 9, (), "text", (), "m/1", 3, vector, shadow=ShadowVector("m/2", 3, vector)),
+             ChunkVector(key, "m/2", 3, vector), Cutover("m/2"), CancelMigration("m/2"))
+    endpoints = {"m/2": {"provider": "ollama", "model": "bge-m3", "url": "http://x"}}
+    decoded = decode_batch(encode_batch(Batch(items=items, producer=Producer("h", 1, "c"),
+                                              endpoints=endpoints)))
+    assert tuple(parse_item(raw) for raw in decoded.raw_items) == items
+    assert decoded.endpoints == endpoints
+    # A plain upsert carries no `shadow` key: what older committers read is unchanged.
+    plain = encode_batch(Batch(items=(items[2].__class__(key, 9, (), "t", (), "m/1", 3, vector),),
+                               producer=Producer("h", 1, "c")))
+    assert b"shadow" not in plain and b"endpoints" not in plain
+
+
+@pytest.mark.parametrize("raw", [
+    {"kind": "vector", "namespace": "n", "source_file": "f", "content_hash": "h", "start_line": 0,
+     "fingerprint": "m", "dim": 3, "vector": b"x"},
+    {"kind": "migrate", "fingerprint": "m", "name": "m", "dim": 3, "endpoint": {"url": 5}},
+    {"kind": "cutover"},
+    {"kind": "upsert", "namespace": "n", "source_file": "f", "content_hash": "h", "start_line": 1,
+     "end_line": 1, "heading_path": [], "content": "", "tags": [], "fingerprint": "m", "dim": 3,
+     "vector": b"x" * 12, "shadow": [1]},
+])
+def test_malformed_migration_items_are_rejected(raw: object) -> None:
+    with pytest.raises(MalformedItem):
+        parse_item(raw)
 
 
 @pytest.mark.parametrize("data, reason", [

@@ -382,17 +382,16 @@ class _ItemApplier:
 
     def _vector(self, index: int, raw: object, item: ChunkVector) -> None:
         """A vector for a stored chunk: a shadow vector of the migration's model, or (a
-        re-embedding) the chunk's vector of the active model."""
+        re-embedding) the chunk's vector of the active model; of any other model, skipped."""
         if item.key in self.pending:
             self.flush()
         target, active = self.migration_target, self.active
         model = target if target is not None and item.fingerprint == target.fingerprint else (
             active if active is not None and item.fingerprint == active.fingerprint else None)
         if model is None:
-            self._dead_letter(index, raw, "fingerprint_mismatch",
-                              f"vector from {item.fingerprint}; the active model is "
-                              f"{active.fingerprint if active else None}"
-                              + (f" and the migration's is {target.fingerprint}" if target else ""))
+            # Of a migration cancelled or replaced since it was queued: it carries nothing the
+            # index does not hold (the chunk's text is there), so it is skipped, not kept.
+            self.counts.skipped += 1
             return
         try:
             check_vector(item.vector, item.dim, model.dim)

@@ -206,9 +206,11 @@ class Committed:
         the active one too (reached as the index recorded it); one still configured with the
         old model adds the new one's where it can build it (else the migrator catches up).
         """
-        target, migration = self.target_model(), self.migration()
-        if migration is not None and queued_resets(self.queue):
-            migration = None  # a queued reset ends the migration before these records land
+        resets = queued_resets(self.queue)
+        target = ModelInfo(resets[-1][1].name, resets[-1][1].dim, resets[-1][1].fingerprint) \
+            if resets else self.active_model()
+        # A queued reset ends the migration before these records land.
+        migration = None if resets else self.migration()
         to = migration.target if migration is not None else None
         from memwal.embedders.indexed import embedder_of
 
@@ -279,8 +281,8 @@ def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
         f"the index uses {target.name} ({target.fingerprint}, {target.dim}-d) but the configured "
         f"model is {embedder.name} ({embedder.fingerprint}, {embedder.dim}-d).",
         f"Either configure {target.name} again (MM_EMBEDDING_MODEL={target.name} or "
-        "embedding.model in config.json), or switch the index to the configured model with "
-        "`mm embedding-reset --mode apply-current`.")
+        "embedding.model in config.json), or move the index to the configured model with "
+        "`mm embedding-reset --mode migrate` (search stays up meanwhile).")
 
 
 class Publisher:

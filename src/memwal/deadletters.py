@@ -20,7 +20,9 @@ from memwal.config import Settings
 from memwal.embedders import configured_embedder
 from memwal.errors import DeadLetterError, DeadLetterNotFound
 from memwal.queue import Role, open_queue
-from memwal.records import Batch, MalformedItem, Producer, Upsert, encode_batch, parse_item, unpack_item
+from memwal.records import (
+    Batch, MalformedItem, Producer, ShadowVector, Upsert, encode_batch, parse_item, unpack_item,
+)
 from memwal.results import JsonResult
 from memwal.store import reads
 from memwal.store.reads import DEAD_LETTER_COLUMNS as LIST_COLUMNS
@@ -206,7 +208,14 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
         if already and not again:
             raise DeadLetterError(f"dead letter(s) {', '.join(map(str, already))} were already "
                                   "replayed:", "add --again to replay them once more")
-    embedder = configured_embedder(settings) if reembed else None
+    embedder = shadow = None
+    if reembed:
+        from memwal.worker import hosting
+
+        # During a migration, the active model's vectors and the new model's as shadows, as
+        # any producer sends them (Committed.embedders_for); else the configured model's.
+        with hosting(settings) as host:
+            embedder, shadow = host.committed.embedders_for(configured_embedder(settings))
     items: list[tuple[int, Upsert]] = []
     not_replayable: list[tuple[int, str]] = []
     for row in rows:
@@ -223,10 +232,15 @@ def replay_dead_letters(settings: Settings, selection: Selection, *, reembed: bo
             continue
         items.append((row["id"], item))
     if embedder is not None and items:
-        vectors = embedder.embed([item.content for _, item in items])
-        items = [(letter_id, Upsert(item.key, item.end_line, item.heading_path, item.content,
-                                    item.tags, embedder.fingerprint, embedder.dim, to_bytes(vector)))
-                 for (letter_id, item), vector in zip(items, vectors)]
+        texts = [item.content for _, item in items]
+        vectors = embedder.embed(texts)
+        shadows = shadow.embed(texts) if shadow is not None else [None] * len(items)
+        items = [(letter_id, Upsert(
+                    item.key, item.end_line, item.heading_path, item.content, item.tags,
+                    embedder.fingerprint, embedder.dim, to_bytes(vector),
+                    shadow=None if shadow is None or extra is None else ShadowVector(
+                        shadow.fingerprint, shadow.dim, to_bytes(extra))))
+                 for (letter_id, item), vector, extra in zip(items, vectors, shadows)]
     limit = batch_records or settings["queue.batch_records"]
     producer = Producer.current("mm queue dead-letters replay")
     queue = open_queue(settings, Role.PRODUCER)

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from memwal.config import Settings, ensure_home
-from memwal.embedders import Embedder, configured_embedder, get_embedder
+from memwal.embedders import Embedder, configured_embedder
+from memwal.embedders.indexed import embedder_of
 from memwal.errors import MemwalError, as_memwal_error
 from memwal.fingerprint import ModelInfo
 from memwal.producer import IndexReport, QueuedSnapshots, index_paths
@@ -165,12 +166,13 @@ class Watcher:
         current = self.embedder
         if target is None or (current is not None and current.fingerprint == target.fingerprint):
             return current
-        try:
-            candidate = get_embedder(target.name, self.settings["embedding.batch_size"])
-            usable = candidate.fingerprint == target.fingerprint
-        except MemwalError:
-            usable = False
-        if not usable:
+        assert self.host is not None
+        # The model the index moves to, built from its name, or (a remote one) reached as the
+        # index recorded it; None if this process cannot build it.
+        candidate = embedder_of(self.settings, target,
+                                self.host.committed.endpoint_of(target.fingerprint),
+                                configured=current)
+        if candidate is None:
             self.embedder = None
             self.state.update(state="stopped", error=(
                 f"the index switches to {target.name} ({target.fingerprint}), which this process "

@@ -213,6 +213,9 @@ def test_during_a_migration_both_configurations_search_and_write_with_both_model
         finally:
             conn.close()
         assert rows == [(get_embedder(A).fingerprint, 1)] * 2
+        doctor = ok(mm("doctor", "--json")).json()
+        (check,) = [c for c in doctor["checks"] if c["name"] == "migration_sound"]
+        assert check["ok"] and check["detail"].startswith(f"migrating to {B}")
     finally:
         resume.write_text("go")
     out, err = migrator.communicate(timeout=120)

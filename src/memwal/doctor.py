@@ -70,6 +70,18 @@ def _vectors(conn: store.Connection, settings: Settings) -> Check:
                  f"{bad} vectors are not {active.dim} finite float32 values: {'; '.join(described)}")
 
 
+def _migration(conn: store.Connection, settings: Settings) -> Check:
+    """A migration's shadow vectors: each of a stored chunk, each of the target's dimension."""
+    state = store.migration(conn)
+    if state is None:
+        return Check("migration_sound", True, "no migration in progress")
+    orphans, wrong = reads.unsound_shadow_vectors(conn, state.target.dim)
+    covered, total = reads.migration_coverage(conn)
+    return Check("migration_sound", orphans == 0 and wrong == 0,
+                 f"migrating to {state.target.name}: {covered}/{total} chunks covered; "
+                 f"{orphans} shadow vectors of no chunk, {wrong} not of {state.target.dim} values")
+
+
 def _ledger(conn: store.Connection, settings: Settings) -> Check:
     bad = reads.unbalanced_batches(conn)
     detail = "every batch: received = committed + dead-lettered + skipped" if not bad else \
@@ -186,7 +198,8 @@ def _progress(settings: Settings) -> Check:
 
 INDEX_CHECKS: dict[str, Callable[[store.Connection, Settings], Check]] = {
     "sqlite_integrity": _integrity, "fts_integrity": _fts, "counts_agree": _counts,
-    "single_model": _fingerprints, "vectors_sound": _vectors, "ledger_sums": _ledger}
+    "single_model": _fingerprints, "vectors_sound": _vectors, "ledger_sums": _ledger,
+    "migration_sound": _migration}
 
 
 def _guarded(name: str, check: Callable[[], Check],

@@ -406,6 +406,15 @@ def each_shadow_vector(conn: Connection, upto_seq: int, after_id: int = 0, limit
                         "seq <= ? ORDER BY chunk_id LIMIT ?", (after_id, upto_seq, limit)).fetchall()
 
 
+def unsound_shadow_vectors(conn: Connection, dim: int) -> tuple[int, int]:
+    """(shadow vectors whose chunk is gone, shadow vectors not `dim` float32 values)."""
+    orphans = conn.execute(f"SELECT count(*) FROM {SHADOW_TABLE} WHERE NOT EXISTS "
+                           f"(SELECT 1 FROM chunks WHERE id={SHADOW_TABLE}.chunk_id)").fetchone()[0]
+    wrong = conn.execute(f"SELECT count(*) FROM {SHADOW_TABLE} WHERE length(vector) != ?",
+                         (4 * dim,)).fetchone()[0]
+    return int(orphans), int(wrong)
+
+
 def shadow_seq(conn: Connection) -> int:
     """The newest sequence that wrote a shadow vector (0 if none)."""
     return int(conn.execute(f"SELECT coalesce(max(seq), 0) FROM {SHADOW_TABLE}").fetchone()[0])

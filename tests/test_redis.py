@@ -631,3 +631,34 @@ def test_a_committer_whose_claim_was_taken_over_takes_nothing(tmp_path: Path, re
         assert queue.counts() == QueueCounts(pending=1, inflight=0)
     finally:
         queue.close()
+
+
+def test_a_migration_on_the_committers_machine_while_writers_elsewhere_keep_writing(
+        tmp_path: Path, redis: RedisServer) -> None:
+    """The migrator runs where the index is; writers on other machines learn of it from what
+    the committer published and send both vectors; after the cutover one model remains."""
+    server = machine(tmp_path, "server", redis)
+    old_laptop, new_laptop = machine(tmp_path, "old", redis, A), machine(tmp_path, "new", redis, B)
+    worker = server.popen("queue", "worker")
+    try:
+        server("index", str(notes(tmp_path / "notes", 6)))
+        refused = new_laptop("embedding-reset", "--mode", "migrate", check=2)
+        assert "machine of `mm queue worker`" in refused.stderr
+        marker, resume = tmp_path / "held", tmp_path / "resume"
+        migrator = server.popen("embedding-reset", "--mode", "migrate", "--json", env={
+            "MM_EMBEDDING_MODEL": B, "MM_FAULT": "migration-batch",
+            "MM_FAULT_MARKER": str(marker), "MM_FAULT_RESUME": str(resume)})
+        poll(marker.exists, "the migrator to hold after its first batch")
+        old_laptop("index", str(notes(tmp_path / "old-notes", 3, "egret")))
+        new_laptop("index", str(notes(tmp_path / "new-notes", 3, "ibis")))
+        resume.write_text("go")
+        out, err = migrator.communicate(timeout=120)
+        assert migrator.returncode == 0 and json.loads(out)["cut_over"], err
+        gate = old_laptop("index", str(tmp_path / "old-notes"), check=2)
+        assert B in gate.stderr
+        status = server("status", "--json", env={"MM_EMBEDDING_MODEL": B}).json()
+        assert status["chunks"] == 12 and list(status["vectors_by_fingerprint"]) == [
+            status["active_model"]["fingerprint"]] and status["active_model"]["name"] == B
+    finally:
+        stop(worker)
+    assert_doctor_ok(server.home)

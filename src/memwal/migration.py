@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from memwal import faults, store
 from memwal.config import Settings, ensure_home
@@ -97,23 +98,37 @@ def _enqueue(host: Host, item: Any, command: str) -> str:
     return batch.id
 
 
-def _local_index(host: Host) -> store.Connection:
+@contextmanager
+def _local_index(settings: Settings, host: Host) -> Iterator[store.Connection]:
+    """A read connection to this home's index. With a queue shared across machines that is the
+    index of the committer on this machine (`mm queue worker` here); a home without one is a
+    producer's, and cannot migrate."""
     if host.committed.shared:
-        raise MigrationError(
-            "a migration reads the index, and this home's queue is shared with a committer that "
-            "may be on another machine.",
-            "Run `mm embedding-reset --mode migrate` on the machine of `mm queue worker`.")
-    conn = host.committed.conn()
+        conn = store.open_for_read(settings.index_path)
+        if conn is None:
+            raise MigrationError(
+                "a migration reads the index, and this home has none: its queue is shared with "
+                "a committer on another machine.",
+                "Run `mm embedding-reset --mode migrate` on the machine of `mm queue worker`.")
+        try:
+            yield _with_model(conn)
+        finally:
+            conn.close()
+        return
+    yield _with_model(host.committed.conn())
+
+
+def _with_model(conn: store.Connection | None) -> store.Connection:
     if conn is None or store.active_model(conn) is None:
         raise MigrationError("the index holds no model yet: there is nothing to migrate.",
                              "Run `mm index PATH`: it uses the configured model from the start.")
     return conn
 
 
-def start(settings: Settings, host: Host, embedder: Embedder, command: str) -> ModelInfo | None:
+def start(settings: Settings, host: Host, conn: store.Connection, embedder: Embedder,
+          command: str) -> ModelInfo | None:
     """Enqueue the start of a migration to `embedder`'s model unless the index has it already
     (active: None is returned) or migrates to it; wait until it is committed."""
-    conn = _local_index(host)
     active = store.active_model(conn)
     assert active is not None
     target = embedder.info
@@ -148,15 +163,13 @@ def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]],
     report = MigrationReport()
     started = time.monotonic()
     rate = _Rate()
-    with hosting(settings) as host:
-        target = start(settings, host, embedder, command)
+    with hosting(settings) as host, _local_index(settings, host) as conn:
+        target = start(settings, host, conn, embedder, command)
         if target is None:
             report.already = True
             report.target = embedder.info.as_dict()
             return report
         report.target = target.as_dict()
-        conn = host.committed.conn()
-        assert conn is not None
         host.take_role()
         writer = BatchWriter(host.queue, Producer.current(command),
                              settings["queue.batch_records"],
@@ -255,8 +268,7 @@ def _install_next_graph(settings: Settings) -> None:
 def cancel_migration(settings: Settings, command: str = "mm embedding-reset --mode cancel") -> JsonResult:
     """Drop the migration in progress (its shadow vectors); the active model stays."""
     ensure_home(settings.home)
-    with hosting(settings) as host:
-        conn = _local_index(host)
+    with hosting(settings) as host, _local_index(settings, host) as conn:
         state = store.migration(conn)
         if state is None:
             return JsonResult({"cancelled": False, "why": "no migration is in progress"})
@@ -288,8 +300,7 @@ class BackgroundMigration:
         what can be checked first (an index with a model, a local one) so the caller hears why not."""
         if not self.running:
             embedder = configured_embedder(self.settings)
-            with hosting(self.settings) as host:
-                conn = _local_index(host)
+            with hosting(self.settings) as host, _local_index(self.settings, host) as conn:
                 active = store.active_model(conn)
                 if active is not None and active.fingerprint == embedder.fingerprint:
                     return {**self.state(), "already_active": True}

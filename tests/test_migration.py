@@ -327,3 +327,23 @@ def test_migrate_refuses_an_empty_index_and_cancel_without_one_says_so(mm: MM) -
     run = mm("embedding-reset", "--mode", "bogus", check=2)
     assert run.code == 2 and "migrate" in run.stderr
 
+
+
+def test_ctrl_c_stops_a_migration_resumably_with_exit_130(mm: MM, home: Path, tmp_path: Path) -> None:
+    notes = many_notes(tmp_path / "notes", 10)
+    write_config(home, {"embedding": {"model": A}, "queue": {"batch_records": 3}})
+    ok(mm("index", str(notes)))
+    marker = tmp_path / "held"
+    proc = mm.popen("embedding-reset", "--mode", "migrate", env={
+        "MM_EMBEDDING_MODEL": B, "MM_FAULT": "migration-batch", "MM_FAULT_MARKER": str(marker),
+        "MM_FAULT_RESUME": str(tmp_path / "never")})
+    poll(marker.exists, "the migrator to hold after its first batch")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "--mode migrate" in err, "the message says how to resume"
+    status = mm("embedding-reset", "--json", env={"MM_EMBEDDING_MODEL": B}).json()
+    assert status["migration"]["target"]["name"] == B and status["active_model"]["name"] == A
+    report = ok(mm("embedding-reset", "--mode", "migrate", "--json",
+                   env={"MM_EMBEDDING_MODEL": B})).json()
+    assert report["cut_over"]

@@ -227,7 +227,13 @@ def _migrate(settings: Any, json_out: bool) -> None:
             on_progress(status["covered"] - done[0])
             done[0] = status["covered"]
 
-        report = memwal.migrate_model(settings, on_progress=progress)
+        try:
+            report = memwal.migrate_model(settings, on_progress=progress)
+        except KeyboardInterrupt:
+            output.info("migration stopped: what it did is kept (search still uses the active "
+                        "model); run `mm embedding-reset --mode migrate` again to resume, or "
+                        "`--mode cancel` to drop it")
+            raise
     result = report.as_json()
     if json_out:
         output.print_json(result)

@@ -347,3 +347,21 @@ def test_ctrl_c_stops_a_migration_resumably_with_exit_130(mm: MM, home: Path, tm
     report = ok(mm("embedding-reset", "--mode", "migrate", "--json",
                    env={"MM_EMBEDDING_MODEL": B})).json()
     assert report["cut_over"]
+
+
+def test_a_cutover_never_moves_a_chunks_sequence_back(settings) -> None:
+    """Readers keep what they read stamped with a sequence (postings, the graph's tail): a chunk
+    rewritten after its shadow vector keeps its later sequence through the cutover."""
+    enqueue(settings, batch(upsert("alpha")), batch(migrate_item(B), vector_item("alpha", B)))
+    enqueue(settings, batch(upsert("alpha")))  # the same key again, after its shadow
+    drain(settings)
+    conn = conn_of(settings)
+    before = conn.execute("SELECT seq FROM chunks").fetchone()[0]
+    shadow = conn.execute("SELECT seq FROM migration_vectors").fetchone()[0]
+    conn.close()
+    assert shadow < before
+    enqueue(settings, batch(Cutover(get_embedder(B).fingerprint)))
+    drain(settings)
+    conn = conn_of(settings)
+    assert conn.execute("SELECT seq FROM chunks").fetchone()[0] == before
+    conn.close()

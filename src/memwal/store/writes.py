@@ -138,14 +138,15 @@ def cut_over(conn: Connection, model: ModelInfo, active: ModelInfo | None) -> No
     """Make the migration's model the active one: its shadow vectors become the vectors, in the
     caller's transaction (readers see the old model or the new one, never a mix).
 
-    Every chunk's `seq` becomes the sequence that wrote its shadow vector: a derived index built
-    from the shadow vectors up to some sequence then covers exactly the chunks at or below it,
-    and the rest are its tail."""
+    A chunk's `seq` becomes the sequence that wrote its shadow vector where that is later (a
+    vector was written then): a derived index built from the shadow vectors up to some sequence
+    then covers the chunks at or below it, and the rest are its tail. It never goes back: what
+    readers kept (postings, a tail) stamped with a sequence stays right."""
     create_vector_table(conn, model.dim)
     conn.execute(f"INSERT INTO {VECTOR_TABLE} (chunk_id, embedding) "
                  f"SELECT chunk_id, vector FROM {SHADOW_TABLE} ORDER BY chunk_id")
-    conn.execute(f"UPDATE chunks SET fingerprint=?, seq=(SELECT seq FROM {SHADOW_TABLE} "
-                 "WHERE chunk_id=chunks.id)", (model.fingerprint,))
+    conn.execute(f"UPDATE chunks SET fingerprint=?, seq=max(seq, (SELECT seq FROM {SHADOW_TABLE} "
+                 "WHERE chunk_id=chunks.id))", (model.fingerprint,))
     end_migration(conn)
     set_active_model(conn, model)
 

@@ -107,7 +107,10 @@ def _authorised(request: Request) -> bool:
 async def _embed(request: Request, ollama: bool) -> Response:
     STATE.requests += 1
     if not _authorised(request):
-        return _error(ollama, 401, "Incorrect API key provided.", code="invalid_api_key")
+        # As OpenAI does, the refused key is echoed: the client must not show it.
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ")
+        return _error(ollama, 401, f"Incorrect API key provided: {sent}.",
+                      code="invalid_api_key")
     try:
         body = await request.json()
         model, texts = body["model"], body["input"]

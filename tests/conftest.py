@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from helpers import MM, assert_doctor_ok, write_config
+from helpers import MM, EmbeddingServer, assert_doctor_ok, write_config
 from memwal.config import load_settings
 
 # A test run started in the background by a non-interactive shell (`cmd &`) ignores SIGINT, and
@@ -53,3 +53,13 @@ def notes(tmp_path: Path) -> Path:
     (root / "cooking.txt").write_text(
         "Risotto wants warm stock added one ladle at a time while stirring.\n")
     return root
+
+
+@pytest.fixture
+def embedding_server(tmp_path: Path) -> Iterator[EmbeddingServer]:
+    """tests/embedding_server.py on a free loopback port, stopped after the test."""
+    server = EmbeddingServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -161,3 +161,44 @@ def queue_inflight(home: Path) -> int:
         return queue.counts().inflight
     finally:
         queue.close()
+
+
+# -- the embedding server (tests/embedding_server.py), in a subprocess ---------------------
+
+
+class EmbeddingServer:
+    """A running tests/embedding_server.py: its base URL, its control endpoint, and stop()."""
+
+    SCRIPT = Path(__file__).resolve().parent / "embedding_server.py"
+
+    def __init__(self, folder: Path) -> None:
+        port_file = folder / "embedding-server.port"
+        self.proc = subprocess.Popen([sys.executable, str(self.SCRIPT), "--port-file",
+                                      str(port_file)], env=mm_env(),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        port = poll(lambda: port_file.exists() and port_file.read_text().strip()
+                    or self._died(), "the embedding server's port file")
+        self.url = f"http://127.0.0.1:{port}"  # Ollama's base URL; OpenAI's is `openai_url`
+        self.openai_url = f"{self.url}/v1"
+
+    def _died(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the embedding server died: {self.proc.stderr.read()!r}")
+
+    def control(self, **body: Any) -> dict[str, Any]:
+        """POST /_control (faults, aliases, api_key, clear); the server's counters after it."""
+        import httpx
+
+        return httpx.post(f"{self.url}/_control", json=body, timeout=30).json()
+
+    def stats(self) -> dict[str, Any]:
+        import httpx
+
+        return httpx.get(f"{self.url}/_control", timeout=30).json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        if self.proc.stderr:
+            self.proc.stderr.close()

@@ -20,7 +20,10 @@ from memwal.errors import ConfigError, HomeNotPrivate
 from memwal.safeio import (
     NotRegularFile, TooLarge, home_problem, open_regular, read_regular,
 )
-from memwal.models import DEFAULT_MODEL, HASH_NAMES, REAL_MODELS, validate_model_name
+from memwal.models import (
+    DEFAULT_MODEL, DEFAULT_PROVIDER, DEFAULT_URLS, HASH_NAMES, PROVIDERS, REAL_MODELS, Endpoint,
+    HashModel, lookup,
+)
 
 DEFAULT_HOME = Path("~/.memwal")
 CONFIG_FILE = "config.json"
@@ -31,6 +34,7 @@ FAILURE_FILE = "committer-failure.json"  # the last committer's fatal error, unt
 HOME_ID_FILE = "home-id"  # made once, when the home is created: the default queue name comes from it
 QUEUE_BACKENDS = ("sqlite", "memory", "redis")
 MAX_TOP_K = 1000
+API_KEY_ENV = "MM_EMBEDDING_API_KEY"  # the only place the embedding server's key is read from
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
 
@@ -70,7 +74,31 @@ def _text(value: Any) -> str:
 
 
 def _model_name(value: Any) -> str:
-    return validate_model_name(_text(value))
+    """A model's name: checked against the registry once the provider is known (a remote
+    server's names are free text, `BAAI/bge-m3` or `bge-m3:latest`)."""
+    name = _text(value)
+    if len(name) > 200 or any(ord(c) < 32 or c.isspace() for c in name):
+        raise ValueError("expected a model name: up to 200 characters, no spaces")
+    return name
+
+
+def _provider(value: Any) -> str:
+    name = _text(value).lower()
+    if name not in PROVIDERS:
+        raise ValueError(f"unknown embedding provider {name!r}; known: {', '.join(PROVIDERS)}")
+    return name
+
+
+def _embedding_url(value: Any) -> str:
+    """An embedding server's base URL; a password in it is refused (the key has its env var)."""
+    from urllib.parse import urlsplit
+
+    url = _text(value).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.password:
+        raise ValueError("expected an http:// or https:// URL without a password (the API key "
+                         f"goes in env {API_KEY_ENV}, never in the config)")
+    return url
 
 
 def _queue_backend(value: Any) -> str:
@@ -156,10 +184,30 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
+    Option("embedding.provider", _provider, DEFAULT_PROVIDER,
+           "who computes the vectors: `onnx` (the bundled models), `hash` (test models), "
+           "`openai` (a server speaking the OpenAI embeddings API: OpenAI, vLLM, TEI, llama.cpp, "
+           f"LM Studio) or `ollama`; a remote server's key goes in env `{API_KEY_ENV}`, never in "
+           "the config",
+           see="docs/guides/embedding-providers.md"),
     Option("embedding.model", _model_name, DEFAULT_MODEL,
-           f"embedding model: {', '.join(f'`{name}`' for name in (*REAL_MODELS, HASH_NAMES))} "
+           f"embedding model: {', '.join(f'`{name}`' for name in (*REAL_MODELS, HASH_NAMES))}; "
+           "with `openai` or `ollama`, the server's model name (`bge-m3`, `BAAI/bge-m3`) "
            "(flag `--model`)"),
-    Option("embedding.batch_size", _whole(4096), 32, "texts per model call"),
+    Option("embedding.url", _embedding_url, None,
+           "the embedding server's base URL (`openai` and `ollama` only)",
+           default_text=", ".join(f"`{url}` ({provider})" for provider, url in DEFAULT_URLS.items())),
+    Option("embedding.dim", _whole(65536), None,
+           "the dimension a remote model must answer with (checked; none: whatever it answers)"),
+    Option("embedding.batch_size", _whole(4096), 32,
+           "texts per model call (per request to a remote server)"),
+    Option("embedding.concurrency", _whole(64), 4, "requests in flight at once to a remote server"),
+    Option("embedding.timeout", _finite(0.1, 3600), 60.0,
+           "seconds a remote server may take to answer one request (retried 5 times)"),
+    Option("embedding.probe_interval", _finite(0, 1e9), 600.0,
+           "seconds after which a long-lived process embeds the probe texts again to check the "
+           "weights behind a remote model's name (0: only when it starts); every request checks "
+           "a sentinel text as well"),
     Option("index.namespace", _text, "default",
            "namespace for chunks when `--namespace` is not given"),
     Option("index.max_file_bytes", _whole(1 << 30), 5 * 1024 * 1024,
@@ -255,9 +303,18 @@ class Settings:
     failure_path = property(lambda self: self.home / FAILURE_FILE)
     home_id_path = property(lambda self: self.home / HOME_ID_FILE)
 
+    # The embedding server's key (env MM_EMBEDDING_API_KEY): never shown, compared or stored.
+    api_key: str | None = field(default=None, repr=False, compare=False)
+
     @property
     def model(self) -> str:
         return self.values["embedding.model"]
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The configured model: provider, name, and server URL for a remote provider."""
+        return Endpoint.configured(self.values.get("embedding.provider", DEFAULT_PROVIDER),
+                                   self.model, self.values.get("embedding.url"))
 
     @property
     def queue_name(self) -> str:
@@ -475,6 +532,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} must hold a JSON object",
                           'such as {"embedding": {"model": "minilm"}}.')
     flat = _flatten(data)
+    if any(key.rsplit(".", 1)[-1] in ("api_key", "key", "token") for key in flat
+           if key.startswith("embedding.")):
+        raise ConfigError(f"{path}: an embedding server's API key is never kept in config.json.",
+                          f"Remove it from the file and set env {API_KEY_ENV} instead.")
     unknown = sorted(set(flat) - set(OPTIONS_BY_KEY))
     if unknown:
         known = ", ".join(OPTIONS_BY_KEY)
@@ -514,4 +575,29 @@ def load_settings(
             source = "flag"
         values[option.key] = value
         sources[option.key] = source
-    return Settings(home_path, home_source, values, sources)
+    _check_model(values, sources)
+    return Settings(home_path, home_source, values, sources,
+                    api_key=environ.get(API_KEY_ENV) or None)
+
+
+def _check_model(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """The model name against its provider: a bundled provider's must be registered (`hash`
+    takes only hash models); a remote provider's must be given, not the bundled default."""
+    provider, name = values["embedding.provider"], values["embedding.model"]
+    origin = sources["embedding.model"]
+    option = OPTIONS_BY_KEY["embedding.model"]
+    if provider in DEFAULT_URLS:
+        if origin == "default":
+            raise ConfigError(f"embedding.provider = {provider} needs embedding.model: the "
+                              "model's name on the server.",
+                              "Set it in config.json or env MM_EMBEDDING_MODEL (e.g. bge-m3).")
+        return
+    where = "" if origin == "default" else f" from {origin}"
+    try:
+        entry = lookup(name)
+    except ValueError as exc:
+        raise ConfigError(f"embedding.model = {name!r}{where}: {exc}.", option.fix) from None
+    if provider == "hash" and not isinstance(entry, HashModel):
+        raise ConfigError(f"embedding.model = {name!r}{where}: embedding.provider = hash takes "
+                          f"only {HASH_NAMES} models.",
+                          "Set embedding.provider to onnx, or name a hash model.")

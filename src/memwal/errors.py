@@ -26,13 +26,16 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_FAILED: "something failed: records dead-lettered or files unreadable (`mm index`), a "
-                 "check failed (`mm doctor`), a damaged index or queue, a queue or search server "
-                 "that did not answer, a SQLite or OS error",
+                 "check failed (`mm doctor`), a damaged index or queue, a queue, search or "
+                 "embedding server that did not answer (or answered nonsense), a SQLite or OS "
+                 "error",
     EXIT_USAGE: "bad arguments or configuration: unknown key or model, bad value, a shared queue "
                 "stamped with another index, a path to index that does not exist or cannot be "
-                "read, the configured model is not the index's, an index written by a newer "
-                "memwal, a home that is not a folder or cannot be created, a home other users "
-                "could write, a symlink in the home",
+                "read, the configured model is not the index's, a remote embedding model the "
+                "server does not have, a missing or refused API key, a remote model whose weights "
+                "changed behind its name, an index written by a newer memwal, a home that is not "
+                "a folder or cannot be created, a home other users could write, a symlink in the "
+                "home",
     EXIT_BUSY: "another committer is running on this home (`mm queue worker` only; servers with "
                "`--worker` wait for the role)",
     EXIT_INTERRUPTED: "interrupted",
@@ -183,6 +186,23 @@ class CommitterBusy(MemwalError):
         super().__init__(f"another committer is running on this home ({who}).",
                          "Stop it first, or let it do the work.")
         self.pid = pid
+
+
+class EmbeddingServerError(MemwalError):
+    """The embedding server (`embedding.url`) did not answer, after retries, or answered with
+    an error or with something that is not embeddings (exit 1, HTTP 502: a gateway's failure)."""
+
+    http_status = 502
+
+
+class EmbeddingConfigError(ConfigError):
+    """The embedding server refused what the configuration asks for: a model it does not have,
+    a missing or wrong API key, a dimension other than `embedding.dim` (exit 2)."""
+
+
+class ModelChanged(UsageError):
+    """The weights behind a remote model's name changed: its vectors are another model's
+    (exit 2). The vectors of the request that found out are never returned."""
 
 
 class StorageError(MemwalError):

@@ -62,8 +62,9 @@ def fingerprint_of(spec: ModelSpec, name: str) -> str:
 
 
 def name_of(fingerprint: str) -> str:
-    """The model name a fingerprint carries."""
-    return fingerprint.split("/", 1)[0]
+    """The model name a fingerprint carries: all before its last `/` (a remote model's name may
+    hold `/` itself: `openai:BAAI/bge-m3/<digest>`)."""
+    return fingerprint.rsplit("/", 1)[0]
 
 
 def file_digest(path: Path) -> str:

@@ -31,7 +31,8 @@ DEADLINE_ENV = "MM_LOCAL_SEARCH_DEADLINE"  # another deadline in seconds (tests 
 
 # The settings that shape what a search answers: the caller's must be the server's for the
 # server to answer for it. Nothing else is sent: `queue.url` may hold a password.
-SEARCH_KEYS = ("embedding.model", "index.namespace", "queue.backend", "queue.name",
+SEARCH_KEYS = ("embedding.provider", "embedding.model", "embedding.url", "embedding.dim",
+               "index.namespace", "queue.backend", "queue.name",
                "search.top_k", "search.rrf_k", "search.max_per_doc", "search.bm25_weight",
                "search.vector_weight", "search.url")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from memwal.errors import UnknownModel
 
@@ -53,6 +54,64 @@ DEFAULT_MODEL = "minilm"
 MAX_HASH_DIM = 8192
 HASH_NAMES = "hash-<dim>[-<variant>]"  # how the hashing models are named
 _HASH_NAME = re.compile(r"^hash-(\d{1,5})(?:-([a-z0-9]{1,16}))?$")
+
+
+# `embedding.provider`: who computes the vectors. `onnx` and `hash` are memwal's own models (the
+# registry above); `openai` and `ollama` are servers speaking those wire formats.
+BUNDLED_PROVIDERS = ("onnx", "hash")
+REMOTE_PROVIDERS = ("openai", "ollama")
+PROVIDERS = BUNDLED_PROVIDERS + REMOTE_PROVIDERS
+DEFAULT_PROVIDER = "onnx"
+DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434", "openai": "https://api.openai.com/v1"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a model's vectors come from: a provider, the model's name there, and (for a remote
+    provider) the server's base URL. Never an API key: an Endpoint is shown, logged and stored.
+
+    `Endpoint("onnx", "minilm")`, `Endpoint("hash", "hash-384")`,
+    `Endpoint("ollama", "bge-m3", "http://127.0.0.1:11434")`.
+    """
+
+    provider: str
+    model: str
+    url: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether a server computes the vectors (the provider is `openai` or `ollama`)."""
+        return self.provider in REMOTE_PROVIDERS
+
+    @property
+    def name(self) -> str:
+        """The name the embedder, its fingerprint and the index carry: the registered name of a
+        bundled model, `<provider>:<model>` for a remote one (`ollama:bge-m3`)."""
+        return f"{self.provider}:{self.model}" if self.remote else self.model
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe, and safe to show: it holds no key."""
+        return {"provider": self.provider, "model": self.model, "url": self.url}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Endpoint":
+        """The Endpoint `as_dict` gave; ValueError if `data` is not one."""
+        provider, model, url = data.get("provider"), data.get("model"), data.get("url")
+        if provider not in PROVIDERS or not isinstance(model, str) or not model:
+            raise ValueError(f"not an embedding endpoint: {dict(data)!r}")
+        if url is not None and not isinstance(url, str):
+            raise ValueError(f"not an embedding endpoint's url: {url!r}")
+        return cls(provider, model, url)
+
+    @classmethod
+    def configured(cls, provider: str, model: str, url: str | None = None) -> "Endpoint":
+        """The Endpoint of configured values: a hash model named under the default provider
+        (`embedding.model = hash-384`, as before providers existed) is the `hash` provider's;
+        a remote provider without a URL gets its default one; a bundled one never has a URL."""
+        if provider in BUNDLED_PROVIDERS:
+            entry = lookup(model)
+            return cls("hash" if isinstance(entry, HashModel) else "onnx", model)
+        return cls(provider, model, (url or DEFAULT_URLS[provider]).rstrip("/"))
 
 
 def lookup(name: str) -> OnnxModel | HashModel:

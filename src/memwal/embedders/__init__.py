@@ -1,9 +1,11 @@
-"""Embedders: model name → model, built once per process and shared by every caller.
+"""Embedders: a configured model → the object that computes its vectors, one per process.
 
 Loading a real model (its ONNX session, its tokenizer, the digest of its weights) costs about
-0.3 s; a search or an index call in a long-lived process must not pay it again. `get_embedder`
-therefore memoises by (name, batch size): an embedder holds no state a caller can change, so
-sharing one is safe, and its lazy parts are built under a lock.
+0.3 s, and a remote model's fingerprint costs a probe over HTTP; a search or an index call in a
+long-lived process must not pay either again. `get_embedder` therefore memoises bundled models
+by (name, batch size), and `embedder_for` remote ones by (Endpoint, the settings they use, the
+API key included): an embedder holds no state a caller can change, so sharing one is safe, and
+its lazy parts are built under a lock.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from typing import TYPE_CHECKING
 
 from memwal.embedders.base import Embedder
 from memwal.errors import UnknownModel
-from memwal.models import REAL_MODELS, HashModel, lookup, validate_model_name
+from memwal.models import REAL_MODELS, Endpoint, HashModel, lookup, validate_model_name
 
 if TYPE_CHECKING:
     from memwal.config import Settings
+    from memwal.embedders.remote import RemoteOptions
 
 
 @functools.lru_cache(maxsize=16)
 def get_embedder(name: str, batch_size: int = 32) -> Embedder:
-    """The embedder a model name stands for (one per process). Real models load on first embed."""
+    """The embedder a bundled model's name stands for (one per process). Real models load on
+    first embed."""
     entry = lookup(name)
     if isinstance(entry, HashModel):
         from memwal.embedders.hashing import HashEmbedder
@@ -32,10 +36,28 @@ def get_embedder(name: str, batch_size: int = 32) -> Embedder:
     return OnnxSentenceEmbedder(entry, batch_size=batch_size)
 
 
+@functools.lru_cache(maxsize=16)
+def _remote_embedder(endpoint: Endpoint, options: "RemoteOptions") -> Embedder:
+    from memwal.embedders.remote import RemoteEmbedder
+
+    return RemoteEmbedder(endpoint, options)
+
+
+def embedder_for(endpoint: Endpoint, settings: "Settings") -> Embedder:
+    """The embedder of `endpoint` (one per process per endpoint and settings it uses): a bundled
+    model by its name, a remote one with `settings`' batch size, concurrency, timeout, dimension,
+    probe interval and API key (`settings.api_key`, from the environment it was loaded with)."""
+    if not endpoint.remote:
+        return get_embedder(endpoint.model, settings["embedding.batch_size"])
+    from memwal.embedders.remote import RemoteOptions
+
+    return _remote_embedder(endpoint, RemoteOptions.of(settings))
+
+
 def configured_embedder(settings: "Settings") -> Embedder:
-    """The embedder the configuration names (embedding.model, embedding.batch_size)."""
-    return get_embedder(settings.model, settings["embedding.batch_size"])
+    """The embedder the configuration names (`Settings.endpoint`)."""
+    return embedder_for(settings.endpoint, settings)
 
 
-__all__ = ["Embedder", "UnknownModel", "configured_embedder", "get_embedder",
+__all__ = ["Embedder", "UnknownModel", "configured_embedder", "embedder_for", "get_embedder",
            "validate_model_name", "REAL_MODELS"]

@@ -8,6 +8,7 @@ import numpy as np
 
 from memwal.errors import UnknownModel
 from memwal.fingerprint import ModelInfo
+from memwal.models import Endpoint
 
 __all__ = ["Embedder", "UnknownModel", "l2_normalise"]
 
@@ -15,8 +16,14 @@ __all__ = ["Embedder", "UnknownModel", "l2_normalise"]
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
 
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def endpoint(self) -> Endpoint: ...
 
     @property
     def fingerprint(self) -> str: ...

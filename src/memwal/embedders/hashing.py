@@ -15,6 +15,7 @@ import numpy as np
 
 from memwal.embedders.base import l2_normalise
 from memwal.fingerprint import ModelInfo, ModelSpec, fingerprint_of
+from memwal.models import Endpoint
 
 # Bump when the hashing changes: it is what the fingerprint digests in place of weights.
 ALGORITHM = "blake2b-words-bigrams-v1"
@@ -28,6 +29,7 @@ class HashEmbedder:
         self.dim = dim
         self.variant = variant
         self.name = f"hash-{dim}" if variant == "a" else f"hash-{dim}-{variant}"
+        self.endpoint = Endpoint("hash", self.name)
         self._salt = hashlib.blake2b(variant.encode(), digest_size=16).digest()
         self._spec = ModelSpec(
             provider="memwal-hash", model_id=self.name, dim=dim, dtype="float32",

@@ -17,7 +17,7 @@ import numpy as np
 
 from memwal.embedders.base import UnknownModel, l2_normalise
 from memwal.fingerprint import ModelInfo, ModelSpec, fingerprint_of, weights_digest
-from memwal.models import OnnxModel
+from memwal.models import Endpoint, OnnxModel
 
 if TYPE_CHECKING:
     from tokenizers import Encoding
@@ -63,6 +63,7 @@ class OnnxSentenceEmbedder:
 
     def __init__(self, model: OnnxModel, batch_size: int = 32) -> None:
         self.name = model.name
+        self.endpoint = Endpoint("onnx", model.name)
         self.model_id = model.model_id
         self.dim = model.dim
         self.max_tokens = model.max_tokens

@@ -280,9 +280,19 @@ def check_model(embedder: Embedder, target: ModelInfo | None) -> None:
     raise ModelMismatch(
         f"the index uses {target.name} ({target.fingerprint}, {target.dim}-d) but the configured "
         f"model is {embedder.name} ({embedder.fingerprint}, {embedder.dim}-d).",
-        f"Either configure {target.name} again (MM_EMBEDDING_MODEL={target.name} or "
-        "embedding.model in config.json), or move the index to the configured model with "
-        "`mm embedding-reset --mode migrate` (search stays up meanwhile).")
+        f"Either configure {_how_to_configure(target.name)} again (a running server: restart it "
+        "so), or move the index to the configured model with `mm embedding-reset --mode "
+        "migrate` (search stays up meanwhile).")
+
+
+def _how_to_configure(name: str) -> str:
+    """The settings that name a model: `embedding.model` for a bundled one, the provider and the
+    model for a remote one (`ollama:bge-m3`)."""
+    provider, _, model = name.partition(":")
+    if model:
+        return (f"{name} (MM_EMBEDDING_PROVIDER={provider} MM_EMBEDDING_MODEL={model}, or "
+                "embedding.provider and embedding.model in config.json)")
+    return f"{name} (MM_EMBEDDING_MODEL={name} or embedding.model in config.json)"
 
 
 class Publisher:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from memwal.errors import MemwalError
 from memwal.fingerprint import ModelInfo, name_of
-from memwal.models import lookup
+from memwal.models import Endpoint, lookup
 
 if TYPE_CHECKING:
     from memwal.config import Settings
@@ -23,20 +23,18 @@ def embedder_of(settings: "Settings", model: ModelInfo, endpoint: Mapping[str, A
                 configured: "Embedder | None" = None) -> "Embedder | None":
     """An embedder whose fingerprint is `model`'s, or None if this process cannot build one (an
     unknown name, a server that does not answer, other weights behind the name)."""
-    from memwal import embedders
+    from memwal.embedders import embedder_for
 
     if configured is not None and _same(configured, model):
         return configured
     try:
-        if endpoint and hasattr(embedders, "embedder_for"):
-            from memwal.models import Endpoint  # type: ignore[attr-defined]
-
-            candidate = embedders.embedder_for(  # type: ignore[attr-defined]
-                Endpoint.from_dict(dict(endpoint)), settings)
-        else:
-            lookup(name_of(model.fingerprint))
-            candidate = embedders.get_embedder(name_of(model.fingerprint),
-                                               settings["embedding.batch_size"])
+        if endpoint:
+            where = Endpoint.from_dict(dict(endpoint))
+        else:  # a bundled model: its name says it all
+            name = name_of(model.fingerprint)
+            lookup(name)
+            where = Endpoint.configured("onnx", name)
+        candidate = embedder_for(where, settings)
         return candidate if _same(candidate, model) else None
     except (MemwalError, ValueError, KeyError, TypeError):
         return None

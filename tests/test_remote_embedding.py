@@ -349,3 +349,21 @@ def test_error_kinds_carry_their_exit_codes() -> None:
     assert EmbeddingServerError("x").exit_code == 1
     assert EmbeddingConfigError("x").exit_code == 2
     assert ModelChanged("x").exit_code == 2
+
+
+def test_status_reads_stay_up_when_the_embedding_server_is_down(
+        mm: MM, home: Path, notes: Path, embedding_server: EmbeddingServer) -> None:
+    """`mm status` and `mm embedding-reset` show what the index holds and name the configured
+    model that does not answer, with its fix; they never fail because of it."""
+    write_config(home, remote_config(embedding_server, "ollama"))
+    ok(mm("index", str(notes)))
+    embedding_server.stop()
+    status = ok(mm("status", "--json")).json()
+    configured = status["configured_model"]
+    assert status["chunks"] > 0 and configured["fingerprint"] is None
+    assert configured["name"] == "ollama:bge-m3" and "embedding.url" in configured["error"]
+    text = ok(mm("status")).stdout
+    assert "ollama:bge-m3 (not answering:" in text
+    reset = ok(mm("embedding-reset", "--json")).json()
+    assert reset["configured_model"]["error"] and reset["differ"] is None
+    assert "unknown: the configured model does not answer" in ok(mm("embedding-reset")).stdout

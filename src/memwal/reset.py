@@ -11,7 +11,7 @@ from __future__ import annotations
 from memwal import remote, store
 from memwal.committed import queued_resets
 from memwal.config import Settings
-from memwal.embedders import configured_embedder
+from memwal.embedders import configured_embedder, configured_model
 from memwal.fingerprint import ModelInfo
 from memwal.migrationstatus import status_of
 from memwal.queue import Role, open_queue
@@ -24,7 +24,7 @@ def reset_status(settings: Settings) -> JsonResult:
     """The active and configured models, whether they differ, the resets waiting in the queue,
     and how many chunks lack a vector of the active model. Read-only. On a home whose index is
     on another machine, the active model and the count are as its committer published them."""
-    embedder = configured_embedder(settings)
+    configured = configured_model(settings)
     queue = open_queue(settings, Role.READER)
     try:
         queued = [{"position": position, "name": r.name, "fingerprint": r.fingerprint, "dim": r.dim}
@@ -48,9 +48,11 @@ def reset_status(settings: Settings) -> JsonResult:
             migration = status_of(conn)
     return JsonResult({
         "active_model": active.as_dict() if active else None,
-        "configured_model": embedder.info.as_dict(),
-        "differ": active is not None and active.fingerprint != embedder.fingerprint,
-        "reset_to_configured_queued": bool(queued) and queued[-1]["fingerprint"] == embedder.fingerprint,
+        "configured_model": configured,
+        # None: unknown, the configured (remote) model does not answer.
+        "differ": None if configured["fingerprint"] is None else
+        active is not None and active.fingerprint != configured["fingerprint"],
+        "reset_to_configured_queued": bool(queued) and queued[-1]["fingerprint"] == configured["fingerprint"],
         "queued_resets": queued,
         "migration": migration,
         "chunks_without_active_vector": int(lacking),

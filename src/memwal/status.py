@@ -11,7 +11,7 @@ from typing import Any
 
 from memwal import remote, store
 from memwal.config import Settings
-from memwal.embedders import configured_embedder
+from memwal.embedders import configured_model
 from memwal.lock import committer_alive
 from memwal.migrationstatus import status_of
 from memwal.queue import QueueCounts, QueueGeneration, Role, open_queue
@@ -161,7 +161,7 @@ def index_status(settings: Settings) -> JsonResult:
     Read-only; the `mm status --json` document. Raises UnknownModel if the configured model's
     package is missing.
     """
-    embedder = configured_embedder(settings)
+    configured = configured_model(settings)
     queue, place = _queue_status(settings)
     if place is not None:  # as the committer elsewhere published it
         published = place.state.get("migration")
@@ -181,7 +181,7 @@ def index_status(settings: Settings) -> JsonResult:
     return JsonResult({
         "home": str(settings.home),
         **held,
-        "configured_model": embedder.info.as_dict(),
+        "configured_model": configured,
         "queue": queue,
         "watchers": watchers(settings),
         "index_bytes": _size(settings.index_path) if settings.index_path.exists() else 0,

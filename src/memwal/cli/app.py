@@ -128,6 +128,8 @@ def _graph_text(graph: dict[str, int]) -> str:
 
 
 def _differ_text(state: dict[str, Any]) -> str:
+    if state["differ"] is None:
+        return "unknown: the configured model does not answer"
     if not state["differ"]:
         return "no"
     if state["reset_to_configured_queued"]:
@@ -140,7 +142,11 @@ def _differ_text(state: dict[str, Any]) -> str:
 
 
 def _model_text(model: dict[str, Any] | None) -> str:
-    return "none" if not model else f"{model['name']} ({model['dim']}-d, {model['fingerprint']})"
+    if not model:
+        return "none"
+    if model.get("error"):
+        return f"{model['name']} (not answering: {model['error']})"
+    return f"{model['name']} ({model['dim']}-d, {model['fingerprint']})"
 
 
 @app.command("doctor")

@@ -11,10 +11,10 @@ its lazy parts are built under a lock.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memwal.embedders.base import Embedder
-from memwal.errors import UnknownModel
+from memwal.errors import MemwalError, UnknownModel
 from memwal.models import REAL_MODELS, Endpoint, HashModel, lookup, validate_model_name
 
 if TYPE_CHECKING:
@@ -59,5 +59,19 @@ def configured_embedder(settings: "Settings") -> Embedder:
     return embedder_for(settings.endpoint, settings)
 
 
-__all__ = ["Embedder", "UnknownModel", "configured_embedder", "embedder_for", "get_embedder",
+def configured_model(settings: "Settings") -> dict[str, Any]:
+    """The configured model as status pages show it: name, dim, fingerprint and endpoint; for
+    a remote model whose server does not answer, its name and endpoint with `error` (the one-line
+    error and fix) and no fingerprint, so a status never fails because of it."""
+    endpoint = settings.endpoint
+    try:
+        return {**configured_embedder(settings).info.as_dict(), "endpoint": endpoint.as_dict()}
+    except MemwalError as exc:
+        if not endpoint.remote:
+            raise
+        return {"name": endpoint.name, "dim": settings["embedding.dim"], "fingerprint": None,
+                "endpoint": endpoint.as_dict(), "error": str(exc)}
+
+
+__all__ = ["Embedder", "configured_model", "UnknownModel", "configured_embedder", "embedder_for", "get_embedder",
            "validate_model_name", "REAL_MODELS"]

@@ -332,21 +332,27 @@ class Searcher:
         embedder = self.embedder or configured_embedder(self.settings)
         if active is None or fts_query(query) is None:
             return None
+        configured = embedder
         if not _same_model(embedder, active):
-            # The configured model is not the index's (during a migration to it, say): the
-            # queries are embedded with the active model, reached as the index recorded it.
+            # The configured model is not the index's (during a migration to it, or a server
+            # started before a cutover): queries are embedded with the active model, reached as
+            # the index recorded it, so the vector leg never stops because of a model swap.
             embedder = embedder_of(self.settings, active, store.endpoint_of(conn, active.fingerprint),
                                    configured=embedder) or embedder
+            migration = store.migration(conn)
+            moving_to_it = migration is not None and _same_model(configured, migration.target)
+            if _same_model(embedder, active) and not moving_to_it:
+                result.warnings.append(
+                    f"the configured model {_described(configured)} is not the index's model "
+                    f"{active.name} ({active.fingerprint}): the query was embedded with "
+                    f"{active.name}. Configure {active.name} again, or move the index to the "
+                    "configured model with `mm embedding-reset --mode migrate`.")
         if not _same_model(embedder, active):
-            try:
-                which = f"{embedder.name} ({embedder.fingerprint})"
-            except MemwalError as exc:
-                which = f"{embedder.name} (unreachable: {exc.message})"
             result.warnings.append(
-                f"keyword results only: the configured model {which} "
-                f"is not the index's model {active.name} "
-                f"({active.fingerprint}). Configure {active.name} (MM_EMBEDDING_MODEL="
-                f"{active.name}) or run `mm embedding-reset --mode apply-current` and `mm index`.")
+                f"keyword results only: the configured model {_described(configured)} "
+                f"is not the index's model {active.name} ({active.fingerprint}), which this "
+                f"process cannot build. Configure {active.name} (MM_EMBEDDING_MODEL="
+                f"{active.name}) or move the index with `mm embedding-reset --mode migrate`.")
             return None
         return to_bytes(embedder.embed([query])[0])
 
@@ -362,6 +368,13 @@ class Searcher:
         if self._conn is not None:
             self._conn.close()
             self._conn, self._identity, self._keywords = None, None, None
+
+
+def _described(embedder: Embedder) -> str:
+    try:
+        return f"{embedder.name} ({embedder.fingerprint})"
+    except MemwalError as exc:
+        return f"{embedder.name} (not answering: {exc.message})"
 
 
 def _same_model(embedder: Embedder, active: Any) -> bool:

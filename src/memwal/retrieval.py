@@ -439,9 +439,11 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
     `source_glob` (a glob, or a substring of the source path) filter both legs; `top_k` defaults
     to `search.top_k` (1 to 1000; UsageError otherwise); at most `max_per_doc` hits come from one
     file (default `search.max_per_doc`; 0: no cap). The first k results are the same whatever
-    top_k >= k is asked for. A leg whose weight is 0 is not run. The vector leg runs only when the
-    configured model is the index's active model; otherwise the result is keyword-only and says
-    why in `warnings`. An empty index gives no hits and a warning. On a home whose index is on
+    top_k >= k is asked for. A leg whose weight is 0 is not run. The vector leg embeds the query
+    with the index's active model: the configured one, or, when that is another (a migration to
+    it in progress, a process started before a cutover), the active model as the index recorded
+    it, with a warning outside a migration; only if this process cannot build the active model
+    is the result keyword-only, saying why in `warnings`. An empty index gives no hits and a warning. On a home whose index is on
     another machine (a shared queue's producer), the search is asked of the `mm serve` that
     `search.url` names (SearchUnavailable if it does not answer), or NoIndexHere (exit 2) says
     how to configure it. The embedder is the process's one embedder for the configured model,

@@ -223,9 +223,8 @@ def mcp_fix(error: memwal.MemwalError, state: ServerState) -> str:
         if "migrates from" in message:
             return ("Wait for the migration to end (mem_status shows its progress), or make the "
                     "index's model reachable from this server again.")
-        return (f"Either {_RESTART} configured with {_index_model(state)} (it reads its "
-                f"configuration when it starts), or {reset} to move the index to this server's "
-                "model (search stays up meanwhile).")
+        return (f"Either {_RESTART} configured with {_index_model(state)}, or {reset} to move "
+                "the index to this server's model (search stays up meanwhile).")
     if isinstance(error, ModelChanged):
         return f"Either {reset} to move the index to the new weights, or serve the old ones "                "again under that name."
     if isinstance(error, DeadLetterNotFound):

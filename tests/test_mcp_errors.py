@@ -147,3 +147,31 @@ async def test_a_write_with_no_committer_says_restart_this_server_with_worker(mm
     assert not COMMAND_LINE.search(text) and "mm queue worker" not in text, text
     assert not COMMAND_LINE.search(result.structured_content["note"])
     mm("queue", "worker", "--once")
+
+
+def test_the_environments_failures_say_what_to_do_without_a_command_line(home: Path) -> None:
+    """SQLite's and the OS's failures, as the library words them for the CLI, rendered for MCP."""
+    import errno
+    import sqlite3
+
+    import memwal
+    from memwal.errors import DAMAGED_INDEX_FIX, DamagedFile
+    from memwal.server.state import ServerState
+    from memwal.server.tools import mcp_fix
+
+    state = ServerState(memwal.load_settings(home, environ={}))
+    try:
+        failures = [memwal.as_memwal_error(exc, home) for exc in (
+            sqlite3.OperationalError("attempt to write a readonly database"),
+            sqlite3.OperationalError("disk I/O error"),
+            sqlite3.DatabaseError("file is not a database"),
+            PermissionError(errno.EACCES, "Permission denied", str(home / "index.sqlite3")))]
+        failures.append(DamagedFile("the index is damaged.", DAMAGED_INDEX_FIX))
+        for error in failures:
+            assert error is not None
+            fix = mcp_fix(error, state)
+            assert fix and not COMMAND_LINE.search(fix), (error, fix)
+        assert mcp_fix(failures[-1], state).startswith("Call mem_doctor to see what is wrong")
+        assert mcp_fix(failures[0], state).startswith("Restart this MCP server with a home")
+    finally:
+        state.close()

@@ -226,7 +226,8 @@ def mcp_fix(error: memwal.MemwalError, state: ServerState) -> str:
         return (f"Either {_RESTART} configured with {_index_model(state)}, or {reset} to move "
                 "the index to this server's model (search stays up meanwhile).")
     if isinstance(error, ModelChanged):
-        return f"Either {reset} to move the index to the new weights, or serve the old ones "                "again under that name."
+        return (f"Either {reset} to move the index to the new weights, or serve the old ones "
+                "again under that name.")
     if isinstance(error, DeadLetterNotFound):
         return "mem_dead_letters lists the ids (include_replayed=true lists replayed ones too)."
     if isinstance(error, DeadLetterError):
@@ -255,7 +256,7 @@ def mcp_fix(error: memwal.MemwalError, state: ServerState) -> str:
             return f"{fix} Then {_RESTART} (it reads its configuration when it starts)."
         return fix
     if "--home" in fix or "MM_HOME" in fix:
-        return f"{_RESTART.capitalize()} with a home folder it can write (--home DIR or env " \
+        return f"Restart this MCP server with a home folder it can write (--home DIR or env " \
                "MM_HOME)."
     return _for_a_shell(fix)
 
@@ -299,7 +300,7 @@ def mcp_warning(warning: str, state: ServerState) -> str:
     if warning.startswith("the index is empty"):
         return "the index is empty: call mem_index with paths=[...] or mem_add first"
     if "no committer is running" in warning:
-        return warning.split(". Start one", 1)[0] + f". {_RESTART.capitalize()} with --worker " \
+        return warning.split(". Start one", 1)[0] + f". Restart this MCP server with --worker " \
             "to have it commit"
     if warning.startswith("keyword results only") and "not the index's model" in warning:
         return (warning.split(". Configure", 1)[0] + f". Either {_RESTART} configured with "

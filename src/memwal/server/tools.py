@@ -256,7 +256,7 @@ def mcp_fix(error: memwal.MemwalError, state: ServerState) -> str:
             return f"{fix} Then {_RESTART} (it reads its configuration when it starts)."
         return fix
     if "--home" in fix or "MM_HOME" in fix:
-        return f"Restart this MCP server with a home folder it can write (--home DIR or env " \
+        return "Restart this MCP server with a home folder it can write (--home DIR or env " \
                "MM_HOME)."
     return _for_a_shell(fix)
 
@@ -300,7 +300,7 @@ def mcp_warning(warning: str, state: ServerState) -> str:
     if warning.startswith("the index is empty"):
         return "the index is empty: call mem_index with paths=[...] or mem_add first"
     if "no committer is running" in warning:
-        return warning.split(". Start one", 1)[0] + f". Restart this MCP server with --worker " \
+        return warning.split(". Start one", 1)[0] + ". Restart this MCP server with --worker " \
             "to have it commit"
     if warning.startswith("keyword results only") and "not the index's model" in warning:
         return (warning.split(". Configure", 1)[0] + f". Either {_RESTART} configured with "

@@ -305,7 +305,7 @@ async def test_two_mcp_servers_with_two_models_never_mix_and_replay_commits_the_
                                   env={"MM_EMBEDDING_MODEL": B}) as writer_b:
                 # B cannot write while A is the index's model: the gate says so, nothing is queued.
                 gate = await refused(writer_b, "mem_add", content="Beeches keep their leaves.")
-                assert A in gate and B in gate and "embedding-reset" in gate
+                assert A in gate and B in gate and "mem_embedding_reset" in gate
                 # Writer A indexes a big folder; once its first batch is queued, B switches the
                 # index to B, so A's later batches land behind the reset.
                 indexing = asyncio.create_task(call(writer_a, "mem_index", paths=[str(big)]))

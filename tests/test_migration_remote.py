@@ -100,7 +100,7 @@ async def test_a_live_swap_between_two_remote_1024_d_models_mixes_nothing_and_ne
             mm("queue", "status")
             # The old server's own writes are refused now, with what to do in MCP terms.
             message = await refused(session, "mem_add", content="After the cutover.")
-            assert "e5-large" in message and "bge-m3" in message and "restart it" in message
+            assert "e5-large" in message and "bge-m3" in message and "restart this MCP server" in message
             assert "MM_EMBEDDING_PROVIDER=openai MM_EMBEDDING_MODEL=e5-large" in message
             status = await call(session, "mem_status")
             assert status["active_model"]["fingerprint"] == b_fingerprint

@@ -209,7 +209,9 @@ class Doors:
                 # A person with a browser: sign in first, then back to the page asked for.
                 asked = path + (f"?{scope['query_string'].decode('latin-1')}"
                                 if scope.get("query_string") else "")
-                return _redirect("/login?" + urllib.parse.urlencode({"next": safe_next(asked)}))
+                back = safe_next(asked)
+                return _redirect("/login" if back == "/" else
+                                 "/login?" + urllib.parse.urlencode({"next": back}))
             return _refuse(401, "missing or wrong bearer token",
                            "Send 'Authorization: Bearer <token>' (the server's --token).",
                            extra=[(b"www-authenticate", b"Bearer")])

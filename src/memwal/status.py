@@ -119,16 +119,23 @@ def _age(oldest: Any) -> float | None:
 
 def throughput(settings: Settings, seconds: int = 600, step: int = 5) -> JsonResult:
     """Records committed per second over the last `seconds`, in buckets of `step` seconds: the
-    committer's throughput history (from the ledger's commit times)."""
+    committer's throughput history (from the ledger's commit times).
+
+    Each point is `[end, rate]`: the bucket `[end - step, end)` and its records per second
+    (`unit`). Buckets end on wall-clock multiples of `step` and only complete ones are given,
+    so a later reading shows the same buckets with the same values, and one or two more."""
     now = time.time()
-    start = now - seconds
-    buckets = [0] * max(1, seconds // step)
+    end = (int(now) // step) * step  # the last complete bucket ends here
+    count = max(1, seconds // step)
+    start = end - count * step
+    buckets = [0] * count
     with store.reading(settings.index_path) as conn:
         commits = reads.commits_since(conn, start) if conn else []
     for committed_at, committed in commits:
-        buckets[min(len(buckets) - 1, int((committed_at - start) // step))] += committed
-    return JsonResult(now=now, step=step, points=[[round(start + (i + 1) * step, 3), n / step]
-                                                  for i, n in enumerate(buckets)])
+        if start <= committed_at < end:
+            buckets[int((committed_at - start) // step)] += committed
+    return JsonResult(now=now, step=step, unit="records/s", start=start,
+                      points=[[start + (i + 1) * step, n / step] for i, n in enumerate(buckets)])
 
 
 def watcher_folder(settings: Settings) -> Path:

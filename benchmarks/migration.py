@@ -281,6 +281,22 @@ def timed_searches(settings: memwal.Settings, texts: list[str]) -> list[float]:
     return ms
 
 
+def others_on(home: Path) -> list[str]:
+    """Command lines of other processes that name `home` (a detached merge, a migrator left)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = " ".join(a.decode(errors="replace") for a in argv if a)
+        if str(home) in line:
+            found.append(f"{entry.name}: {line}")
+    return found
+
+
 def coverage(settings: memwal.Settings) -> tuple[int, int] | None:
     migration = memwal.reset_status(settings).as_json()["migration"]
     return None if migration is None else (migration["covered"], migration["total"])
@@ -296,6 +312,7 @@ def latency(root: Path, data: Dataset, pinned: bool, calls: int) -> Latency:
     if pinned:
         os.sched_setaffinity(0, {1})
     log = root / f"latency-{variant}.log"
+    loads = [load_average().split()[0]]
     try:
         timed_searches(settings, texts)  # warm: the embedder, the view, every query word's postings
         result.phases["before"] = timed_searches(settings, texts)
@@ -321,17 +338,23 @@ def latency(root: Path, data: Dataset, pinned: bool, calls: int) -> Latency:
                                 f"{proc.returncode}): part of 'during' ran without it")
         else:
             proc.send_signal(signal.SIGINT)
+            asked = time.monotonic()
             try:
-                proc.wait(60)
+                proc.wait(120)
+                result.notes.append(f"it ended {time.monotonic() - asked:.1f} s after SIGINT")
             except subprocess.TimeoutExpired:
-                result.notes.append("the migrator did not stop within 60 s of SIGINT: killed")
+                result.notes.append("**the migrator did not stop within 120 s of SIGINT**: killed (SIGKILL)")
                 proc.kill()
                 proc.wait()
-            result.notes.append(f"migrator stopped by SIGINT after the searches: exit {proc.returncode}")
+            result.notes.append(f"migrator exit {proc.returncode}")
+        left = others_on(settings.home)
+        if left:
+            result.notes.append(f"processes still on the home after the stop: {left}")
         result.phases["after"] = timed_searches(settings, texts)
         result.notes.append(f"coverage after the stop {coverage(settings)}")
     finally:
         os.sched_setaffinity(0, before_affinity)
+    result.notes.append(f"1-minute load {loads[0]} before, {load_average().split()[0]} at the end")
     for phase, ms in result.phases.items():
         print(f"  {variant} {phase}: p50 {percentile(ms, 50):.1f} ms, p95 {percentile(ms, 95):.1f} ms",
               flush=True)

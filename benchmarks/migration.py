@@ -529,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="quality,latency",
                         help="which to run: quality (figures 1 and 2), latency (figure 3)")
     args = parser.parse_args(argv)
+    # A shell starts a background job with SIGINT ignored, and children inherit that: the
+    # migrator stopped with SIGINT below must get Python's KeyboardInterrupt, as from a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.quick:
         args.limit_docs = args.limit_docs or 400
         args.limit_queries = args.limit_queries or 30

@@ -218,17 +218,20 @@ def embed_alone(texts: list[str], batch: int) -> float:
     return time.perf_counter() - started
 
 
-def quality_and_throughput(root: Path, data: Dataset) -> tuple[list[Point], list[Segment], dict[str, Any]]:
-    settings = fresh_copy(root, "quality")
+def quality_and_throughput(root: Path, data: Dataset, resume: bool = False, baseline: bool = True
+                           ) -> tuple[list[Point], list[Segment], dict[str, Any]]:
+    settings = settings_b(root / "quality") if resume else fresh_copy(root, "quality")
     batch = settings["queue.batch_records"]
     texts = [content for _, _, content in sorted(all_chunks(settings))]
     total = len(texts)
     from memwal.embedders import get_embedder
 
     get_embedder(MODEL_B).embed(texts[:2])  # load the model before any timing: both paths share it
-    points = [searched(settings, data, "0% (before the migration)")]
+    at = (coverage(settings) or (0, total))[0] / total if resume else 0.0
+    points = [searched(settings, data, f"{at:.0%} (resumed where an earlier run stopped)" if resume
+                       else "0% (before the migration)")]
     segments: list[Segment] = []
-    for mark in [*MARKS, None]:
+    for mark in [*(m for m in MARKS if m > at), None]:
         # The migrator embeds, by chunk id, every chunk without a committed shadow vector: from
         # the first uncovered one on (what a stopped run queued but did not see committed is
         # embedded again).
@@ -245,13 +248,13 @@ def quality_and_throughput(root: Path, data: Dataset) -> tuple[list[Point], list
         report = memwal.migrate_model(settings, on_progress=on_progress, stop=stop,
                                       command="benchmarks/migration.py")
         seconds = time.perf_counter() - started
-        part = texts[first:first + report.embedded]
-        alone = embed_alone(part, batch)
+        part = texts[first:first + report.embedded] if baseline else []
+        alone = embed_alone(part, batch) if part else float("nan")
         name = f"{mark:.0%}" if mark is not None else "100% (cutover)"
         segments.append(Segment(name, seconds, report.embedded, report.as_json(), len(part), alone, seen))
         print(f"  segment to {name}: {report.embedded:,} embedded in {seconds:.1f} s "
               f"({report.embedded / seconds:.1f}/s); B alone on the same {len(part):,} texts after it: "
-              f"{alone:.1f} s ({len(part) / alone:.1f}/s); report {report.as_json()}", flush=True)
+              f"{alone:.1f} s; report {report.as_json()}", flush=True)
         if mark is not None:
             points.append(searched(settings, data, f"{mark:.0%} (stopped there)"))
     points.append(searched(settings, data, "100% (after the cutover)"))
@@ -441,7 +444,8 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
         a, b = points[0].ndcg10, points[-1].ndcg10
         low = min(p.ndcg10 for p in points)
         add("")
-        add(f"A's own nDCG@10 (0%) {a:.4f}, B's (100%) {b:.4f}; the lowest at any point {low:.4f}: "
+        add(f"A's own nDCG@10 (searched with A at {points[0].label.split()[0]}) {a:.4f}, B's (100%) "
+            f"{b:.4f}; the lowest at any point {low:.4f}: "
             + ("**never below the lower of the two models'** (claim holds)."
                if low >= min(a, b) - 1e-12 else "**below the lower of the two models'** (claim fails)."))
         add("")
@@ -449,18 +453,25 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
         embedded = sum(s.embedded for s in segments)
         alone_s = sum(s.baseline_seconds for s in segments)
         alone_n = sum(s.baseline_texts for s in segments)
-        mig_rate, alone_rate = embedded / total_s, alone_n / alone_s
-        add(f"**2. Throughput.** `memwal.migrate_model` embedded {embedded:,} chunks in {total_s:,.1f} s "
-            f"of wall time over its {len(segments)} segments (the searches at the marks left out): "
-            f"**{mig_rate:.1f} chunks/s**. B's embedder alone (`get_embedder(\"{MODEL_B}\").embed`, "
-            f"batches of {end['batch']}) on the texts the migrator embedded ({alone_n:,}, repeats "
-            f"included), each segment's "
-            f"texts timed right after it: {alone_s:,.1f} s, **{alone_rate:.1f} "
-            f"chunks/s**. Ratio **{mig_rate / alone_rate:.2f}** (goal ≥ 0.9: "
-            f"{'met' if mig_rate / alone_rate >= 0.9 else 'not met'}). Counted as chunks "
-            f"migrated ({chunks:,}) over the same wall time, since a stopped run's last batch is "
-            f"embedded again by the next: {chunks / total_s:.1f} chunks/s, "
-            f"{chunks / total_s / alone_rate:.2f} of B alone.")
+        mig_rate = embedded / total_s
+        alone_rate = alone_n / alone_s if alone_n else float("nan")
+        if not alone_n:
+            add(f"**2. Throughput.** `memwal.migrate_model` embedded {embedded:,} chunks in "
+                f"{total_s:,.1f} s of wall time over its {len(segments)} segments: **{mig_rate:.1f} "
+                "chunks/s** (B alone was not timed in this run: `--no-baseline`).")
+        else:
+            add(f"**2. Throughput.** `memwal.migrate_model` embedded {embedded:,} chunks in {total_s:,.1f} s "
+                f"of wall time over its {len(segments)} segments (the searches at the marks left out): "
+                f"**{mig_rate:.1f} chunks/s**. B's embedder alone (`get_embedder(\"{MODEL_B}\").embed`, "
+                f"batches of {end['batch']}) on the texts the migrator embedded ({alone_n:,}, repeats "
+                f"included), each segment's "
+                f"texts timed right after it: {alone_s:,.1f} s, **{alone_rate:.1f} "
+                f"chunks/s**. Ratio **{mig_rate / alone_rate:.2f}** (goal ≥ 0.9: "
+                f"{'met' if mig_rate / alone_rate >= 0.9 else 'not met'}). Counted as chunks "
+                f"migrated ({chunks:,}) over the same wall time, since a stopped run's last batch is "
+                f"embedded again by the next: {chunks / total_s:.1f} chunks/s, "
+                f"{chunks / total_s / alone_rate:.2f} of B alone.")
+            add("")
         add("")
         add("| segment | migrate_model s | chunks embedded | chunks/s | B alone: texts | s | chunks/s | "
             "ratio |")
@@ -468,8 +479,8 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
         for s in segments:
             add(f"| to {s.mark} | {s.seconds:.1f} | {s.embedded:,} | {s.embedded / s.seconds:.1f} | "
                 f"{s.baseline_texts:,} | {s.baseline_seconds:.1f} | "
-                f"{s.baseline_texts / s.baseline_seconds:.1f} | "
-                f"{(s.embedded / s.seconds) / (s.baseline_texts / s.baseline_seconds):.2f} |")
+                f"{s.baseline_texts / s.baseline_seconds if s.baseline_texts else float('nan'):.1f} | "
+                f"{(s.embedded / s.seconds) / (s.baseline_texts / s.baseline_seconds) if s.baseline_texts else float('nan'):.2f} |")
         add("")
         rs = end["reset_status"]
         add(f"After the cutover: active model `{rs['active_model']['name']}`, migration "
@@ -497,7 +508,8 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
         for lat in latencies:
             b50, b95 = percentile(lat.phases["before"], 50), percentile(lat.phases["before"], 95)
             name = ("shared: both free on the 2 cores (CPU contention included)" if lat.variant == "shared"
-                    else "pinned: migrator `taskset -c 0`, searcher on core 1 (the design's cost)")
+                    else "pinned: migrator `taskset -c 0`, searcher on core 1 (other jobs of the machine "
+                    "still run on both)")
             for phase, ms in lat.phases.items():
                 p50, p95 = percentile(ms, 50), percentile(ms, 95)
                 add(f"| {name} | {phase} | {p50:.1f} | {p95:.1f} | {p50 / b50:.2f}× | {p95 / b95:.2f}× |")
@@ -526,6 +538,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-docs", type=int, metavar="N", help="index N documents only (see subset())")
     parser.add_argument("--limit-queries", type=int, metavar="N", help="the first N test queries only")
     parser.add_argument("--calls", type=int, default=200, help="searches per latency phase (default 200)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the migration of the kept quality/ home from where an earlier "
+                             "run stopped (the marks it passed are left out) instead of a fresh copy")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="leave out B alone (figure 2's denominator): halves a slow run")
     parser.add_argument("--parts", default="quality,latency",
                         help="which to run: quality (figures 1 and 2), latency (figure 3)")
     args = parser.parse_args(argv)
@@ -552,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     end: dict[str, Any] = {}
     latencies: list[Latency] = []
     if "quality" in parts:
-        points, segments, end = quality_and_throughput(args.root, data)
+        points, segments, end = quality_and_throughput(args.root, data, args.resume,
+                                                       not args.no_baseline)
     if "latency" in parts:
         variants = [False] + ([True] if len(os.sched_getaffinity(0)) >= 2 and shutil.which("taskset")
                               else [])

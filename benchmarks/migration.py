@@ -488,7 +488,8 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
             + (f" (failed: {end['failed']})" if end["failed"] else "")
             + f"; vectors by fingerprint {end['vectors_by_fingerprint']}; chunks embedded in all "
             f"{embedded:,} for {chunks:,} chunks"
-            + (f" ({embedded - chunks:+,}: re-embedded after a stop)" if embedded != chunks else "")
+            + (f" ({embedded - chunks:+,}: re-embedded after a stop)" if embedded > chunks and not args.resume
+               else " (this run only)" if args.resume else "")
             + f"; this process's peak RSS {end['rss_peak_mb']:.0f} MB (RSS at the points: "
             + ", ".join(f"{p.rss:.0f}" for p in points) + " MB).")
         add("")

@@ -366,3 +366,24 @@ def test_a_cutover_never_moves_a_chunks_sequence_back(settings) -> None:
     conn = conn_of(settings)
     assert conn.execute("SELECT seq FROM chunks").fetchone()[0] == before
     conn.close()
+
+
+def test_a_stopped_migration_keeps_what_it_embedded_and_a_resumed_one_never_embeds_it_again(
+        home: Path, tmp_path: Path) -> None:
+    import memwal
+
+    notes = many_notes(tmp_path / "notes", 60)
+    write_config(home, {"embedding": {"model": A}, "queue": {"batch_records": 5}})
+    ok(MM(home)("index", str(notes)))
+    settings = load_settings(home, environ={"MM_EMBEDDING_MODEL": B})
+    stop, calls = threading.Event(), []
+
+    def stop_early(status: dict) -> None:
+        calls.append(status)
+        if len(calls) >= 3:  # three batches embedded and queued (maybe not committed yet)
+            stop.set()
+
+    first = memwal.migrate_model(settings, stop=stop, on_progress=stop_early)
+    assert first.stopped and first.covered == first.embedded == 15 and first.total == 60
+    second = memwal.migrate_model(settings)
+    assert second.cutover and first.embedded + second.embedded == 60, "none embedded twice"

@@ -93,7 +93,8 @@ class _Rate:
 
 
 def _enqueue(host: Host, item: Any, command: str) -> str:
-    batch = Batch(items=(item,), producer=Producer.current(command))
+    """Enqueue one control item (None: an empty batch, a barrier); return the batch id."""
+    batch = Batch(items=() if item is None else (item,), producer=Producer.current(command))
     host.queue.put(encode_batch(batch))
     return batch.id
 
@@ -171,6 +172,10 @@ def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]],
             return report
         report.target = target.as_dict()
         host.take_role()
+        # What an earlier run queued and no committer has committed yet (it was stopped or
+        # killed): wait for it once, behind an empty batch (the queue is FIFO), rather than
+        # embed those chunks again.
+        host.wait([_enqueue(host, None, command)])
         writer = BatchWriter(host.queue, Producer.current(command),
                              settings["queue.batch_records"],
                              endpoints=endpoint_map(embedder))
@@ -215,6 +220,8 @@ def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]],
             if state is None or state.target.fingerprint != target.fingerprint:
                 raise MigrationError("the migration was cancelled or replaced while it ran.",
                                      "See `mm embedding-reset`.")
+        if stop.is_set() and writer.batch_ids:
+            host.wait(writer.batch_ids)  # what was embedded is kept: committed before we leave
         report.stopped = stop.is_set() and not report.cutover
         report.seconds = time.monotonic() - started
         if not report.cutover:

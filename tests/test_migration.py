@@ -339,6 +339,9 @@ def test_ctrl_c_stops_a_migration_resumably_with_exit_130(mm: MM, home: Path, tm
         "MM_EMBEDDING_MODEL": B, "MM_FAULT": "migration-batch", "MM_FAULT_MARKER": str(marker),
         "MM_FAULT_RESUME": str(tmp_path / "never")})
     poll(marker.exists, "the migrator to hold after its first batch")
+    # It embeds at a lower CPU priority (migration.nice, 10 by default) than the rest.
+    niceness = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    assert niceness == min(19, os.nice(0) + 10)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err

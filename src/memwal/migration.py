@@ -25,6 +25,7 @@ machine: with a queue shared across machines, run it on the committer's.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -153,12 +154,17 @@ def start(settings: Settings, host: Host, conn: store.Connection, embedder: Embe
 
 
 def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
-            stop: threading.Event | None = None, command: str = "mm embedding-reset --mode migrate",
-            embedder: Embedder | None = None) -> MigrationReport:
+                  stop: threading.Event | None = None,
+                  command: str = "mm embedding-reset --mode migrate",
+                  embedder: Embedder | None = None, nice: int = 0) -> MigrationReport:
     """Migrate the index to the configured model without downtime; return when it is the active
     model (or `stop` is set: the migration stays, resumable). `on_progress(status)` is called
-    after every batch with covered, total, rate and ETA."""
+    after every batch with covered, total, rate and ETA. `nice` lowers this whole process's
+    CPU priority first (for a process of its own, as `mm embedding-reset --mode migrate`
+    passes `migration.nice`): the model's threads then yield to searches on the machine."""
     ensure_home(settings.home)
+    if nice > 0:
+        os.nice(nice)
     embedder = embedder or configured_embedder(settings)
     stop = stop or threading.Event()
     report = MigrationReport()

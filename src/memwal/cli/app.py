@@ -234,7 +234,8 @@ def _migrate(settings: Any, json_out: bool) -> None:
             done[0] = status["covered"]
 
         try:
-            report = memwal.migrate_model(settings, on_progress=progress)
+            report = memwal.migrate_model(settings, on_progress=progress,
+                                          nice=settings["migration.nice"])
         except KeyboardInterrupt:
             output.info("migration stopped: what it did is kept (search still uses the active "
                         "model); run `mm embedding-reset --mode migrate` again to resume, or "

@@ -271,9 +271,9 @@ def _migration_text(migration: dict[str, Any] | None) -> str:
 def config_show(json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Print the effective configuration and where each value came from."""
     output.emit(load(home).describe(), json_out, lambda described: output.table(
-        ("key", "value", "source"),
-        [(key, ", ".join(entry["value"]) if isinstance(entry["value"], list) else entry["value"],
-          entry["source"]) for key, entry in described.items()]))
+        (output.Column("key"), output.Column("value", output.WRAP, 24),
+         output.Column("source", output.WRAP, 16)),
+        [(key, entry["value"], entry["source"]) for key, entry in described.items()]))
 
 
 def main(argv: list[str] | None = None) -> int:

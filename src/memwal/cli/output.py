@@ -290,11 +290,23 @@ def index_text(index: dict[str, Any]) -> str:
             + (f" at {time.strftime('%H:%M:%S', time.localtime(when))})" if when else ")"))
 
 
+# What a Ctrl-C says, whichever command it stops. Every write goes through the queue, a batch
+# in one transaction, and what a command skips as done (unchanged files, replayed letters) is
+# only what was committed: running it again finishes the work.
+INTERRUPTED = ("interrupted: nothing was lost (what was queued is whole, the rest was not "
+               "started); run the same command again to finish")
+
+
+def error(message: str) -> None:
+    """One clear line on stderr: `error: ...`."""
+    stderr().print(f"[bold red]error:[/] {_plain(message)}", markup=True, highlight=False)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One clear line on stderr and a non-zero exit; never a traceback."""
     import typer  # only here: the fast path of `mm search` never pays for importing it
 
-    stderr().print(f"[bold red]error:[/] {_plain(message)}", markup=True, highlight=False)
+    error(message)
     raise typer.Exit(code)
 
 

@@ -293,8 +293,8 @@ def index_text(index: dict[str, Any]) -> str:
 # What a Ctrl-C says, whichever command it stops. Every write goes through the queue, a batch
 # in one transaction, and what a command skips as done (unchanged files, replayed letters) is
 # only what was committed: running it again finishes the work.
-INTERRUPTED = ("interrupted: nothing was lost (what was queued is whole, the rest was not "
-               "started); run the same command again to finish")
+INTERRUPTED = ("interrupted: nothing was lost (every batch is queued whole or not at all); "
+               "run the same command again to finish")
 
 
 def error(message: str) -> None:

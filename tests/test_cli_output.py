@@ -171,6 +171,29 @@ def test_the_readme_quick_start_at_80_columns_shows_each_hits_file_name(
         assert f"{Path(hit['source_file']).name}:{hit['start_line']}-{hit['end_line']}" in shown
 
 
+@pytest.mark.parametrize("width, shown", [
+    (80, "/tmp/pytest-of-root/pytest-88/popen-gw0/notes/astronomy.md:1-3"),
+    (40, "/tmp/…/popen-gw0/notes/astronomy.md:1-3"),
+    (30, "/tmp/…/notes/astronomy.md:1-3"),
+    (20, "/…/astronomy.md:1-3"),
+    (12, "…nomy.md:1-3"),  # narrower than the file name: its end is kept, never cut off
+])
+def test_a_path_loses_its_middle_first_and_its_end_never(width: int, shown: str) -> None:
+    from memwal.cli.output import shorten_path
+
+    assert shorten_path("/tmp/pytest-of-root/pytest-88/popen-gw0/notes/astronomy.md:1-3",
+                        width) == shown
+
+
+def test_a_fingerprint_keeps_its_model_and_at_least_8_hex_digits() -> None:
+    from memwal.cli.output import shorten_fingerprint
+
+    fingerprint = "hash-384/6edaaed9962a5e471d3183cf"
+    assert shorten_fingerprint(fingerprint, 40) == fingerprint
+    assert shorten_fingerprint(fingerprint, 24) == "hash-384/6edaaed9962a5e…"
+    assert shorten_fingerprint(fingerprint, 5) == "hash-384/6edaaed9…"
+
+
 # -- 5. help and edges ---------------------------------------------------------------------
 
 

@@ -141,8 +141,8 @@ def _path_floor(text: str) -> int:
     """The width under which `shorten_path` must cut into the file name: `…/name.md:1-3`."""
     from rich.cells import cell_len
 
-    head, sep, name = text.rpartition("/")
-    return cell_len(_ELLIPSIS + sep + name) if sep and cell_len(text) > 0 else cell_len(text)
+    _, sep, name = text.rpartition("/")
+    return cell_len(_ELLIPSIS + sep + name) if sep else cell_len(text)
 
 
 def _last_cells(text: str, width: int) -> str:

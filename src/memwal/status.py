@@ -17,7 +17,7 @@ from memwal.migrationstatus import status_of
 from memwal.queue import QueueCounts, QueueGeneration, Role, open_queue
 from memwal.queuewatch import QueueMark, incidents, judge
 from memwal.records import UndecodableBatch, decode_batch
-from memwal.results import JsonResult
+from memwal.results import JsonResult, with_iso_times
 from memwal.safeio import read_regular
 from memwal.store import reads
 from memwal.vectorindex.reads import coverage
@@ -45,8 +45,11 @@ def queue_status(settings: Settings) -> JsonResult:
     whose index is on another machine (a shared queue's producer), the committer, model, dead
     letters and ledger are as that committer published them, and `index.here` is false (the
     queue's incidents are then the committer's to find: `lost` is empty here).
+
+    Every time is seconds since the epoch (`last_commit_at`) with its ISO 8601 twin next to it
+    (`last_commit_at_iso`).
     """
-    return JsonResult(_queue_status(settings)[0])
+    return with_iso_times(JsonResult(_queue_status(settings)[0]))
 
 
 def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere | None]:
@@ -165,8 +168,8 @@ def index_status(settings: Settings) -> JsonResult:
     """What the index holds (chunks, files, namespaces, vectors by fingerprint), the active and
     configured models, the queue's state and the files' sizes.
 
-    Read-only; the `mm status --json` document. Raises UnknownModel if the configured model's
-    package is missing.
+    Read-only; the `mm status --json` document, its times as in `queue_status`. Raises
+    UnknownModel if the configured model's package is missing.
     """
     configured = configured_model(settings)
     queue, place = _queue_status(settings)
@@ -185,7 +188,7 @@ def index_status(settings: Settings) -> JsonResult:
                     "active_model": model.as_dict() if model else None,
                     "migration": status_of(conn),
                     "vector_index": coverage(settings, conn)}
-    return JsonResult({
+    return with_iso_times(JsonResult({
         "home": str(settings.home),
         **held,
         "configured_model": configured,
@@ -193,4 +196,4 @@ def index_status(settings: Settings) -> JsonResult:
         "watchers": watchers(settings),
         "index_bytes": _size(settings.index_path) if settings.index_path.exists() else 0,
         "queue_bytes": _size(settings.queue_path) if settings.queue_path.exists() else 0,
-    })
+    }))

@@ -333,6 +333,11 @@ class Searcher:
         if active is None or fts_query(query) is None:
             return None
         configured = embedder
+        try:
+            _ = configured.fingerprint  # a remote model's first use probes its server
+        except MemwalError:
+            if configured.name == active.name:
+                raise  # the index's own model does not answer: say so, as any embedding does
         if not _same_model(embedder, active):
             # The configured model is not the index's (during a migration to it, or a server
             # started before a cutover): queries are embedded with the active model, reached as

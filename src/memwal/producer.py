@@ -481,7 +481,6 @@ def _enqueue(job: IndexJob, host: Host, writer: BatchWriter, report: IndexReport
         sent.append(work)
         stages.file_done(read_bytes=item.size, chunks=len(work.to_embed))
         pipeline.add(work)
-    stages.all_read = True
     pipeline.flush()
     stages.begin("enqueue", batches=len(writer.batch_ids), records=writer.records)
     for root in job.roots:

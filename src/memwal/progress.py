@@ -162,6 +162,7 @@ class IndexProgress:
         self.unchanged += unchanged
         self.bytes_read += read_bytes
         self.chunks_known += chunks
+        self.all_read = self.looked_at >= self.files
         self._tell()
 
     def embedded(self, count: int) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from memwal.cli import output
-from memwal.progress import Progress
+from memwal import Progress
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress, TaskID

@@ -9,11 +9,11 @@ from typing import Annotated, Any, Optional
 import typer
 
 import memwal
+from memwal import Progress
 from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load, takes
 from memwal.cli.options import SEARCH
 from memwal.cli.progress import QuietOption, StageDisplay, migration_step
-from memwal import Progress
 from memwal.cli.queue_cmds import queue_app
 from memwal.cli.server_cmds import register as register_servers
 

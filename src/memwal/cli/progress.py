@@ -1,9 +1,10 @@
-"""How a long command shows where it is (a `memwal.progress.Progress`), on stderr.
+"""How a long command shows where it is (a `memwal.Progress`), on stderr.
 
 On a terminal: a rich display (the stage, a bar, done of total, the rate, the time left), gone
-once the work is done (MM_PROGRESS_INTERVAL=0 redraws it at every step, not ten times a second). Off a terminal (a log, a pipe, a CI job): one plain line, the same words,
-at most every MM_PROGRESS_INTERVAL seconds (default 5; 0 prints every step), the first only
-once the work has taken that long, so a quick run prints none. `--quiet`: nothing at all.
+once the work is done. Off a terminal (a log, a pipe, a CI job): one plain line, the same words,
+at most every MM_PROGRESS_INTERVAL seconds (default 5), the first only once the work has taken
+that long, so a quick run prints none. MM_PROGRESS_INTERVAL=0 prints (or redraws) every step:
+what tests read. `--quiet`: nothing at all.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memwal.cli import output
 from memwal import Progress
+from memwal.cli import output
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress, TaskID

@@ -63,7 +63,7 @@ def main() -> int:
                     "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
                 page = browser.new_page(viewport={"width": 1100, "height": 760})
                 page.goto(base + "/")
-                time.sleep(3)  # a screenshot, not a test: let the plot draw
+                time.sleep(6)  # a screenshot, not a test: let the commits' 5-second bucket end
                 page.screenshot(path=str(DOCS / "web-overview.png"))
                 page.goto(base + "/dead-letters")
                 page.screenshot(path=str(DOCS / "web-dead-letters.png"))

@@ -77,7 +77,7 @@ def write_config(home: Path, config: dict[str, Any]) -> None:
 
 
 def assert_doctor_ok(home: Path) -> None:
-    """Every invariant of DESIGN.md holds on this home, as `mm doctor` checks it."""
+    """Every invariant of docs/design.md holds on this home, as `mm doctor` checks it."""
     proc = subprocess.run(mm_command("doctor", "--json", "--home", str(home)), capture_output=True,
                           text=True, env=mm_env(), timeout=120)
     assert proc.returncode == 0, f"mm doctor failed:\n{proc.stdout}\n{proc.stderr}"

@@ -1,4 +1,4 @@
-"""The committer's rules, per batch (DESIGN.md), on a real index and queue in a temporary home."""
+"""The committer's rules, per batch (docs/design.md), on a real index and queue in a temporary home."""
 
 from __future__ import annotations
 

@@ -366,23 +366,47 @@ def test_a_query_starting_with_a_dash_is_text_after_double_dash(indexed: Path, h
 # -- models --------------------------------------------------------------------------------
 
 
-def test_other_model_skips_the_vector_leg_with_a_warning_naming_both_models_and_the_fix(
+def test_another_configured_model_searches_with_the_index_model_and_warns_naming_both_and_the_fix(
         mm: MM, indexed: Path) -> None:
+    """A process configured with another model (a server started before a model swap's cutover)
+    keeps its vector leg: the query is embedded with the index's model, and a warning says so."""
     other = {"MM_EMBEDDING_MODEL": "hash-384-b"}
     run = ok(mm("search", "--json", "Ganymede", env=other))
-    assert names(run.json())[0] == "astronomy.md"  # keyword results still come
+    assert names(run.json())[0] == "astronomy.md"
     warning = run.stderr.strip()
     assert warning.startswith("warning:") and len(warning.splitlines()) == 1, run.stderr
     for needle in ("hash-384-b", "hash-384 (", get_embedder("hash-384").fingerprint,
-                   get_embedder("hash-384-b").fingerprint, "MM_EMBEDDING_MODEL=hash-384",
-                   "mm embedding-reset"):
+                   get_embedder("hash-384-b").fingerprint, "embedded with hash-384",
+                   "mm embedding-reset --mode migrate"):
         assert needle in warning, (needle, warning)
-    # A word in no text: only the vector leg can return anything, and with the other model it
-    # must not run at all (its vectors are not comparable with the index's).
+    # A word in no text: only the vector leg can return anything, and it runs on the index's
+    # model (the configured model's vectors would not be comparable with the index's).
     assert search(mm, "xylophone") != []
-    assert search(mm, "xylophone", env=other) == []
+    assert search(mm, "xylophone", env=other) == search(mm, "xylophone")
     # The matching model gives no warning.
     assert ok(mm("search", "--json", "Ganymede")).stderr.strip() == ""
+
+
+def test_a_model_this_process_cannot_build_leaves_keyword_results_with_a_warning(
+        mm: MM, indexed: Path, tmp_path: Path) -> None:
+    """The index's model is a remote one whose server is gone: keyword results, and why."""
+    import sqlite3
+
+    conn = sqlite3.connect(mm.home / "index.sqlite3")
+    with conn:  # pretend the index was built by a remote model recorded at a dead address
+        row = conn.execute("SELECT value FROM meta WHERE key='active_model'").fetchone()[0]
+        active = json.loads(row)
+        gone = "ollama:gone/" + "0" * 24
+        conn.execute("UPDATE meta SET value=? WHERE key='active_model'",
+                     (json.dumps({**active, "name": "ollama:gone", "fingerprint": gone}),))
+        conn.execute("UPDATE chunks SET fingerprint=?", (gone,))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('endpoints', ?)", (json.dumps(
+            {gone: {"provider": "ollama", "model": "gone", "url": "http://127.0.0.1:9"}}),))
+    conn.close()
+    run = ok(mm("search", "--json", "Ganymede"))
+    assert names(run.json())[0] == "astronomy.md"
+    assert "keyword results only" in run.stderr and "ollama:gone" in run.stderr
+    assert search(mm, "xylophone") == []
 
 
 # -- concurrency ---------------------------------------------------------------------------

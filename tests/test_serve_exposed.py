@@ -163,8 +163,9 @@ def test_from_another_machine_login_and_mcp_pass_the_origin_check_with_the_token
     accept = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
     with httpx2.Client(timeout=60, base_url=remote.base, headers={"Host": host}) as client:
         login = client.post("/login", data={"token": TOKEN}, headers={"Origin": origin})
-        assert login.status_code == 303 and "memwal_token" in login.headers["set-cookie"]
-        page = client.get("/", headers={"Cookie": f"memwal_token={TOKEN}"})
+        cookie = login.headers["set-cookie"]  # a signed session, never the token itself
+        assert login.status_code == 303 and "memwal_session=" in cookie and TOKEN not in cookie
+        page = client.get("/", headers={"Cookie": cookie.split(";")[0]})
         assert page.status_code == 200
         listed = client.post("/mcp", json=mcp, headers={**accept, "Origin": origin,
                                                         "Authorization": f"Bearer {TOKEN}"})

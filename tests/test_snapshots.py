@@ -2,7 +2,7 @@
 
 The queue decides, not the file's clock: a file restored with an older modification time is
 committed like any other change. Only a snapshot read before another one that is committed
-meanwhile (two producers racing on one file) loses by its mtime, as DESIGN.md says. Empty files
+meanwhile (two producers racing on one file) loses by its mtime, as docs/design.md says. Empty files
 are indexed once, and a note refused before it is queued leaves no file.
 """
 
@@ -73,7 +73,7 @@ def test_two_producers_racing_on_one_file_end_with_the_later_snapshot(mm: MM, tm
 def test_a_snapshot_read_before_one_committed_meanwhile_is_skipped_and_the_producer_is_told(
         mm: MM, tmp_path: Path) -> None:
     """A producer that read the file before another producer's newer read was committed does not
-    roll it back (DESIGN.md: the older read loses), and its `mm index` says so."""
+    roll it back (docs/design.md: the older read loses), and its `mm index` says so."""
     notes, note = indexed_note(mm, tmp_path, "version one\n")
     write(note, "version two\n", 1_700_000_100)
     # Producer A reads version two and queues it (nobody commits yet).

@@ -249,3 +249,272 @@ def test_the_migrate_form_is_refused_without_csrf_and_without_allow_destructive(
             assert mm("embedding-reset", "--json").json()["migration"] is None
         finally:
             server.stop()
+
+
+# -- issue 27: the page tells the truth, live ------------------------------------------------
+
+
+def late_letters(mm: MM, tmp_path: Path, count: int = 3) -> None:
+    """`count` records of model A dead-lettered behind a switch to B (configured: B)."""
+    settings = load_settings(mm.home, environ={})
+    mm("index", str(notes(tmp_path / "notes", {"a.md": "# A\n\nAlpha.\n"})))  # the index is on A
+    write_config(mm.home, {"embedding": {"model": B}})
+    mm("embedding-reset", "--mode", "apply-current", "--yes")
+    enqueue_items(settings, [upsert(f"late note {i} about herons", source=f"/late/{i}.md")
+                             for i in range(count)])
+    mm("queue", "worker", "--once")  # A records behind the reset to B: dead-lettered
+
+
+def tick_all(page: Any) -> None:
+    for box in page.locator("input[name=ids]:not([disabled])").all():
+        box.check()
+
+
+def refreshed(page: Any) -> None:
+    """Wait for the overview's next refresh from the JSON API."""
+    before = float(page.locator("body").get_attribute("data-refreshed") or 0)
+    poll(lambda: float(page.locator("body").get_attribute("data-refreshed") or 0) > before,
+         "the page's next refresh", 60)
+
+
+def test_every_card_refreshes_without_a_reload(mm: MM, tmp_path: Path, page: Any) -> None:
+    root = notes(tmp_path / "notes", {"seed.md": "# Seed\n\nThe first note.\n"})
+    mm("index", str(root))
+    server = HttpServer(mm.home, "--worker")
+    try:
+        page.goto(server.base + "/")
+        # Every value on every card is one the page refreshes (none is rendered once).
+        assert page.locator(".card dd").count() >= 10
+        assert page.locator(".card dd:not([data-live])").count() == 0
+        assert number(page, "chunks") == "1" and number(page, "files") == "1"
+        for n in range(20):
+            (root / f"n{n:02d}.md").write_text(f"# Note {n}\n\n## Part\n\nNote {n} on kestrels.\n")
+        mm("index", str(root))  # waits for its commit
+        status = mm("status", "--json").json()
+        assert status["files"] == 21
+
+        def caught_up() -> bool:
+            refreshed(page)
+            return (number(page, "chunks"), number(page, "files")) == \
+                (str(status["chunks"]), str(status["files"]))
+
+        poll(caught_up, "the Index card to show the new chunks and files, without a reload", 60)
+        queue = mm("queue", "status", "--json").json()
+        assert number(page, "committed") == str(queue["ledger"]["committed"])
+        assert number(page, "model-name") == status["active_model"]["name"]
+        assert number(page, "model-fingerprint") == status["active_model"]["fingerprint"]
+    finally:
+        server.stop()
+
+
+def test_the_plot_has_axes_with_units_and_buckets_that_stay_put(
+        mm: MM, tmp_path: Path, page: Any) -> None:
+    mm("index", str(notes(tmp_path / "notes", {f"{i}.md": f"# N{i}\n\nText {i}.\n"
+                                               for i in range(5)})))
+    server = HttpServer(mm.home)
+    try:
+        first = page.request.get(server.base + "/api/throughput").json()
+        assert first["step"] == 5 and first["unit"] == "records/s"
+        # Buckets end on wall-clock multiples of the step: a later read does not shift them.
+        assert all(point[0] % first["step"] == 0 for point in first["points"])
+        assert first["points"][-1][0] <= first["now"]
+        committed = mm("queue", "status", "--json").json()["ledger"]["committed"]
+
+        def all_counted() -> bool:  # once the commit's bucket is complete
+            points = page.request.get(server.base + "/api/throughput").json()["points"]
+            return round(sum(p[1] for p in points) * first["step"]) == committed
+
+        poll(all_counted, "the commits to be counted in the plot's buckets", 60)
+        minute = page.request.get(server.base + "/api/throughput?seconds=3600&step=60").json()
+        assert all(point[0] % 60 == 0 for point in minute["points"])
+        page.goto(server.base + "/")
+        refreshed(page)
+        plot = page.get_by_test_id("plot")
+        assert plot.locator("[data-testid=y-unit]").text_content() == "records/s"
+        ticks = [t.text_content() or "" for t in plot.locator("[data-testid=x-tick]").all()]
+        assert len(ticks) >= 3 and all(len(t.split(":")) == 3 for t in ticks), ticks
+        assert plot.locator("[data-testid=y-tick]").count() >= 2
+        buckets = plot.locator("[data-testid=bucket]")
+        assert buckets.count() == len(first["points"])
+        # The plot draws what the API says, one bucket per point, labelled with its time.
+        first = page.request.get(server.base + "/api/throughput").json()
+        second = page.request.get(server.base + "/api/throughput").json()
+        before = {p[0]: p[1] for p in first["points"]}
+        assert all(before.get(t, rate) == rate for t, rate in second["points"])
+    finally:
+        server.stop()
+
+
+def test_a_replay_refused_again_says_so_per_record_and_a_reembedding_replay_commits_them(
+        mm: MM, tmp_path: Path, page: Any) -> None:
+    late_letters(mm, tmp_path)
+    server = HttpServer(mm.home, "--worker", "--allow-destructive")
+    try:
+        page.goto(server.base + "/dead-letters")
+        originals = [int(v) for v in page.locator("input[name=ids]").evaluate_all(
+            "boxes => boxes.map(b => b.value)")]
+        assert len(originals) == 3
+        tick_all(page)
+        page.get_by_test_id("replay-selected").click()  # as they are: still model A
+        page.get_by_test_id("confirm-replay").click()
+        # Once committed, the page says (without a reload) what the committer did with each.
+        for letter in originals:
+            poll(lambda: "dead-lettered again" in page.get_by_test_id(f"outcome-{letter}").inner_text(),
+                 "the outcome of the replay", 120)
+            outcome = page.get_by_test_id(f"outcome-{letter}").inner_text()
+            assert "fingerprint_mismatch" in outcome, outcome
+        banner = page.get_by_test_id("replayed").inner_text()
+        assert "committed in queue order" not in banner
+        assert "0 committed" in banner and "3 dead-lettered again" in banner, banner
+        for letter in originals:  # the rows replayed show as replayed
+            row = page.get_by_test_id(f"letter-{letter}")
+            assert row.get_by_test_id("state").inner_text() == "replayed"
+            assert row.locator("input[name=ids]").is_disabled()
+        # The re-embedding replay: the only one that fixes a fingerprint mismatch.
+        page.goto(server.base + "/dead-letters")
+        again = [int(v) for v in page.locator("input[name=ids]").evaluate_all(
+            "boxes => boxes.map(b => b.value)")]
+        assert len(again) == 3 and not set(again) & set(originals)
+        tick_all(page)
+        page.get_by_test_id("replay-reembed").click()
+        assert "re-embedding" in page.inner_text("h1")
+        assert B in page.get_by_test_id("reembed-model").inner_text()
+        page.get_by_test_id("confirm-replay").click()
+        for letter in again:
+            poll(lambda: page.get_by_test_id(f"outcome-{letter}").inner_text() == "committed",
+                 "the re-embedded replay to be committed", 120)
+        assert "3 committed" in page.get_by_test_id("replayed").inner_text()
+        assert mm("queue", "dead-letters", "list", "--json").json() == []
+        hits = mm("search", "herons", "--json").json()
+        assert any(h["source_file"].startswith("/late/") for h in hits)
+    finally:
+        server.stop()
+
+
+def test_replaying_with_reembedding_needs_csrf_and_allow_destructive(
+        mm: MM, tmp_path: Path, page: Any) -> None:
+    import httpx
+
+    late_letters(mm, tmp_path, count=1)
+    letter = mm("queue", "dead-letters", "list", "--json").json()[0]["id"]
+    server = HttpServer(mm.home)  # no --allow-destructive
+    try:
+        page.goto(server.base + "/dead-letters")
+        assert page.get_by_test_id("replay-reembed").count() == 0
+        answer = page.goto(server.base + f"/dead-letters/replay?ids={letter}&reembed=1")
+        assert answer is not None and answer.status == 403
+    finally:
+        server.stop()
+    server = HttpServer(mm.home, "--allow-destructive")
+    try:
+        refused = httpx.post(server.base + "/dead-letters/replay",
+                             data={"ids": str(letter), "reembed": "1"})
+        assert refused.status_code == 403
+        csrf = httpx.get(server.base + "/api/csrf").json()["csrf"]
+        api = httpx.post(server.base + "/api/dead-letters/replay",
+                         json={"ids": [letter], "reembed": True}, headers={"X-CSRF-Token": csrf})
+        assert api.status_code == 200, api.text
+        assert api.json()["replayed"] == 1 and api.json()["reembed"] is True
+    finally:
+        server.stop()
+
+
+def test_errors_on_the_page_say_which_button_to_use_not_a_cli_flag(
+        mm: MM, tmp_path: Path, page: Any) -> None:
+    late_letters(mm, tmp_path, count=1)
+    letter = mm("queue", "dead-letters", "list", "--json").json()[0]["id"]
+    refused = mm("queue", "dead-letters", "replay", str(letter), check=None)
+    assert "dead-lettered 1" in refused.stderr  # refused again: replayed once
+    server = HttpServer(mm.home, "--allow-destructive")
+    try:
+        def error_page(path: str, status: int) -> str:
+            answer = page.goto(server.base + path)
+            assert answer is not None and answer.status == status, (path, answer and answer.status)
+            text = page.locator("main").inner_text()
+            assert "--" not in text and "`" not in text and "mm " not in text, text
+            return text
+
+        text = error_page(f"/dead-letters/replay?ids={letter}", 409)
+        assert "already replayed" in text and "include replayed" in text
+        text = error_page("/dead-letters/98765", 404)
+        assert "no dead letter 98765" in text and "Dead letters" in text
+        error_page("/dead-letters/replay?ids=98765", 404)
+        error_page("/dead-letters/replay?ids=x", 400)
+        error_page("/dead-letters/replay", 400)
+        stale = page.request.post(server.base + "/dead-letters/replay",
+                                  form={"ids": str(letter), "csrf": "stale"})
+        assert stale.status == 403 and "reload" in stale.text().lower()
+        api = page.request.get(server.base + "/api/dead-letters/98765")
+        assert api.status == 404 and api.json()["error"]["message"]
+    finally:
+        server.stop()
+
+
+def test_login_returns_to_the_page_asked_for_with_a_signed_session_not_the_token(
+        mm: MM, tmp_path: Path, page: Any) -> None:
+    import httpx
+
+    token = "s3cret-token-of-this-server"
+    mm("index", str(notes(tmp_path / "notes", {"a.md": "# A\n\nAlpha.\n"})))
+    server = HttpServer(mm.home, "--token", token)
+
+    def login(next_path: str) -> httpx.Response:
+        def attempt() -> httpx.Response | None:
+            answer = httpx.post(server.base + "/login", data={"token": token, "next": next_path})
+            return None if answer.status_code == 429 else answer  # a few tries a second
+
+        return poll(attempt, "the login throttle to let a try through", 30)
+
+    try:
+        page.goto(server.base + "/search?q=alpha&k=3")
+        assert "/login?next=" in page.url
+        page.locator("input[name=token]").fill(token)
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/search?q=alpha&k=3")
+        assert page.get_by_test_id("hit").count() == 1
+        cookies = page.context.cookies()
+        assert [c["name"] for c in cookies] == ["memwal_session"]
+        value = cookies[0]["value"]
+        assert token not in value and cookies[0]["httpOnly"]
+        # The session works, and nothing else that looks like it does.
+        assert httpx.get(server.base + "/api/status",
+                         cookies={"memwal_session": value}).status_code == 200
+        sid, expires, mac = value.split(".")
+        forged = [f"{sid}.{int(expires) + 1}.{mac}", f"{sid}.{expires}.{mac[:-2]}AA",
+                  f"{sid[:-1]}x.{expires}.{mac}", token, ""]
+        for cookie in forged:
+            answer = httpx.get(server.base + "/api/status", cookies={"memwal_session": cookie})
+            assert answer.status_code in (401, 429), cookie
+        old_style = httpx.get(server.base + "/api/status", cookies={"memwal_token": token})
+        assert old_style.status_code in (401, 429)
+        # `next` is a path of this server, never another site.
+        for hostile in ("//evil.example/x", "https://evil.example/", "/\\evil.example",
+                        "http:/evil.example", " //evil.example", "javascript:alert(1)"):
+            answer = login(hostile)
+            assert answer.status_code == 303 and answer.headers["location"] == "/", hostile
+        assert login("/dead-letters?reason=x").headers["location"] == "/dead-letters?reason=x"
+    finally:
+        server.stop()
+
+
+def test_the_page_has_a_favicon_and_no_request_of_it_fails(mm: MM, page: Any) -> None:
+    server = HttpServer(mm.home, "--token", "t0ken")
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    try:
+        icon = page.request.get(server.base + "/favicon.ico")  # no login needed for the icon
+        assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+        page.goto(server.base + "/")
+        page.locator("input[name=token]").fill("t0ken")
+        page.keyboard.press("Enter")
+        page.wait_for_url(server.base + "/")
+        href = page.locator("link[rel=icon]").get_attribute("href")
+        assert href is not None and page.request.get(server.base + href).ok
+        assert failed == []
+    finally:
+        server.stop()
+
+
+def test_serve_help_mentions_the_web_page(mm: MM) -> None:
+    text = " ".join(mm("serve", "--help").stdout.split())
+    assert "web page" in text and "/mcp" in text

@@ -503,7 +503,7 @@ def _is_stale(item: FileSnapshot, committed: tuple[int, str] | None) -> bool:
     snapshot committed now (its `base`) succeeds it, even with an older mtime (a restored
     backup, a clock set back, a file copied from another machine). Only when another snapshot
     was committed after the producer looked (two producers racing on one file), or the producer
-    did not say what it looked at, does the older read by mtime lose (DESIGN.md).
+    did not say what it looked at, does the older read by mtime lose (docs/design.md).
     """
     if committed is None:
         return False

@@ -244,6 +244,10 @@ OPTIONS: tuple[Option, ...] = (
            "seconds a committer that stopped heartbeating keeps its leases before the next "
            "committer takes them back (a live one renews them every few seconds); `mm doctor` "
            "fails on a lease older than this while a committer runs"),
+    Option("migration.nice", _integer(0, 19), 10,
+           "how much `mm embedding-reset --mode migrate` lowers its own CPU priority (a nice "
+           "increment, 0-19), so that searches on the same machine keep their speed while it "
+           "embeds", see="docs/guides/model-swap.md#the-migration-path"),
     Option("vectors.merge_at", _whole(100_000_000), 20_000,
            "new vectors after which the committer folds them into the derived vector index "
            "(the first one is built at that size)"),

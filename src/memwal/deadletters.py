@@ -23,7 +23,7 @@ from memwal.queue import Role, open_queue
 from memwal.records import (
     Batch, MalformedItem, Producer, ShadowVector, Upsert, encode_batch, parse_item, unpack_item,
 )
-from memwal.results import JsonResult
+from memwal.results import JsonResult, with_iso_times
 from memwal.store import reads
 from memwal.store.reads import DEAD_LETTER_COLUMNS as LIST_COLUMNS
 from memwal.store.reads import DEAD_LETTER_DETAIL_COLUMNS as DETAIL_COLUMNS
@@ -67,7 +67,7 @@ def _rows(conn: store.Connection, selection: Selection, columns: Sequence[str]
         source = record.get("source_file")
         if selection.source_glob and not (source and fnmatch.fnmatchcase(source, selection.source_glob)):
             continue
-        yield JsonResult(record)
+        yield with_iso_times(JsonResult(record))  # `enqueued_at` and `enqueued_at_iso`...
 
 
 def list_dead_letters(settings: Settings, selection: Selection) -> list[JsonResult]:

@@ -74,6 +74,22 @@ class UsageError(MemwalError):
     http_status = 400
 
 
+class InvalidArgument(UsageError):
+    """Arguments that break their rules, one line for all of them: each named with its rule, and
+    an example that keeps it (`top_k must be a whole number from 1 to 100, e.g. top_k=10`).
+    `arguments` names them, for JSON. The MCP tools raise it for what the SDK's schema check
+    refuses (server/tools.py)."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        """`problems`: (argument, what is wrong with it, an example value), in the order found."""
+        super().__init__("; ".join(f"{name} {wrong}" for name, wrong, _ in problems) + ",",
+                         "e.g. " + " ".join(f"{name}={example}" for name, _, example in problems))
+        self.arguments = [name for name, _, _ in problems]
+
+    def as_json(self) -> dict[str, Any]:
+        return {**super().as_json(), "arguments": self.arguments}
+
+
 class NotFound(UsageError):
     """What a request names does not exist, such as a dead letter id (exit 2, HTTP 404)."""
 

@@ -25,6 +25,7 @@ machine: with a queue shared across machines, run it on the committer's.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -93,7 +94,8 @@ class _Rate:
 
 
 def _enqueue(host: Host, item: Any, command: str) -> str:
-    batch = Batch(items=(item,), producer=Producer.current(command))
+    """Enqueue one control item (None: an empty batch, a barrier); return the batch id."""
+    batch = Batch(items=() if item is None else (item,), producer=Producer.current(command))
     host.queue.put(encode_batch(batch))
     return batch.id
 
@@ -152,12 +154,17 @@ def start(settings: Settings, host: Host, conn: store.Connection, embedder: Embe
 
 
 def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
-            stop: threading.Event | None = None, command: str = "mm embedding-reset --mode migrate",
-            embedder: Embedder | None = None) -> MigrationReport:
+                  stop: threading.Event | None = None,
+                  command: str = "mm embedding-reset --mode migrate",
+                  embedder: Embedder | None = None, nice: int = 0) -> MigrationReport:
     """Migrate the index to the configured model without downtime; return when it is the active
     model (or `stop` is set: the migration stays, resumable). `on_progress(status)` is called
-    after every batch with covered, total, rate and ETA."""
+    after every batch with covered, total, rate and ETA. `nice` lowers this whole process's
+    CPU priority first (for a process of its own, as `mm embedding-reset --mode migrate`
+    passes `migration.nice`): the model's threads then yield to searches on the machine."""
     ensure_home(settings.home)
+    if nice > 0:
+        os.nice(nice)
     embedder = embedder or configured_embedder(settings)
     stop = stop or threading.Event()
     report = MigrationReport()
@@ -171,6 +178,10 @@ def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]],
             return report
         report.target = target.as_dict()
         host.take_role()
+        # What an earlier run queued and no committer has committed yet (it was stopped or
+        # killed): wait for it once, behind an empty batch (the queue is FIFO), rather than
+        # embed those chunks again.
+        host.wait([_enqueue(host, None, command)])
         writer = BatchWriter(host.queue, Producer.current(command),
                              settings["queue.batch_records"],
                              endpoints=endpoint_map(embedder))
@@ -215,6 +226,8 @@ def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]],
             if state is None or state.target.fingerprint != target.fingerprint:
                 raise MigrationError("the migration was cancelled or replaced while it ran.",
                                      "See `mm embedding-reset`.")
+        if stop.is_set() and writer.batch_ids:
+            host.wait(writer.batch_ids)  # what was embedded is kept: committed before we leave
         report.stopped = stop.is_set() and not report.cutover
         report.seconds = time.monotonic() - started
         if not report.cutover:

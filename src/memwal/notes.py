@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import re
 import time
 from dataclasses import dataclass
@@ -113,7 +114,8 @@ def _target(settings: Settings, file: str | None, title: str | None) -> tuple[Pa
         raise PathError(f"{file!r} leads out of the notes folder {folder}.",
                         "Give a name inside it; symlinks out are not followed.")
     missing = [p for p in (target.parent, *target.parent.parents) if not os.path.lexists(p)]
-    target.parent.mkdir(parents=True, exist_ok=True)
+    for made in reversed(missing):  # private, as everything memwal makes (0700)
+        made.mkdir(mode=0o700, exist_ok=True)
     if not target.parent.resolve().is_relative_to(folder.resolve()):  # changed meanwhile
         raise PathError(f"{file!r} leads out of the notes folder {folder}.",
                         "Give a name inside it; symlinks out are not followed.")
@@ -162,7 +164,7 @@ def write_note_undoably(settings: Settings, content: str, *, title: str | None =
             text = previous.decode("utf-8", "replace").rstrip("\n") + \
                 f"\n\n{section}{content.strip(chr(10))}\n"
         written = text.encode("utf-8", "surrogatepass")
-        write_atomically(target, written, mode=0o644)
+        write_atomically(target, written, mode=_mode(target))
     return WrittenNote(target, previous, written, created)
 
 
@@ -179,12 +181,21 @@ def undo_note(settings: Settings, note: WrittenNote) -> None:
         if note.previous is None:
             note.path.unlink(missing_ok=True)
         else:
-            write_atomically(note.path, note.previous, mode=0o644)
+            write_atomically(note.path, note.previous, mode=_mode(note.path))
         for folder in note.created_folders:
             try:
                 folder.rmdir()
             except OSError:
                 break  # not empty (someone else's note arrived): keep it and its parents
+
+
+def _mode(note: Path) -> int:
+    """The mode a note is written with: a new one private (0600), as every file memwal makes; an
+    existing one keeps its own (the user's choice)."""
+    try:
+        return stat.S_IMODE(os.lstat(note).st_mode)
+    except OSError:
+        return 0o600
 
 
 class _folder_lock:

@@ -16,7 +16,7 @@ from memwal.fingerprint import ModelInfo
 from memwal.migrationstatus import status_of
 from memwal.queue import Role, open_queue
 from memwal.records import Batch, Producer, Reset, encode_batch
-from memwal.results import JsonResult
+from memwal.results import JsonResult, with_iso_times
 from memwal.store import reads
 
 
@@ -46,7 +46,7 @@ def reset_status(settings: Settings) -> JsonResult:
             lacking = 0 if conn is None else reads.chunks_without_vector_of(
                 conn, active.fingerprint if active else None)
             migration = status_of(conn)
-    return JsonResult({
+    return with_iso_times(JsonResult({  # `migration.started_at` gains `started_at_iso`
         "active_model": active.as_dict() if active else None,
         "configured_model": configured,
         # None: unknown, the configured (remote) model does not answer.
@@ -57,7 +57,7 @@ def reset_status(settings: Settings) -> JsonResult:
         "migration": migration,
         "chunks_without_active_vector": int(lacking),
         "index": remote.index_location(place, settings),
-    })
+    }))
 
 
 def enqueue_reset(settings: Settings) -> tuple[str, Reset]:

@@ -45,3 +45,47 @@ class JsonResult(dict[str, Any]):
     def as_json(self) -> dict[str, Any]:
         """The document as JSON-ready values (`to_json`): what `--json` prints."""
         return to_json(self)
+
+
+# Fields that hold a time as seconds since the epoch (besides every `..._at`): a queue
+# incident's `at`, a watcher's `last_pass`.
+EPOCH_FIELDS = frozenset({"at", "last_pass"})
+
+
+def with_iso_times(value: Any) -> Any:
+    """`value` with an ISO 8601 twin (UTC) next to every epoch-seconds field, at any depth:
+    `last_commit_at: 1796591671.29` gains `last_commit_at_iso: "2026-12-05T10:34:31.286Z"`
+    right after it (None for None). The epoch field stays as it was: scripts read it.
+
+    An epoch field is a key ending in `_at`, or one of EPOCH_FIELDS, whose value is a number
+    or None. A dict keeps its type (a JsonResult stays one).
+    """
+    if isinstance(value, list):
+        return [with_iso_times(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    shown = type(value)() if isinstance(value, JsonResult) else {}
+    for key, item in value.items():
+        shown[key] = with_iso_times(item)
+        if (isinstance(key, str) and (key.endswith("_at") or key in EPOCH_FIELDS)
+                and f"{key}_iso" not in value and _is_time(item)):
+            shown[f"{key}_iso"] = iso_time(item)
+    return shown
+
+
+def _is_time(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """Seconds since the epoch as ISO 8601 in UTC, to the millisecond (`...T10:34:31.286Z`);
+    None for None or a value no date has."""
+    from datetime import datetime, timezone
+
+    if seconds is None:
+        return None
+    try:
+        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

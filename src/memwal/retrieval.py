@@ -332,21 +332,32 @@ class Searcher:
         embedder = self.embedder or configured_embedder(self.settings)
         if active is None or fts_query(query) is None:
             return None
+        configured = embedder
+        try:
+            _ = configured.fingerprint  # a remote model's first use probes its server
+        except MemwalError:
+            if configured.name == active.name:
+                raise  # the index's own model does not answer: say so, as any embedding does
         if not _same_model(embedder, active):
-            # The configured model is not the index's (during a migration to it, say): the
-            # queries are embedded with the active model, reached as the index recorded it.
+            # The configured model is not the index's (during a migration to it, or a server
+            # started before a cutover): queries are embedded with the active model, reached as
+            # the index recorded it, so the vector leg never stops because of a model swap.
             embedder = embedder_of(self.settings, active, store.endpoint_of(conn, active.fingerprint),
                                    configured=embedder) or embedder
+            migration = store.migration(conn)
+            moving_to_it = migration is not None and _same_model(configured, migration.target)
+            if _same_model(embedder, active) and not moving_to_it:
+                result.warnings.append(
+                    f"the configured model {_described(configured)} is not the index's model "
+                    f"{active.name} ({active.fingerprint}): the query was embedded with "
+                    f"{active.name}. Configure {active.name} again, or move the index to the "
+                    "configured model with `mm embedding-reset --mode migrate`.")
         if not _same_model(embedder, active):
-            try:
-                which = f"{embedder.name} ({embedder.fingerprint})"
-            except MemwalError as exc:
-                which = f"{embedder.name} (unreachable: {exc.message})"
             result.warnings.append(
-                f"keyword results only: the configured model {which} "
-                f"is not the index's model {active.name} "
-                f"({active.fingerprint}). Configure {active.name} (MM_EMBEDDING_MODEL="
-                f"{active.name}) or run `mm embedding-reset --mode apply-current` and `mm index`.")
+                f"keyword results only: the configured model {_described(configured)} "
+                f"is not the index's model {active.name} ({active.fingerprint}), which this "
+                f"process cannot build. Configure {active.name} (MM_EMBEDDING_MODEL="
+                f"{active.name}) or move the index with `mm embedding-reset --mode migrate`.")
             return None
         return to_bytes(embedder.embed([query])[0])
 
@@ -362,6 +373,13 @@ class Searcher:
         if self._conn is not None:
             self._conn.close()
             self._conn, self._identity, self._keywords = None, None, None
+
+
+def _described(embedder: Embedder) -> str:
+    try:
+        return f"{embedder.name} ({embedder.fingerprint})"
+    except MemwalError as exc:
+        return f"{embedder.name} (not answering: {exc.message})"
 
 
 def _same_model(embedder: Embedder, active: Any) -> bool:
@@ -426,9 +444,11 @@ def search(settings: Settings, query: str, *, namespace: str | None = None,
     `source_glob` (a glob, or a substring of the source path) filter both legs; `top_k` defaults
     to `search.top_k` (1 to 1000; UsageError otherwise); at most `max_per_doc` hits come from one
     file (default `search.max_per_doc`; 0: no cap). The first k results are the same whatever
-    top_k >= k is asked for. A leg whose weight is 0 is not run. The vector leg runs only when the
-    configured model is the index's active model; otherwise the result is keyword-only and says
-    why in `warnings`. An empty index gives no hits and a warning. On a home whose index is on
+    top_k >= k is asked for. A leg whose weight is 0 is not run. The vector leg embeds the query
+    with the index's active model: the configured one, or, when that is another (a migration to
+    it in progress, a process started before a cutover), the active model as the index recorded
+    it, with a warning outside a migration; only if this process cannot build the active model
+    is the result keyword-only, saying why in `warnings`. An empty index gives no hits and a warning. On a home whose index is on
     another machine (a shared queue's producer), the search is asked of the `mm serve` that
     `search.url` names (SearchUnavailable if it does not answer), or NoIndexHere (exit 2) says
     how to configure it. The embedder is the process's one embedder for the configured model,

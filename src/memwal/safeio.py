@@ -93,8 +93,28 @@ def refuse_links(*paths: Path) -> None:
             raise NotRegularFile(path, "a symlink")
 
 
+def create_private(path: Path) -> None:
+    """Make `path` an empty file of mode 0600 if nothing is there yet.
+
+    For files another library creates with the umask's mode (0644 under the usual 022): SQLite
+    gives a database's `-wal` and `-shm` files the mode the database file has when it makes
+    them, so a database made 0644 and changed to 0600 afterwards can keep a 0644 `-shm` for as
+    long as it is open. Made private first, every companion is private too. A symlink planted
+    at `path` is left alone (O_EXCL does not follow it): the caller refuses links.
+    """
+    try:
+        fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask took away
+    finally:
+        os.close(fd)
+
+
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` whole: a reader sees the old file or the new one, never a part.
+    The new file has `mode` (private unless asked otherwise).
 
     The rename replaces a symlink planted at `path` itself, never its target.
     """
@@ -102,6 +122,7 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     fd = open_regular(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         try:
+            os.fchmod(fd, mode)  # exactly `mode`, whatever the umask took away
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

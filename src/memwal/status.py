@@ -17,7 +17,7 @@ from memwal.migrationstatus import status_of
 from memwal.queue import QueueCounts, QueueGeneration, Role, open_queue
 from memwal.queuewatch import QueueMark, incidents, judge
 from memwal.records import UndecodableBatch, decode_batch
-from memwal.results import JsonResult
+from memwal.results import JsonResult, with_iso_times
 from memwal.safeio import read_regular
 from memwal.store import reads
 from memwal.vectorindex.reads import coverage
@@ -45,8 +45,11 @@ def queue_status(settings: Settings) -> JsonResult:
     whose index is on another machine (a shared queue's producer), the committer, model, dead
     letters and ledger are as that committer published them, and `index.here` is false (the
     queue's incidents are then the committer's to find: `lost` is empty here).
+
+    Every time is seconds since the epoch (`last_commit_at`) with its ISO 8601 twin next to it
+    (`last_commit_at_iso`).
     """
-    return JsonResult(_queue_status(settings)[0])
+    return with_iso_times(JsonResult(_queue_status(settings)[0]))
 
 
 def _queue_status(settings: Settings) -> tuple[dict[str, Any], remote.Elsewhere | None]:
@@ -119,16 +122,23 @@ def _age(oldest: Any) -> float | None:
 
 def throughput(settings: Settings, seconds: int = 600, step: int = 5) -> JsonResult:
     """Records committed per second over the last `seconds`, in buckets of `step` seconds: the
-    committer's throughput history (from the ledger's commit times)."""
+    committer's throughput history (from the ledger's commit times).
+
+    Each point is `[end, rate]`: the bucket `[end - step, end)` and its records per second
+    (`unit`). Buckets end on wall-clock multiples of `step` and only complete ones are given,
+    so a later reading shows the same buckets with the same values, and one or two more."""
     now = time.time()
-    start = now - seconds
-    buckets = [0] * max(1, seconds // step)
+    end = (int(now) // step) * step  # the last complete bucket ends here
+    count = max(1, seconds // step)
+    start = end - count * step
+    buckets = [0] * count
     with store.reading(settings.index_path) as conn:
         commits = reads.commits_since(conn, start) if conn else []
     for committed_at, committed in commits:
-        buckets[min(len(buckets) - 1, int((committed_at - start) // step))] += committed
-    return JsonResult(now=now, step=step, points=[[round(start + (i + 1) * step, 3), n / step]
-                                                  for i, n in enumerate(buckets)])
+        if start <= committed_at < end:
+            buckets[int((committed_at - start) // step)] += committed
+    return JsonResult(now=now, step=step, unit="records/s", start=start,
+                      points=[[start + (i + 1) * step, n / step] for i, n in enumerate(buckets)])
 
 
 def watcher_folder(settings: Settings) -> Path:
@@ -158,8 +168,8 @@ def index_status(settings: Settings) -> JsonResult:
     """What the index holds (chunks, files, namespaces, vectors by fingerprint), the active and
     configured models, the queue's state and the files' sizes.
 
-    Read-only; the `mm status --json` document. Raises UnknownModel if the configured model's
-    package is missing.
+    Read-only; the `mm status --json` document, its times as in `queue_status`. Raises
+    UnknownModel if the configured model's package is missing.
     """
     configured = configured_model(settings)
     queue, place = _queue_status(settings)
@@ -178,7 +188,7 @@ def index_status(settings: Settings) -> JsonResult:
                     "active_model": model.as_dict() if model else None,
                     "migration": status_of(conn),
                     "vector_index": coverage(settings, conn)}
-    return JsonResult({
+    return with_iso_times(JsonResult({
         "home": str(settings.home),
         **held,
         "configured_model": configured,
@@ -186,4 +196,4 @@ def index_status(settings: Settings) -> JsonResult:
         "watchers": watchers(settings),
         "index_bytes": _size(settings.index_path) if settings.index_path.exists() else 0,
         "queue_bytes": _size(settings.queue_path) if settings.queue_path.exists() else 0,
-    })
+    }))

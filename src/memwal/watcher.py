@@ -71,7 +71,7 @@ class Watcher:
         import watchfiles
 
         ensure_home(self.settings.home)
-        self.settings.notes_folder.mkdir(parents=True, exist_ok=True)
+        self.settings.notes_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with hosting(self.settings) as self.host:
             self._watch(watchfiles)
 

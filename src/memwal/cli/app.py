@@ -23,6 +23,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help, as docs/cli.md shows it: typer's rich help panel prints every option's type,
+    # a boolean flag's too (`--force <bool>`, as if it took a value); its plain help leaves
+    # flags bare. Set here, it holds for every command and sub-command.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
@@ -238,12 +242,13 @@ def _migrate(settings: Any, json_out: bool, quiet: bool = False) -> None:
         shown.show(Progress("start", f"starting the migration to {target}"))
         try:
             report = memwal.migrate_model(
-                settings, on_progress=lambda status: shown.show(migration_step(status, target)))
+                settings, on_progress=lambda status: shown.show(migration_step(status, target)),
+                nice=settings["migration.nice"])
         except KeyboardInterrupt:
             output.info("migration stopped: what it did is kept (search still uses the active "
                         "model); run `mm embedding-reset --mode migrate` again to resume, or "
                         "`--mode cancel` to drop it")
-            raise
+            raise typer.Exit(output.EXIT_INTERRUPTED) from None  # said: no second message
     output.emit(report.as_json(), json_out, _migrated_text)
 
 
@@ -274,32 +279,45 @@ def _migration_text(migration: dict[str, Any] | None) -> str:
 def config_show(json_out: JsonOption = False, home: HomeOption = None) -> None:
     """Print the effective configuration and where each value came from."""
     output.emit(load(home).describe(), json_out, lambda described: output.table(
-        ("key", "value", "source"),
-        [(key, ", ".join(entry["value"]) if isinstance(entry["value"], list) else entry["value"],
-          entry["source"]) for key, entry in described.items()]))
+        (output.Column("key"), output.Column("value", output.WRAP, 24),
+         output.Column("source", output.WRAP, 16)),
+        [(key, entry["value"], entry["source"]) for key, entry in described.items()]))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: map every outcome to an exit code, never a traceback for bad input.
 
     Not typer's standalone mode: it turns a Ctrl-C that lands outside a command body into
-    "Aborted!" and exit 1, where scripts expect 130. typer vendors its own click, so its
-    exceptions are recognised by shape (`exit_code`, `show`), not by class.
+    "Aborted!" and exit 1, where scripts expect 130, and prints a usage error as a usage block,
+    a hint and the error (three lines and a blank), where every other error is one line.
+    typer vendors its own click, so its exceptions are recognised by shape (`exit_code`,
+    `format_message`), not by class.
     """
     try:
         code = app(args=argv, prog_name="mm", standalone_mode=False)
     except KeyboardInterrupt:
-        output.info("interrupted")
+        output.info(output.INTERRUPTED)
         return output.EXIT_INTERRUPTED
     except Exception as exc:
         if type(exc).__name__ == "Abort":  # raised for Ctrl-C / EOF at a prompt
-            output.info("interrupted")
+            output.info(output.INTERRUPTED)
             return output.EXIT_INTERRUPTED
-        if hasattr(exc, "exit_code") and hasattr(exc, "show"):  # click's UsageError and kin
-            exc.show()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `mm`, `mm queue`: the help is the answer
+            exc.show()  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        if hasattr(exc, "exit_code") and hasattr(exc, "format_message"):  # click's UsageError and kin
+            output.error(_usage_error(exc))
             return int(exc.exit_code)
         raise
     return code if isinstance(code, int) else output.EXIT_OK
+
+
+def _usage_error(exc: Any) -> str:
+    """A usage error in one line: what is wrong, and where the command's options are listed."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:] if message[1:2].islower() else message
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see `{ctx.command_path if ctx is not None else 'mm'} --help`)"
 
 
 def run() -> Any:  # pragma: no cover - console script shim

@@ -69,7 +69,7 @@ def guarded(command: F) -> F:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
             # Whatever was enqueued is whole (one transaction per batch); nothing else to undo.
-            output.info("interrupted")
+            output.info(output.INTERRUPTED)
             raise typer.Exit(output.EXIT_INTERRUPTED) from None
         except Exception as exc:  # noqa: BLE001 - what is not a user error is re-raised
             error = as_memwal_error(exc, _home_of(kwargs))

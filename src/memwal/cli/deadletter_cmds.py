@@ -12,6 +12,7 @@ import typer
 import memwal
 from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load
+from memwal.cli.output import FINGERPRINT, PATH, Column
 
 dead_letters_app = typer.Typer(help="Items the committer refused, kept until you purge them.",
                                no_args_is_help=True)
@@ -36,18 +37,28 @@ def list_command(reason: ReasonOption = None, fingerprint: FingerprintOption = N
         return
     output.emit(rows, json_out, _letters_table)
     if not json_out:
-        counts = Counter((r["reason"], r["fingerprint"] or "-") for r in rows)
-        output.stdout().print(output.table(("reason", "fingerprint", "count"),
-                                           [(*key, n) for key, n in sorted(counts.items())],
-                                           title="summary"))
+        counts = Counter((r["reason"], r["fingerprint"]) for r in rows)
+        output.stdout().print(output.table(
+            (Column("reason"), Column("fingerprint", FINGERPRINT), Column("count")),
+            [(reason, fingerprint or "-", n) for (reason, fingerprint), n in
+             sorted(counts.items(), key=lambda item: (item[0][0], item[0][1] or ""))],
+            title="summary"))
 
 
 def _letters_table(rows: list[dict[str, Any]]) -> Any:
-    return output.table(
-        ("id", "reason", "fingerprint", "source", "line", "batch", "pos", "replayed by"),
-        [(row["id"], row["reason"], row["fingerprint"] or "-", row["source_file"] or "-",
-          row["start_line"] or "-", (row["batch_id"] or "-")[:12], row["position"],
-          (row["replayed_by"] or "")[:12]) for row in rows])
+    """One row a letter; `where` is the source file and first line; ids are shortened to 8 hex
+    (`show` and `--json` have them whole); `replayed by` only when a row was replayed."""
+    replayed = any(row["replayed_by"] for row in rows)
+    columns = [Column("id"), Column("reason"), Column("fingerprint", FINGERPRINT),
+               Column("where", PATH), Column("batch"), Column("pos"),
+               *([Column("replayed by")] if replayed else [])]
+    return output.table(columns, [
+        (row["id"], row["reason"], row["fingerprint"] or "-",
+         (f"{row['source_file']}:{row['start_line']}" if row["start_line"] is not None
+          else row["source_file"]) if row["source_file"] else "-",
+         (row["batch_id"] or "-")[:8], row["position"],
+         *([(row["replayed_by"] or "")[:8]] if replayed else []))
+        for row in rows])
 
 
 @dead_letters_app.command("show")
@@ -62,9 +73,10 @@ def _letter_text(record: dict[str, Any]) -> str:
     shown: list[str] = []
     for key, value in record.items():
         if key == "item" and isinstance(value, dict):
-            shown.extend(f"item.{k:<16} {v}" for k, v in value.items() if k != "content")
+            shown.extend(f"item.{k:<16} {output.cell(v)}".rstrip()
+                         for k, v in value.items() if k != "content")
         elif key != "content":
-            shown.append(f"{key:<21} {value}")
+            shown.append(f"{key:<21} {output.cell(value)}".rstrip())
     return "\n".join(shown) + f"\ncontent:\n{record.get('content')}"
 
 

@@ -104,7 +104,7 @@ def _search_here(settings: Any, query: str, filters: dict[str, Any], as_json: bo
     try:
         result = memwal.search(settings, query, **filters)
     except KeyboardInterrupt:
-        output.info("interrupted")
+        output.info(output.INTERRUPTED)
         return output.EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - what is not a user error is re-raised
         if memwal.as_memwal_error(exc) is None:

@@ -41,7 +41,7 @@ def serve_command(
     worker: WorkerOption = False, allow_destructive: DestructiveOption = False,
     watch: WatchOption = False, home: HomeOption = None,
 ) -> None:
-    """Serve MCP over HTTP (streamable HTTP at /mcp) until SIGINT/SIGTERM."""
+    """Serve MCP over HTTP (streamable HTTP at /mcp) and the web page at / (live status, dead letters, search) until SIGINT/SIGTERM."""
     settings = load(home)
     memwal.serve_http(settings, memwal.ServerOptions(
         allow_destructive=allow_destructive, worker=worker, watch=watch, host=host, port=port,

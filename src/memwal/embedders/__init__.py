@@ -22,10 +22,14 @@ if TYPE_CHECKING:
     from memwal.embedders.remote import RemoteOptions
 
 
-@functools.lru_cache(maxsize=16)
 def get_embedder(name: str, batch_size: int = 32) -> Embedder:
     """The embedder a bundled model's name stands for (one per process). Real models load on
     first embed."""
+    return _bundled_embedder(name, batch_size)  # one cache key however the caller passes them
+
+
+@functools.lru_cache(maxsize=16)
+def _bundled_embedder(name: str, batch_size: int) -> Embedder:
     entry = lookup(name)
     if isinstance(entry, HashModel):
         from memwal.embedders.hashing import HashEmbedder

@@ -16,7 +16,7 @@ Retry-After honoured), 5xx, timeouts and broken connections; every other failure
 cause is one line naming the URL or the setting to fix (memwal.errors: EmbeddingServerError exit
 1, EmbeddingConfigError exit 2, ModelChanged exit 2).
 
-The fingerprint (DESIGN.md, "Model fingerprint") digests the provider, the model's name, the
+The fingerprint (docs/design.md, "Model fingerprint") digests the provider, the model's name, the
 dimension, the weights digest where the server reports one (Ollama), and a probe: the vectors of
 PROBE_TEXTS, reduced to what stays the same across runs and batch compositions of the same
 weights (`probe_digest`). The URL and the key are not in it. It is computed on first access,

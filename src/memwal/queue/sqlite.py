@@ -11,7 +11,7 @@ pending again at its original position. huey's own storage test suite runs again
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -22,7 +22,8 @@ from huey.storage import SqliteStorage
 from memwal.errors import DAMAGED_QUEUE_FIX, DamagedFile, QueueError, is_damage
 from memwal.queue.leased import HueyVerbs, LeasedQueue, as_bytes, leased_huey, within_budget
 from memwal.queue.protocol import Delivery, Lease, QueueCounts, QueueGeneration
-from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
+from memwal.safeio import (NotRegularFile, create_private, readonly_uri, refuse_links,
+                           sqlite_companions)
 
 # The name every queue file written before queue names were per home used.
 LEGACY_NAME = "memwal"
@@ -223,7 +224,7 @@ def sqlite_queue(path: Path, name: str, *, durable: bool = True, readonly: bool 
     renamed to `name` by a writer that opens the file.
 
     The file and its companions are refused if they are symlinks; a new file is made private
-    (0600). A damaged file is a DamagedFile error naming it, from the open or from any verb.
+    (0600) before SQLite opens it, and so are its companions. A damaged file is a DamagedFile error naming it, from the open or from any verb.
     """
     try:
         refuse_links(*sqlite_companions(path))
@@ -236,13 +237,15 @@ def sqlite_queue(path: Path, name: str, *, durable: bool = True, readonly: bool 
             return DamagedFile(f"the queue {path} is damaged ({exc}).", DAMAGED_QUEUE_FIX)
         return None
 
-    created = not readonly and not path.exists()
+    if not readonly:
+        # Before SQLite makes it, so that its -wal and -shm are private too. A folder we cannot
+        # write fails here as it fails in SQLite, which says so in its own words below.
+        with contextlib.suppress(OSError):
+            create_private(path)
     try:
         huey = leased_huey(name, LeasedSqliteStorage, filename=str(path), strict_fifo=True,
                            synchronous="FULL" if durable else "NORMAL", readonly=readonly,
                            timeout=timeout, legacy_names=(LEGACY_NAME, *legacy_names))
     except Exception as exc:
         raise (translate(exc) or exc) from None
-    if created:
-        os.chmod(path, 0o600)
     return LeasedQueue(huey, translate)

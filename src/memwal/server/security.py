@@ -16,7 +16,11 @@ before anything reads its body; every refusal closes the connection. In order:
 - **Login throttle**: a login attempt, or a request with a wrong token, costs its client address
   one of a few attempts that refill at one a second; past them, 429 with Retry-After.
 - **Token**: when the server has one (required on any non-loopback bind), every request must
-  carry `Authorization: Bearer <token>` or the login cookie; 401 (or the login page) otherwise.
+  carry `Authorization: Bearer <token>` or a session cookie the login form set; 401 otherwise,
+  or, for a page, the login page with the page asked for as its `next`. The cookie never holds
+  the token: it is a random session id and an expiry signed (HMAC-SHA256) with a key only this
+  server process holds (`Sessions`), so a forged, altered or expired one is refused, and a
+  restart signs everyone out. The favicon is served to anyone.
 - **Size**: a body must say its length (411 for a chunked one) and be at most
   `serve.max_body_bytes` (413), refused before a byte of it is read.
 
@@ -25,11 +29,14 @@ Every response gets `X-Frame-Options: DENY` and `X-Content-Type-Options: nosniff
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 import math
 import secrets
 import time
+import urllib.parse
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
@@ -42,6 +49,53 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 SINGLE = (b"host", b"origin", b"authorization")
 SAFE_HEADERS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff")]
 CLOSE = (b"connection", b"close")
+SESSION_COOKIE = "memwal_session"
+SESSION_SECONDS = 7 * 24 * 3600
+PUBLIC = ("/login", "/favicon.ico")  # served without the token
+# The key that signs this process's sessions (with the token: see Sessions).
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+class Sessions:
+    """Signed login sessions: the cookie value is `<id>.<expiry>.<mac>`, a random id and an
+    expiry (epoch seconds) signed with HMAC-SHA256. The key is this process's random secret
+    bound to the server's token, so the door (Doors) and the login form (the web app), made
+    separately, sign and check alike, a session of another server or an earlier run is refused,
+    and the token itself is never sent back."""
+
+    def __init__(self, token: str, seconds: int = SESSION_SECONDS) -> None:
+        self.key = hmac.new(_PROCESS_KEY, token.encode(), hashlib.sha256).digest()
+        self.seconds = seconds
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self.key, payload.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self) -> str:
+        """A new session's cookie value."""
+        payload = f"{secrets.token_urlsafe(18)}.{int(time.time()) + self.seconds}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def valid(self, value: str) -> bool:
+        """The value is one this server signed, unaltered and not expired."""
+        parts = value.split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
+            return False
+        payload = f"{parts[0]}.{parts[1]}"
+        return hmac.compare_digest(self._mac(payload), parts[2]) and int(parts[1]) > time.time()
+
+
+def safe_next(raw: str | None) -> str:
+    """Where a login may send the browser back to: a path of this server (with its query), or
+    `/`. Anything that could leave the origin (a scheme, `//host`, a backslash browsers read as
+    a slash, control characters) gives `/`: never an open redirect."""
+    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+        return "/"
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw):
+        return "/"
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return raw
 
 
 def is_loopback(host: str) -> bool:
@@ -94,7 +148,7 @@ class Doors:
         self.check_host = check_host
         self.origins = {f"http://{host}" for host in self.hosts} | set(origins)
         self.expected = f"Bearer {token}".encode() if token else None
-        self.cookie = f"memwal_token={token}".encode() if token else None
+        self.sessions = Sessions(token) if token else None
         self.max_body_bytes = max_body_bytes
         self.throttle = throttle or Throttle()
 
@@ -131,6 +185,7 @@ class Doors:
         origin = headers.get(b"origin", b"").decode("latin-1")
         path, method = scope["path"], scope["method"]
         login = path == "/login" and method == "POST"
+        public = path in PUBLIC
         authorized = self.expected is not None and self._authorized(headers)
         if doubled:
             return _refuse(400, f"more than one {doubled[0]} header",
@@ -142,16 +197,21 @@ class Doors:
             return _refuse(403, f"Origin {origin!r} is not allowed",
                            "Call the server from its own origin, or start it with --allow-origin.")
         # A stale cookie must not keep its browser from the login page itself.
-        tries = login or (_offers_token(headers) and path != "/login")
+        tries = login or (_offers_token(headers) and not public)
         if self.expected is not None and not authorized and tries:
             wait = self.throttle.wait(_client(scope))
             if wait:
                 return _refuse(429, "too many login attempts from this address",
                                f"Wait {math.ceil(wait)} s.",
                                extra=[(b"retry-after", str(math.ceil(wait)).encode())])
-        if self.expected is not None and not authorized and path != "/login":
+        if self.expected is not None and not authorized and not public:
             if method == "GET" and not path.startswith(("/api", "/mcp")):
-                return _redirect("/login")  # a person with a browser: sign in first
+                # A person with a browser: sign in first, then back to the page asked for.
+                asked = path + (f"?{scope['query_string'].decode('latin-1')}"
+                                if scope.get("query_string") else "")
+                back = safe_next(asked)
+                return _redirect("/login" if back == "/" else
+                                 "/login?" + urllib.parse.urlencode({"next": back}))
             return _refuse(401, "missing or wrong bearer token",
                            "Send 'Authorization: Bearer <token>' (the server's --token).",
                            extra=[(b"www-authenticate", b"Bearer")])
@@ -176,16 +236,25 @@ class Doors:
         return None
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
-        assert self.expected is not None and self.cookie is not None
+        assert self.expected is not None and self.sessions is not None
         if secrets.compare_digest(headers.get(b"authorization", b""), self.expected):
             return True
-        cookies = [c.strip() for c in headers.get(b"cookie", b"").split(b";")]
-        return any(secrets.compare_digest(c, self.cookie) for c in cookies)
+        return any(self.sessions.valid(value) for value in _session_cookies(headers))
+
+
+def _session_cookies(headers: dict[bytes, bytes]) -> list[str]:
+    """The values of the session cookies a request carries."""
+    found = []
+    for pair in headers.get(b"cookie", b"").decode("latin-1").split(";"):
+        name, _, value = pair.strip().partition("=")
+        if name == SESSION_COOKIE:
+            found.append(value)
+    return found
 
 
 def _offers_token(headers: dict[bytes, bytes]) -> bool:
-    """The request tries a token (a wrong one, since it was not authorized)."""
-    return b"authorization" in headers or b"memwal_token=" in headers.get(b"cookie", b"")
+    """The request tries a token or a session (a wrong one, since it was not authorized)."""
+    return b"authorization" in headers or bool(_session_cookies(headers))
 
 
 def _client(scope: Scope) -> str:

@@ -13,8 +13,7 @@ never takes a write lock); their queries are in `store.reads`. No other module w
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
@@ -25,7 +24,8 @@ import sqlite_vec
 
 from memwal.errors import DAMAGED_INDEX_FIX, DamagedFile, IndexUnavailable, SchemaTooNew, is_damage
 from memwal.fingerprint import ModelInfo
-from memwal.safeio import NotRegularFile, readonly_uri, refuse_links, sqlite_companions
+from memwal.safeio import (NotRegularFile, create_private, readonly_uri, refuse_links,
+                           sqlite_companions)
 from memwal.store.schema import (
     SCHEMA_VERSION, SHADOW_TABLE, VECTOR_TABLE, migrate, schema_version, too_new,
 )
@@ -63,14 +63,19 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> Con
     """Open the index. Read-only opens never write and never take a write lock.
 
     The index and its companions are refused if they are symlinks: memwal never follows links in
-    its home. A new index file is made private (0600; SQLite gives its companions the same mode).
+    its home. A new index file is made private (0600) before SQLite opens it: SQLite gives its
+    companions the same mode.
     """
     try:
         refuse_links(*sqlite_companions(path))
     except NotRegularFile as exc:
         raise IndexUnavailable(f"{exc.filename} is a symlink: memwal never follows links in its "
                                "home.", "Remove the link (and find out who put it there).") from None
-    created = not readonly and not path.exists()
+    if not readonly:
+        # Before SQLite makes it, so that its -wal and -shm are private too. A folder we cannot
+        # write fails here as it fails in SQLite, which says so in its own words below.
+        with suppress(OSError):
+            create_private(path)
     try:
         if readonly:
             conn = sqlean.connect(readonly_uri(path), uri=True, timeout=timeout,
@@ -92,8 +97,6 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 10.0) -> Con
             raise damaged(path, exc) from None
         raise IndexUnavailable(f"cannot open the index {path}: {exc}.",
                                "Check the file and its folder, or see `mm doctor`.") from None
-    if created:
-        os.chmod(path, 0o600)
     return conn
 
 

@@ -217,8 +217,9 @@ class IndexProgress:
         if stage == "enqueue":
             return replace(base, done=self.batches, unit="batches",
                            note=f"{self.records:,} records")
+        left = self.to_commit - self.committed  # the committer's lag behind this run
         return replace(base, done=self.committed, total=self.to_commit, unit="batches", rate=rate,
-                       eta_seconds=eta(self.to_commit - self.committed, rate))
+                       eta_seconds=eta(left, rate), note=f"{left:,} to go" if left else "")
 
     def _tell(self) -> None:
         if self.on_stage is not None:

@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "enqueue_items": "memwal.producer",
     "add_note": "memwal.producer",
     "IndexReport": "memwal.producer",
+    "Progress": "memwal.progress",
     "wait_committed": "memwal.worker",
     "run_worker": "memwal.worker",
     # reading
@@ -103,6 +104,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from memwal.doctor import repair, run_doctor
     from memwal.producer import IndexReport, add_note, enqueue_items, index_paths, index_paths_async
     from memwal.notes import inside_roots, write_note
+    from memwal.progress import Progress
     from memwal.reset import enqueue_reset, reset_status
     from memwal.migration import MigrationReport, cancel_migration, migrate_model
     from memwal.server import ServerOptions, serve_http, serve_stdio

@@ -49,12 +49,42 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class IgnoredBy:
+    """What one rule left out of a walk: files, and folders not walked (their files uncounted).
+
+    `rule` is "suffix" (not a .md, .markdown or .txt file), "index.ignore" or a root's
+    ".gitignore" (then `pattern` is the deciding line), or "not_a_regular_file" (a FIFO or
+    device named like text).
+    """
+
+    rule: str
+    pattern: str = ""
+    files: int = 0
+    folders: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {"rule": self.rule, "pattern": self.pattern, "files": self.files,
+                "folders": self.folders}
+
+    def describe(self) -> str:
+        """`3 files by the index.ignore pattern '*.md'`, `2 files by their suffix`."""
+        counts = " and ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in
+                              ((self.files, "file"), (self.folders, "folder")) if n)
+        if self.rule == "suffix":
+            return f"{counts} by suffix (memwal indexes {', '.join(SUPPORTED_SUFFIXES)} files)"
+        if self.rule == "not_a_regular_file":
+            return f"{counts} that are not regular files"
+        return f"{counts} by the {self.rule} pattern '{self.pattern}'"
+
+
+@dataclass(frozen=True)
 class Discovery:
     """The outcome of one walk over all roots."""
 
     files: tuple[FoundFile, ...]  # sorted by source_file, each file once
     skipped: tuple[Skipped, ...]  # sorted by path
     ignored: int  # files left out by an ignore pattern or an unsupported suffix
+    ignored_by: tuple[IgnoredBy, ...] = ()  # per rule, most first: what `ignored` is made of
 
 
 @dataclass(frozen=True)
@@ -85,6 +115,7 @@ def discover(roots: Sequence[Path], *, ignore: Sequence[str] = (),
         files=tuple(sorted(walk.found.values(), key=lambda f: f.source_file)),
         skipped=tuple(sorted(set(walk.skipped), key=lambda s: (s.path, s.reason, s.detail))),
         ignored=walk.ignored,
+        ignored_by=walk.ignored_by(),
     )
 
 
@@ -140,6 +171,18 @@ class _Walk:
         self.found: dict[str, FoundFile] = {}
         self.skipped: list[Skipped] = []
         self.ignored = 0
+        # (rule, pattern) -> [files, folders] it left out
+        self.by_rule: dict[tuple[str, str], list[int]] = {}
+
+    def _ignore(self, rule: tuple[str, str], folder: bool = False) -> None:
+        if not folder:
+            self.ignored += 1
+        self.by_rule.setdefault(rule, [0, 0])[folder] += 1
+
+    def ignored_by(self) -> tuple[IgnoredBy, ...]:
+        rules = [IgnoredBy(rule, pattern, files, folders)
+                 for (rule, pattern), (files, folders) in self.by_rule.items()]
+        return tuple(sorted(rules, key=lambda r: (-r.files, -r.folders, r.rule, r.pattern)))
 
     def add_root(self, root: Path) -> None:
         given = os.path.abspath(root)
@@ -186,7 +229,9 @@ class _Walk:
                         continue
                     real = target
                 elif entry.is_dir(follow_symlinks=False):
-                    if spec is not None and spec.match_file(rel + "/"):
+                    rule = _matched(spec, rel + "/")
+                    if rule is not None:
+                        self._ignore(rule, folder=True)
                         continue
                     real = entry.path
                 else:
@@ -200,10 +245,10 @@ class _Walk:
             # Reversed so the stack pops them in name order: a deterministic walk.
             stack.extend(reversed(subdirs))
 
-    def _regular_file(self, entry: os.DirEntry[str], rel: str,
-                      spec: pathspec.PathSpec | None) -> None:
-        if not _supported(entry.name) or (spec is not None and spec.match_file(rel)):
-            self.ignored += 1
+    def _regular_file(self, entry: os.DirEntry[str], rel: str, spec: _Rules | None) -> None:
+        rule = _SUFFIX if not _supported(entry.name) else _matched(spec, rel)
+        if rule is not None:
+            self._ignore(rule)
             return
         try:
             st = entry.stat(follow_symlinks=False)
@@ -213,26 +258,31 @@ class _Walk:
         if stat.S_ISREG(st.st_mode):
             self._add_file(entry.path, st)
         else:
-            self.ignored += 1  # a FIFO or device named like text: opening it could block
+            self._ignore(_IRREGULAR)  # a FIFO or device named like text: opening it could block
 
-    def _follow(self, entry: os.DirEntry[str], rel: str, spec: pathspec.PathSpec | None,
+    def _follow(self, entry: os.DirEntry[str], rel: str, spec: _Rules | None,
                 root: str, prefix: str) -> str | None:
         """The real path of a directory link to walk; files behind links are handled here."""
         try:
             st = entry.stat()  # follows the link
         except OSError as exc:
-            if spec is not None and spec.match_file(rel):
-                self.ignored += 1
+            rule = _matched(spec, rel)
+            if rule is not None:
+                self._ignore(rule)
             else:
                 self._skip_stat_error(entry.path, exc)
             return None
         is_dir = stat.S_ISDIR(st.st_mode)
         if is_dir:
-            if spec is not None and spec.match_file(rel + "/"):
+            rule = _matched(spec, rel + "/")
+            if rule is not None:
+                self._ignore(rule, folder=True)
                 return None
-        elif not _supported(entry.name) or (spec is not None and spec.match_file(rel)):
-            self.ignored += 1
-            return None
+        else:
+            rule = _SUFFIX if not _supported(entry.name) else _matched(spec, rel)
+            if rule is not None:
+                self._ignore(rule)
+                return None
         target = os.path.realpath(entry.path)
         if target != root and not target.startswith(prefix):
             self.skipped.append(Skipped(entry.path, "symlink_outside_root", f"-> {target}"))
@@ -242,7 +292,7 @@ class _Walk:
         if stat.S_ISREG(st.st_mode) and _supported(target):
             self._add_file(target, st)
         else:
-            self.ignored += 1
+            self._ignore(_SUFFIX if stat.S_ISREG(st.st_mode) else _IRREGULAR)
         return None
 
     def _skip_stat_error(self, path: str, exc: OSError) -> None:
@@ -262,7 +312,7 @@ class _Walk:
             return
         self.found[real] = FoundFile(Path(real), real, st.st_size, st.st_mtime_ns)
 
-    def _spec(self, root: str) -> pathspec.PathSpec | None:
+    def _spec(self, root: str) -> _Rules | None:
         """The root's `.gitignore` then the configured patterns (later lines win); None if none."""
         lines: list[str] = []
         try:
@@ -270,7 +320,33 @@ class _Walk:
             lines.extend(data.decode("utf-8", errors="replace").splitlines())
         except OSError:
             pass  # no .gitignore (or unreadable): only the configured patterns apply
+        from_gitignore = len(pathspec.GitIgnoreSpec.from_lines(lines).patterns)
         lines.extend(self.ignore)
         if not any(line.strip() and not line.lstrip().startswith("#") for line in lines):
             return None
-        return pathspec.GitIgnoreSpec.from_lines(lines)
+        return _Rules(pathspec.GitIgnoreSpec.from_lines(lines), from_gitignore)
+
+
+_SUFFIX = ("suffix", "")
+_IRREGULAR = ("not_a_regular_file", "")
+
+
+class _Rules:
+    """One root's ignore patterns, telling which line (of its .gitignore or index.ignore)
+    left a path out."""
+
+    def __init__(self, spec: pathspec.PathSpec, from_gitignore: int) -> None:
+        self.spec = spec
+        self.from_gitignore = from_gitignore  # the first patterns are the .gitignore's
+
+    def match(self, rel: str) -> tuple[str, str] | None:
+        """(rule, pattern) that ignores `rel`, or None if it is not ignored."""
+        result = self.spec.check_file(rel)
+        if not result.include or result.index is None:
+            return None
+        rule = ".gitignore" if result.index < self.from_gitignore else "index.ignore"
+        return rule, str(getattr(self.spec.patterns[result.index], "pattern", ""))
+
+
+def _matched(rules: _Rules | None, rel: str) -> tuple[str, str] | None:
+    return None if rules is None else rules.match(rel)

@@ -20,9 +20,10 @@ from memwal import faults, notapplied
 from memwal.chunking import Chunk, chunk_text, is_markdown
 from memwal.committed import Committed, CommittedFile, IndexView
 from memwal.config import Settings, ensure_home
-from memwal.discover import FoundFile, Skipped, discover, load_text
+from memwal.discover import FoundFile, IgnoredBy, Skipped, discover, load_text
 from memwal.embedders import Embedder, configured_embedder
 from memwal.errors import NO_COMMITTER_NOTE, PathError, QueueUnavailable
+from memwal.progress import IndexProgress, Progress
 from memwal.queue import Role, WriteAheadQueue, open_queue
 from memwal.records import (
     Batch, ChunkKey, FileSnapshot, Item, Producer, ShadowVector, Upsert, encode_batch,
@@ -62,6 +63,31 @@ class IndexReport:
     # Without waiting: whether a committer was running once the batches were queued (None:
     # not asked, the run waited). False means nothing commits this work until one starts.
     committer_running: bool | None = None
+    # What discovery left out, per rule (an ignore pattern, an unsupported suffix).
+    ignored: list[IgnoredBy] = field(default_factory=list)
+    # The folders among the roots (a file named on the command line is never ignored).
+    folder_roots: list[str] = field(default_factory=list)
+
+    def ignored_note(self) -> str | None:
+        """Why nothing was found to index, when every file under the roots was left out by an
+        ignore pattern or its suffix (and what to change); None otherwise."""
+        if self.files or not self.ignored or not self.folder_roots:
+            return None
+        files = sum(rule.files for rule in self.ignored)
+        folders = sum(rule.folders for rule in self.ignored)
+        what = " and ".join(f"{n} {kind}{'s' if n != 1 else ''}" for n, kind in
+                            ((files, "file"), (folders, "folder")) if n)
+        fixes = []
+        if any(rule.rule == "index.ignore" for rule in self.ignored):
+            fixes.append("change index.ignore (`mm config show` lists its patterns; set it in "
+                         "config.json or MM_INDEX_IGNORE)")
+        if any(rule.rule == ".gitignore" for rule in self.ignored):
+            fixes.append("change the folder's .gitignore")
+        if any(rule.rule == "suffix" for rule in self.ignored):
+            fixes.append("give the notes a .md, .markdown or .txt name")
+        return (f"nothing to index under {', '.join(self.folder_roots)}: all {what} there were "
+                f"left out, {'; '.join(rule.describe() for rule in self.ignored)}. To index "
+                f"them, {' or '.join(fixes) or 'see index.ignore'}.")
 
     def not_committed_note(self) -> str | None:
         """Why this run's work is not searchable yet, when nothing will commit it (no committer
@@ -94,6 +120,8 @@ class IndexReport:
             out["not_applied"] = self.not_applied
         if self.committer_running is not None:
             out["committer_running"] = self.committer_running
+        out["ignored"] = [rule.as_json() for rule in self.ignored]
+        out["ignored_note"] = self.ignored_note()
         return out
 
 
@@ -259,6 +287,8 @@ class IndexJob:
     remember: QueuedSnapshots | None = None
     # During a migration: the model whose vectors go beside `embedder`'s (Upsert.shadow).
     shadow: Embedder | None = None
+    # Where the run is, told to its `on_stage` callback (memwal.progress).
+    progress: IndexProgress = field(default_factory=lambda: IndexProgress(None))
 
 
 class _Pipeline:
@@ -269,6 +299,7 @@ class _Pipeline:
         self.writer = writer
         self.report = report
         self.progress = job.on_progress
+        self.stages = job.progress
         self.waiting: list[_FileWork] = []
         self.waiting_texts = 0
 
@@ -280,8 +311,7 @@ class _Pipeline:
 
     def flush(self) -> None:
         texts = [chunk.content for work in self.waiting for chunk in work.to_embed]
-        vectors = self.embedder.embed(texts) if texts else None
-        shadows = self.shadow.embed(texts) if texts and self.shadow is not None else None
+        vectors, shadows = self._embedded(texts) if texts else (None, None)
         row = 0
         fingerprint, dim = self.embedder.fingerprint, self.embedder.dim
         for work in self.waiting:
@@ -307,6 +337,20 @@ class _Pipeline:
         self.waiting = []
         self.waiting_texts = 0
 
+    def _embedded(self, texts: list[str]) -> tuple[Any, Any]:
+        """The vectors (and shadow vectors) of `texts`, EMBED_GROUP texts per call so that the
+        progress moves within a large file too (a vector does not depend on its neighbours)."""
+        import numpy as np
+
+        parts, shadows = [], []
+        for start in range(0, len(texts), EMBED_GROUP):
+            part = texts[start:start + EMBED_GROUP]
+            parts.append(self.embedder.embed(part))
+            if self.shadow is not None:
+                shadows.append(self.shadow.embed(part))
+            self.stages.embedded(len(part))
+        return np.concatenate(parts), np.concatenate(shadows) if shadows else None
+
 
 def index_paths(
     settings: Settings,
@@ -323,6 +367,7 @@ def index_paths(
     on_wait: Callable[[str], None] | None = None,
     remember: QueuedSnapshots | None = None,
     host: Host | None = None,
+    on_stage: Callable[[Progress], None] | None = None,
 ) -> IndexReport:
     """Index files and folders: discover, chunk, diff, embed, enqueue. Never writes the index.
 
@@ -337,6 +382,9 @@ def index_paths(
     Without `wait`, `report.committer_running` says whether any committer will commit the
     work. `remember` (a long-lived producer's QueuedSnapshots) skips files it already queued.
     `host` (a long-lived producer's, see `memwal.worker.hosting`) is used instead of a new one.
+    `on_stage(progress)` is told each stage and step (a `memwal.progress.Progress`): loading the
+    model, discovering, embedding (chunks done of the total, the rate and the seconds left),
+    enqueueing, waiting for the committer (batches committed of this run's).
 
     Returns an IndexReport (its `as_json()` is `mm index --json`). Raises PathError (exit 2),
     before anything is read or enqueued, for a path that does not exist or cannot be read;
@@ -351,7 +399,7 @@ def index_paths(
                    roots=checked_roots(paths), command=command, force=force, wait=wait,
                    allow_empty_root=allow_empty_root, on_start=on_start,
                    on_progress=on_progress or (lambda n: None), on_wait=on_wait,
-                   remember=None if force else remember)
+                   remember=None if force else remember, progress=IndexProgress(on_stage))
     if host is not None:
         return _index(job, host)
     with hosting(settings) as own:
@@ -381,20 +429,30 @@ def _index(job: IndexJob, host: Host) -> IndexReport:
 def _enqueue(job: IndexJob, host: Host, writer: BatchWriter, report: IndexReport) -> set[str]:
     """Discover, diff, embed and enqueue: every batch durable when this returns. Returns the
     files seen under the roots."""
-    remember, namespace = job.remember, job.namespace
+    remember, namespace, stages = job.remember, job.namespace, job.progress
+    stages.begin("model", model=job.embedder.name)
     job.embedder, job.shadow = host.committed.embedders_for(job.embedder)
     writer.endpoints = endpoint_map(job.embedder, job.shadow)
     if remember is not None:
         remember.for_model(job.embedder.fingerprint)
+    stages.begin("discover")
     found = discover(job.roots, ignore=job.settings["index.ignore"],
                      max_file_bytes=job.settings["index.max_file_bytes"])
     report.files = len(found.files)
     report.skipped.extend(found.skipped)
+    report.ignored = list(found.ignored_by)
+    report.folder_roots = [str(root) for root in job.roots if root.is_dir()]
     if job.on_start:
         job.on_start(len(found.files))
     progress = job.on_progress
     committed = host.committed.view(namespace, job.embedder.fingerprint)
     committed.prefetch([f.source_file for f in found.files])
+    to_read = [item for item in found.files if job.force or not (
+        committed.is_unchanged(item)
+        or (remember is not None and remember.unchanged(namespace, item)))]
+    stages.found(len(found.files), len(to_read), sum(item.size for item in to_read),
+                 found.ignored)
+    stages.begin("embed")
     if job.wait:
         host.take_role()  # committing overlaps embedding when no committer is alive
     pipeline = _Pipeline(job, writer, report)
@@ -405,21 +463,26 @@ def _enqueue(job: IndexJob, host: Host, writer: BatchWriter, report: IndexReport
         if not job.force and (committed.is_unchanged(item) or
                               (remember is not None and remember.unchanged(namespace, item))):
             report.unchanged += 1
+            stages.file_done(unchanged=True)
             progress(1)
             continue
         work = _read_and_diff(job, item, committed, report)
         if work is None:
+            stages.file_done(read_bytes=item.size)
             progress(1)
             continue
         if remember is not None and remember.same_content(namespace, item.source_file, work.digest):
             remember.queued(namespace, item, work.digest)  # touched, not changed
             report.unchanged += 1
+            stages.file_done(read_bytes=item.size, unchanged=True)
             progress(1)
             continue
         report.new += 1
         sent.append(work)
+        stages.file_done(read_bytes=item.size, chunks=len(work.to_embed))
         pipeline.add(work)
     pipeline.flush()
+    stages.begin("enqueue", batches=len(writer.batch_ids), records=writer.records)
     for root in job.roots:
         gone = [source for source in committed.sources_under(root)
                 if source not in seen and not _still_there(source, report)]
@@ -444,12 +507,14 @@ def _enqueue(job: IndexJob, host: Host, writer: BatchWriter, report: IndexReport
                 remember.queued_deletion(namespace, source)
     report.batch_ids, report.positions = writer.batch_ids, writer.positions
     report.records_enqueued = writer.records
+    stages.enqueued(len(writer.batch_ids), writer.records)
     return seen
 
 
 def _wait(job: IndexJob, host: Host, report: IndexReport, seen: set[str]) -> None:
     """Until this run's batches are committed; then which of its snapshots were not applied."""
-    totals = host.wait(report.batch_ids, on_wait=job.on_wait)
+    job.progress.begin("commit", to_commit=len(report.batch_ids))
+    totals = host.wait(report.batch_ids, on_wait=job.on_wait, on_remaining=job.progress.remaining)
     assert totals is not None  # no timeout: it returns only once all are committed
     report.committed, report.dead_lettered = totals.committed, totals.dead_lettered
     if totals.skipped:

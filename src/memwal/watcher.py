@@ -31,6 +31,7 @@ from memwal.embedders.indexed import embedder_of
 from memwal.errors import MemwalError, as_memwal_error
 from memwal.fingerprint import ModelInfo
 from memwal.producer import IndexReport, QueuedSnapshots, index_paths
+from memwal.progress import Progress
 from memwal.safeio import write_atomically
 from memwal.status import watcher_folder
 from memwal.worker import Host, hosting
@@ -44,10 +45,12 @@ class Watcher:
     """Watches `roots` for one home; `run()` blocks until `stop()` (from another thread)."""
 
     def __init__(self, settings: Settings, roots: Sequence[Path],
-                 on_pass: Callable[[IndexReport], None] | None = None) -> None:
+                 on_pass: Callable[[IndexReport], None] | None = None,
+                 on_stage: Callable[[Progress], None] | None = None) -> None:
         self.settings = settings
         self.roots = [Path(root) for root in roots]
         self.on_pass = on_pass
+        self.on_stage = on_stage  # each pass's progress (index_paths' on_stage)
         self._stop = threading.Event()
         self.embedder: Embedder | None = configured_embedder(settings)
         self.state: dict[str, object] = {"pid": os.getpid(), "roots": [str(r) for r in self.roots],
@@ -117,7 +120,7 @@ class Watcher:
         try:
             report = index_paths(self.settings, [r for r in self.roots if r.exists()], wait=False,
                                  command="mm watch", embedder=embedder, remember=self.queued,
-                                 host=self.host)
+                                 host=self.host, on_stage=self.on_stage)
         except MemwalError as exc:
             self.state.update(state="error", error=str(exc))
         except Exception as exc:
@@ -206,12 +209,15 @@ def _indexable(change: object, path: str) -> bool:
 
 def watch(settings: Settings, roots: Sequence[Path] | None = None,
           on_pass: Callable[[IndexReport], None] | None = None,
-          stop: threading.Event | None = None) -> None:
+          stop: threading.Event | None = None,
+          on_stage: Callable[[Progress], None] | None = None) -> None:
     """Keep `roots` (default: the configured roots and the notes folder) indexed until `stop` is
-    set or SIGINT/SIGTERM: what `mm watch` runs. Never writes the index; it only enqueues."""
+    set or SIGINT/SIGTERM: what `mm watch` runs. Never writes the index; it only enqueues.
+    `on_pass(report)` is told what each pass did, `on_stage(progress)` where it is (see
+    `index_paths`)."""
     import signal
 
-    watcher = Watcher(settings, roots or settings.roots, on_pass)
+    watcher = Watcher(settings, roots or settings.roots, on_pass, on_stage)
     if stop is not None:
         def stop_when_set() -> None:
             stop.wait()

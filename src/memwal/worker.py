@@ -413,9 +413,11 @@ class Host:
 
     def wait(self, batch_ids: Sequence[str], *, timeout: float | None = None,
              take_role: bool = True,
-             on_wait: Callable[[str], None] | None = None) -> CommitCounts | None:
+             on_wait: Callable[[str], None] | None = None,
+             on_remaining: Callable[[int], None] | None = None) -> CommitCounts | None:
         """`wait_committed` through this host's queue handle and read connection, and its
-        committer if it hosts one."""
+        committer if it hosts one. `on_remaining(n)` is told how many of the batches are not
+        committed yet, each time that changes."""
         deadline = None if timeout is None else time.monotonic() + timeout
         reporter = WaitReporter(on_wait)
         committed = self.committed
@@ -423,6 +425,7 @@ class Host:
         remaining = set(batch_ids)
         totals: dict[str, tuple[int, int, int]] = {}
         unclaimed_since: float | None = None
+        told = -1  # the count of remaining batches on_remaining was last told
         while remaining:
             if self.committer is None and take_role and self.lock.try_acquire():
                 committed.close()  # reopened below: the committer's connection closes last (close())
@@ -434,6 +437,9 @@ class Host:
             found = committed.ledger_counts(sorted(remaining))
             totals.update(found)
             remaining -= set(found)
+            if on_remaining is not None and len(remaining) != told:
+                told = len(remaining)
+                on_remaining(told)
             if isinstance(self.committer, BackgroundCommitter) and self.committer.error is not None:
                 self.committer.join()  # raises what stopped it
             if remaining and committed.shared:

@@ -9,9 +9,11 @@ from typing import Annotated, Any, Optional
 import typer
 
 import memwal
+from memwal import Progress
 from memwal.cli import output
 from memwal.cli.common import HomeOption, JsonOption, guarded, load, takes
 from memwal.cli.options import SEARCH
+from memwal.cli.progress import QuietOption, StageDisplay, migration_step
 from memwal.cli.queue_cmds import queue_app
 from memwal.cli.server_cmds import register as register_servers
 
@@ -44,15 +46,19 @@ def index_command(
     allow_empty_root: Annotated[bool, typer.Option(
         "--allow-empty-root", help="Remove what was indexed from a folder that now holds no "
         "indexable files (by default it is kept: the folder may be an unmounted drive).")] = False,
+    quiet: QuietOption = False,
     json_out: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
-    """Chunk, embed and enqueue files; with --wait, return once they are committed."""
+    """Chunk, embed and enqueue files; with --wait, return once they are committed.
+
+    Progress (stages, chunks, rate, time left) and warnings go to stderr, the summary to stdout.
+    """
     settings = load(home, {"embedding.model": model, "index.namespace": namespace})
-    with output.progress_bar("indexing", not json_out) as (on_start, on_progress):
+    with StageDisplay(enabled=not quiet) as shown:
         report = memwal.index_paths(settings, paths, namespace=namespace, force=force, wait=wait,
-                                    on_start=on_start, on_progress=on_progress,
-                                    allow_empty_root=allow_empty_root, on_wait=output.info)
+                                    on_stage=shown.show, allow_empty_root=allow_empty_root,
+                                    on_wait=shown.info)
     for skipped in report.skipped:
         output.warn(f"skipped {skipped.path}: {skipped.reason}"
                     + (f" ({skipped.detail})" if skipped.detail else ""))
@@ -70,21 +76,23 @@ def index_command(
         output.warn(note)
     if report.dead_lettered:
         output.warn("some records were dead-lettered: see `mm queue dead-letters list`")
+    ignored = report.ignored_note()
+    if ignored:
+        output.warn(ignored)
     # The report comes last: once it is out, the work is done, and nothing is left for a
     # Ctrl-C to interrupt.
-    if json_out:
-        output.print_json(report.as_json())
-    else:
-        line = (f"{report.files} files: {report.new} new or changed, {report.unchanged} unchanged, "
-                f"{report.deleted} deleted, {len(report.skipped)} skipped; "
-                f"{report.records_enqueued} records in {len(report.batch_ids)} batches")
-        if report.committed is not None:
-            line += f"; committed {report.committed}, dead-lettered {report.dead_lettered}"
-        else:
-            line += " (enqueued; not waiting for the committer)"
-        output.info(line)
+    output.emit(report.as_json(), json_out, lambda _: _index_summary(report))
     if report.failed or (report.dead_lettered or 0) > 0:
         raise typer.Exit(output.EXIT_FAILED)
+
+
+def _index_summary(report: Any) -> str:
+    line = (f"{report.files} files: {report.new} new or changed, {report.unchanged} unchanged, "
+            f"{report.deleted} deleted, {len(report.skipped)} skipped; "
+            f"{report.records_enqueued} records in {len(report.batch_ids)} batches")
+    if report.committed is not None:
+        return line + f"; committed {report.committed}, dead-lettered {report.dead_lettered}"
+    return line + " (enqueued; not waiting for the committer)"
 
 
 @app.command("search")
@@ -179,6 +187,7 @@ def embedding_reset_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (apply-current).")] = False,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once the reset is committed (default).")] = True,
     model: Annotated[Optional[str], typer.Option("--model", help="Embedding model (instead of the configured one).")] = None,
+    quiet: QuietOption = False,
     json_out: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
@@ -188,7 +197,7 @@ def embedding_reset_command(
         output.fail(f"--mode must be one of {', '.join(modes)}, not {mode!r}")
     settings = load(home, {"embedding.model": model})
     if mode == "migrate":
-        _migrate(settings, json_out)
+        _migrate(settings, json_out, quiet)
         return
     if mode == "cancel":
         cancelled = memwal.cancel_migration(settings).as_json()
@@ -227,36 +236,30 @@ def embedding_reset_command(
                     + ("committed; run `mm index PATH` to re-embed" if wait else "enqueued"))
 
 
-def _migrate(settings: Any, json_out: bool) -> None:
-    with output.progress_bar("migrating", not json_out) as (on_start, on_progress):
-        done = [0]
-
-        def progress(status: dict[str, Any]) -> None:
-            if done[0] == 0:
-                on_start(status["total"])
-            on_progress(status["covered"] - done[0])
-            done[0] = status["covered"]
-
+def _migrate(settings: Any, json_out: bool, quiet: bool = False) -> None:
+    target = settings.endpoint.name
+    with StageDisplay(enabled=not quiet) as shown:
+        shown.show(Progress("start", f"starting the migration to {target}"))
         try:
-            report = memwal.migrate_model(settings, on_progress=progress,
-                                          nice=settings["migration.nice"])
+            report = memwal.migrate_model(
+                settings, on_progress=lambda status: shown.show(migration_step(status, target)),
+                nice=settings["migration.nice"])
         except KeyboardInterrupt:
             output.info("migration stopped: what it did is kept (search still uses the active "
                         "model); run `mm embedding-reset --mode migrate` again to resume, or "
                         "`--mode cancel` to drop it")
             raise typer.Exit(output.EXIT_INTERRUPTED) from None  # said: no second message
-    result = report.as_json()
-    if json_out:
-        output.print_json(result)
-        return
+    output.emit(report.as_json(), json_out, _migrated_text)
+
+
+def _migrated_text(result: dict[str, Any]) -> str:
     target = result["target"]
     if result["already_active"]:
-        output.info(f"the index already uses {target['name']} ({target['fingerprint']}): "
-                    "nothing to migrate")
-    else:
-        output.info(f"migrated to {target['name']} ({target['fingerprint']}): "
-                    f"{result['embedded']} chunks embedded in {result['seconds']:.1f} s; "
-                    "it is the active model now")
+        return (f"the index already uses {target['name']} ({target['fingerprint']}): "
+                "nothing to migrate")
+    return (f"migrated to {target['name']} ({target['fingerprint']}): "
+            f"{result['embedded']} chunks embedded in {result['seconds']:.1f} s; "
+            "it is the active model now")
 
 
 def _migration_text(migration: dict[str, Any] | None) -> str:

@@ -9,8 +9,7 @@ import functools
 import json
 import re
 import sys
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, Sequence
 
 from memwal import (  # noqa: F401 - re-exported for the commands
     EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
@@ -323,17 +322,3 @@ def _plain(message: str) -> str:
     from rich.markup import escape
 
     return escape(inert(message))
-
-
-@contextmanager
-def progress_bar(label: str, enabled: bool) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    """(on_start(total), on_advance(n)) callbacks drawing a bar on a terminal's stderr."""
-    if not enabled or not sys.stderr.isatty():
-        yield (lambda total: None), (lambda n: None)
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr(), transient=True) as progress:
-        task = progress.add_task(label, total=None)
-        yield (lambda total: progress.update(task, total=total)), (lambda n: progress.advance(task, n))

@@ -11,6 +11,7 @@ import typer
 import memwal
 from memwal.cli import output
 from memwal.cli.common import HomeOption, guarded, load
+from memwal.cli.progress import QuietOption, StageDisplay
 
 WorkerOption = Annotated[bool, typer.Option(
     "--worker", help="Also be the committer whenever the role is free (another committer, e.g. "
@@ -51,27 +52,37 @@ def serve_command(
 
 def watch_command(
     roots: Annotated[Optional[list[Path]], typer.Argument(help="Folders to watch (default: index.roots and the notes folder).", show_default=False)] = None,
+    quiet: QuietOption = False,
     home: HomeOption = None,
 ) -> None:
-    """Keep folders indexed as their files change, until SIGINT/SIGTERM (enqueues only)."""
+    """Keep folders indexed as their files change, until SIGINT/SIGTERM (enqueues only).
+
+    A pass that takes a while shows its progress on stderr, like `mm index`."""
     settings = load(home)
     chosen = [p.expanduser().absolute() for p in roots] if roots else list(settings.roots)
-    output.info(f"watching {', '.join(map(str, chosen))} for {settings.home}")
+    shown = StageDisplay(enabled=not quiet)
+    shown.info(f"watching {', '.join(map(str, chosen))} for {settings.home}")
 
     said = False  # the no-committer warning is said once, again only after a committer ran
+    noted: list[str | None] = [None]  # the last note on ignored files
 
     def report(done: Any) -> None:
         nonlocal said
+        shown.close()  # this pass is done: its display goes
         if done.records_enqueued:
-            output.info(f"{done.new} new or changed, {done.deleted} deleted: "
-                        f"{done.records_enqueued} records queued")
+            shown.info(f"{done.new} new or changed, {done.deleted} deleted: "
+                       f"{done.records_enqueued} records queued")
+        if done.ignored_note() != noted[0] and done.ignored_note():
+            output.warn(done.ignored_note())
+        noted[0] = done.ignored_note()  # said again only once it changed
         if done.committer_running:
             said = False
         elif done.not_committed_note() and not said:
             output.warn(done.not_committed_note())
             said = True
 
-    memwal.watch(settings, chosen, on_pass=report)
+    with shown:
+        memwal.watch(settings, chosen, on_pass=report, on_stage=shown.show)
 
 
 def register(app: typer.Typer) -> None:

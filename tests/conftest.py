@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from helpers import MM, EmbeddingServer, assert_doctor_ok, write_config
+from helpers import MM, EmbeddingServer, assert_doctor_ok, write_config, write_small_corpus
 from memwal.config import load_settings
 
 # A test run started in the background by a non-interactive shell (`cmd &`) ignores SIGINT, and
@@ -43,16 +43,7 @@ def mm(home: Path, request: pytest.FixtureRequest) -> Iterator[MM]:
 @pytest.fixture
 def notes(tmp_path: Path) -> Path:
     """A small corpus of distinct topics."""
-    root = tmp_path / "notes"
-    root.mkdir()
-    (root / "gardening.md").write_text(
-        "# Gardening\n\nTomatoes need full sun and deep watering twice a week.\n\n"
-        "## Compost\n\nTurn the compost heap every fortnight so it stays aerobic.\n")
-    (root / "astronomy.md").write_text(
-        "# Astronomy\n\nJupiter has at least ninety-five moons; Ganymede is the largest.\n")
-    (root / "cooking.txt").write_text(
-        "Risotto wants warm stock added one ladle at a time while stirring.\n")
-    return root
+    return write_small_corpus(tmp_path / "notes")
 
 
 @pytest.fixture

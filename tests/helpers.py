@@ -71,6 +71,20 @@ class MM:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def write_small_corpus(root: Path) -> Path:
+    """The fast tests' small corpus of distinct topics (three files, one chunk each but the
+    first), written into `root` (made if needed)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "gardening.md").write_text(
+        "# Gardening\n\nTomatoes need full sun and deep watering twice a week.\n\n"
+        "## Compost\n\nTurn the compost heap every fortnight so it stays aerobic.\n")
+    (root / "astronomy.md").write_text(
+        "# Astronomy\n\nJupiter has at least ninety-five moons; Ganymede is the largest.\n")
+    (root / "cooking.txt").write_text(
+        "Risotto wants warm stock added one ladle at a time while stirring.\n")
+    return root
+
+
 def write_config(home: Path, config: dict[str, Any]) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.json").write_text(json.dumps(config))

@@ -486,21 +486,6 @@ def test_sigint_during_index_exits_130_leaving_only_whole_batches_in_the_queue(
     assert status["ledger"]["batches"] == len(rows) and status["ledger"]["dead_lettered"] == 0
 
 
-def test_sigint_while_waiting_for_the_committer_exits_130(mm: MM, notes: Path) -> None:
-    worker = start_worker(mm)
-    worker.send_signal(signal.SIGSTOP)  # holds the role but commits nothing: mm index must wait
-    try:
-        process = mm.popen("index", str(notes))
-        poll(lambda: queue_rows(mm.home) or process.poll() is not None, "the batch to be enqueued")
-        process.send_signal(signal.SIGINT)
-        out, err = communicate_or_dump(process, timeout=60)
-    finally:
-        worker.send_signal(signal.SIGCONT)
-        stop(worker)
-    assert "Traceback" not in err, err
-    assert process.returncode == 130, err
-
-
 def test_sigusr1_prints_every_threads_stack_and_the_command_goes_on(mm: MM, notes: Path) -> None:
     worker = start_worker(mm)
     try:

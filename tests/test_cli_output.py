@@ -20,7 +20,10 @@ from typing import Any
 
 import pytest
 
-from helpers import MM, Run, batch, mm_command, mm_env, ok, poll, producer_queue, queue_rows, upsert
+from helpers import (
+    MM, Run, batch, mm_command, mm_env, ok, poll, producer_queue, queue_rows, upsert,
+    write_small_corpus,
+)
 from memwal.localsearch import VERSION, ask
 from memwal.records import encode_batch
 from test_cli_e2e import communicate_or_dump, start_worker, stop
@@ -33,16 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def deep_notes(tmp_path: Path) -> Path:
     """The test corpus four folders down a long path: the full `where` of a hit is far wider
     than its column at 80 columns."""
-    root = tmp_path / "a-folder-with-a-rather-long-name" / "projects" / "memwal-notes" / "notes"
-    root.mkdir(parents=True)
-    (root / "gardening.md").write_text(
-        "# Gardening\n\nTomatoes need full sun and deep watering twice a week.\n\n"
-        "## Compost\n\nTurn the compost heap every fortnight so it stays aerobic.\n")
-    (root / "astronomy.md").write_text(
-        "# Astronomy\n\nJupiter has at least ninety-five moons; Ganymede is the largest.\n")
-    (root / "cooking.txt").write_text(
-        "Risotto wants warm stock added one ladle at a time while stirring.\n")
-    return root
+    return write_small_corpus(
+        tmp_path / "a-folder-with-a-rather-long-name" / "projects" / "memwal-notes" / "notes")
 
 
 def fits(run: Run, width: int = 80) -> str:

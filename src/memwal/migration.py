@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from memwal import faults, store
@@ -46,9 +46,9 @@ from memwal.store import reads
 from memwal.vectors import to_bytes
 from memwal.worker import Host, hosting
 from memwal.migrationstatus import progress as _progress
+from memwal.progress import Rate
 
 PAGE = 2048  # chunks read from the index at a time
-RATE_WINDOW = 60.0  # seconds of progress the rate (and the ETA) are measured over
 
 
 @dataclass
@@ -72,25 +72,6 @@ class MigrationReport:
                 "seconds": round(self.seconds, 3), "covered": self.covered, "total": self.total,
                 "stopped": self.stopped,
                 "chunks_per_second": round(self.embedded / self.seconds, 1) if self.seconds else None}
-
-
-@dataclass
-class _Rate:
-    """Chunks covered per second over the last RATE_WINDOW seconds."""
-
-    marks: list[tuple[float, int]] = field(default_factory=list)
-
-    def add(self, covered: int) -> None:
-        now = time.monotonic()
-        self.marks.append((now, covered))
-        while len(self.marks) > 2 and now - self.marks[1][0] > RATE_WINDOW:
-            self.marks.pop(0)
-
-    def per_second(self) -> float | None:
-        if len(self.marks) < 2 or self.marks[-1][0] <= self.marks[0][0]:
-            return None
-        (t0, c0), (t1, c1) = self.marks[0], self.marks[-1]
-        return max(0.0, (c1 - c0) / (t1 - t0))
 
 
 def _enqueue(host: Host, item: Any, command: str) -> str:
@@ -169,7 +150,7 @@ def migrate_model(settings: Settings, *, on_progress: Callable[[dict[str, Any]],
     stop = stop or threading.Event()
     report = MigrationReport()
     started = time.monotonic()
-    rate = _Rate()
+    rate = Rate()
     with hosting(settings) as host, _local_index(settings, host) as conn:
         target = start(settings, host, conn, embedder, command)
         if target is None:

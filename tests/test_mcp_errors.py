@@ -136,6 +136,19 @@ async def test_a_model_mismatch_says_restart_this_server_with_the_index_model_or
                     "server's model (search stays up meanwhile).")
 
 
+async def test_a_search_with_another_model_embeds_with_the_index_model_and_says_how_to_move(
+        mm: MM, notes: Path) -> None:
+    mm("index", str(notes))  # the index is on model A; the server is configured with B
+    with anyio.fail_after(120):
+        async with stdio_session(mm.home, env={"MM_EMBEDDING_MODEL": B}) as session:
+            found = await call(session, "mem_search", query="Ganymede")
+    (warning,) = found["warnings"]
+    assert found["hits"] and f"the query was embedded with {A}" in warning
+    assert "restart this MCP server configured with the index's model" in warning
+    assert 'mem_embedding_reset with mode="migrate"' in warning
+    assert not COMMAND_LINE.search(warning), warning
+
+
 async def test_a_write_with_no_committer_says_restart_this_server_with_worker(mm: MM) -> None:
     with anyio.fail_after(120):
         async with stdio_session(mm.home) as session:  # no --worker, no worker process

@@ -302,6 +302,10 @@ def mcp_warning(warning: str, state: ServerState) -> str:
     if "no committer is running" in warning:
         return warning.split(". Start one", 1)[0] + ". Restart this MCP server with --worker " \
             "to have it commit"
+    if warning.startswith("the configured model") and "the query was embedded with" in warning:
+        return (warning.split(". Configure", 1)[0] + f". Either {_RESTART} configured with "
+                f"{_index_model(state)}, or {_reset_call(state)} to move the index to this "
+                "server's model")
     if warning.startswith("keyword results only") and "not the index's model" in warning:
         return (warning.split(". Configure", 1)[0] + f". Either {_RESTART} configured with "
                 f"{_index_model(state)}, or {_reset_call(state)} to move the index to this "

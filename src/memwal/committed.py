@@ -183,11 +183,7 @@ class Committed:
         if self.publication is None:
             return store.migration(self.conn())
         data = (self.publication.published_state() or {}).get("migration")
-        if not data:
-            return None
-        target = data["target"]
-        return store.MigrationState(ModelInfo(target["name"], target["dim"], target["fingerprint"]),
-                                    data.get("endpoint"), data["started_at"], data["started_seq"])
+        return store.MigrationState.from_dict(data) if data else None
 
     def endpoint_of(self, fingerprint: str) -> dict[str, Any] | None:
         """How to reach a model the index names (memwal.store.endpoint_of), wherever it is."""

@@ -30,3 +30,11 @@ def status_of(conn: store.Connection | None) -> dict[str, Any] | None:
     per_second = covered / elapsed if covered else None
     return {"target": state.target.as_dict(), "started_at": state.started_at,
             **progress(covered, total, per_second)}
+
+
+def published_status(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The migration as a shared queue's committer published it (a home without the index):
+    its model and start only, coverage being counted on the committer's machine."""
+    published = state.get("migration")
+    return {"target": published["target"], "started_at": published["started_at"]} \
+        if published else None

@@ -13,7 +13,7 @@ from memwal.committed import queued_resets
 from memwal.config import Settings
 from memwal.embedders import configured_embedder, configured_model
 from memwal.fingerprint import ModelInfo
-from memwal.migrationstatus import status_of
+from memwal.migrationstatus import published_status, status_of
 from memwal.queue import Role, open_queue
 from memwal.records import Batch, Producer, Reset, encode_batch
 from memwal.results import JsonResult, with_iso_times
@@ -34,9 +34,7 @@ def reset_status(settings: Settings) -> JsonResult:
         queue.close()
     migration = None
     if place is not None:
-        published = place.state.get("migration")
-        migration = {"target": published["target"], "started_at": published["started_at"]} \
-            if published else None
+        migration = published_status(place.state)
         model = place.state.get("active")
         active = ModelInfo(model["name"], model["dim"], model["fingerprint"]) if model else None
         lacking = place.summary.get("chunks_without_active_vector", 0)

@@ -13,7 +13,7 @@ from memwal import remote, store
 from memwal.config import Settings
 from memwal.embedders import configured_model
 from memwal.lock import committer_alive
-from memwal.migrationstatus import status_of
+from memwal.migrationstatus import published_status, status_of
 from memwal.queue import QueueCounts, QueueGeneration, Role, open_queue
 from memwal.queuewatch import QueueMark, incidents, judge
 from memwal.records import UndecodableBatch, decode_batch
@@ -174,10 +174,8 @@ def index_status(settings: Settings) -> JsonResult:
     configured = configured_model(settings)
     queue, place = _queue_status(settings)
     if place is not None:  # as the committer elsewhere published it
-        published = place.state.get("migration")
         held = {**remote.index_counts(place), "vector_index": None,
-                "migration": {"target": published["target"], "started_at": published["started_at"]}
-                if published else None}
+                "migration": published_status(place.state)}
     else:
         with store.reading(settings.index_path) as conn:
             counts = reads.index_counts(conn) if conn else reads.IndexCounts(0, 0, [])

@@ -191,16 +191,20 @@ class MigrationState:
         return {"target": self.target.as_dict(), "endpoint": self.endpoint,
                 "started_at": self.started_at, "started_seq": self.started_seq}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MigrationState":
+        """The inverse of `as_dict` (the index's meta, or a shared queue's publication)."""
+        target = data["target"]
+        return cls(ModelInfo(target["name"], int(target["dim"]), target["fingerprint"]),
+                   data.get("endpoint"), float(data["started_at"]), int(data["started_seq"]))
+
 
 def migration(conn: Connection | None) -> MigrationState | None:
     """The migration in progress, or None."""
     raw = None if conn is None else get_meta(conn, "migration")
     if raw is None:
         return None
-    data = json.loads(raw)
-    target = data["target"]
-    return MigrationState(ModelInfo(target["name"], int(target["dim"]), target["fingerprint"]),
-                          data.get("endpoint"), float(data["started_at"]), int(data["started_seq"]))
+    return MigrationState.from_dict(json.loads(raw))
 
 
 def endpoint_of(conn: Connection | None, fingerprint: str) -> dict[str, Any] | None:

@@ -480,8 +480,12 @@ def test_login_returns_to_the_page_asked_for_with_a_signed_session_not_the_token
         assert httpx.get(server.base + "/api/status",
                          cookies={"memwal_session": value}).status_code == 200
         sid, expires, mac = value.split(".")
-        forged = [f"{sid}.{int(expires) + 1}.{mac}", f"{sid}.{expires}.{mac[:-2]}AA",
-                  f"{sid[:-1]}x.{expires}.{mac}", token, ""]
+        def changed_last(text: str) -> str:  # never the text itself, whatever it ends in
+            return text[:-1] + ("y" if text[-1] == "x" else "x")
+
+        forged = [f"{sid}.{int(expires) + 1}.{mac}", f"{sid}.{expires}.{changed_last(mac)}",
+                  f"{changed_last(sid)}.{expires}.{mac}", token, ""]
+        assert value not in forged
         for cookie in forged:
             answer = httpx.get(server.base + "/api/status", cookies={"memwal_session": cookie})
             assert answer.status_code in (401, 429), cookie

@@ -306,14 +306,66 @@ def others_on(home: Path) -> list[str]:
     return found
 
 
+def active_model(settings: memwal.Settings) -> str:
+    return str(memwal.reset_status(settings).as_json()["active_model"]["name"])
+
+
 def coverage(settings: memwal.Settings) -> tuple[int, int] | None:
     migration = memwal.reset_status(settings).as_json()["migration"]
     return None if migration is None else (migration["covered"], migration["total"])
 
 
-def latency(root: Path, data: Dataset, pinned: bool, calls: int) -> Latency:
-    variant = "pinned" if pinned else "shared"
-    settings = fresh_copy(root, f"latency-{variant}")
+def searched_through(settings: memwal.Settings, texts: list[str], proc: subprocess.Popen[bytes],
+                     result: Latency) -> None:
+    """Searches, cycling over `texts`, from now until the migrator exits (its cutover done): all
+    of them in phase "during", and split by what the migrator was doing, read between searches
+    (coverage is read every 10 searches, outside the timed calls)."""
+    embedding: list[float] = []
+    finishing: list[float] = []
+    at = 0
+    state = coverage(settings)
+    while proc.poll() is None:
+        ms = timed_searches(settings, [texts[at % len(texts)]])[0]
+        at += 1
+        (finishing if state is not None and state[0] >= state[1] else embedding).append(ms)
+        if at % 10 == 0:
+            state = coverage(settings)
+            result.migrator_rss = max(result.migrator_rss, rss_mb(proc.pid)[0])
+    result.phases["during"] = embedding + finishing
+    result.phases["during: re-embedding"] = embedding
+    if finishing:
+        result.phases["during: all covered, graph and cutover"] = finishing
+
+
+def beside_b_alone(root: Path, settings: memwal.Settings, texts: list[str], pinned: bool,
+                   result: Latency) -> None:
+    """The control: the same CPU work without the migration (B's embedder alone, batches of
+    queue.batch_records, in a loop in a subprocess placed like the migrator)."""
+    chunk_texts = [content for _, _, content in sorted(all_chunks(settings))]
+    script = ("import json, sys\nfrom memwal.embedders import get_embedder\n"
+              "texts = json.load(open(sys.argv[1]))\nmodel = get_embedder(sys.argv[2])\n"
+              "while True:\n    for at in range(0, len(texts), int(sys.argv[3])):\n"
+              "        model.embed(texts[at:at + int(sys.argv[3])])\n")
+    source = root / "control-texts.json"
+    source.write_text(json.dumps(chunk_texts[:2048]))
+    control = [str(PYTHON), "-c", script, str(source), MODEL_B, str(settings["queue.batch_records"])]
+    if pinned:
+        control = ["taskset", "-c", "0", *control]
+    proc = subprocess.Popen(control, env=clean_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(5.0)  # past the model's load: it embeds now
+        result.phases["beside B alone"] = timed_searches(settings, texts)
+        if proc.poll() is not None:
+            result.notes.append(f"**the control embedder ended early** (exit {proc.returncode})")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def latency(root: Path, data: Dataset, pinned: bool, calls: int, whole: bool = False) -> Latency:
+    variant = ("pinned" if pinned else "shared") + (", whole migration" if whole else "")
+    settings = fresh_copy(root, f"latency-{variant.replace(', whole migration', '-whole')}")
     result = Latency(variant)
     queries = list(data.queries.values())
     texts = [queries[i % len(queries)] for i in range(calls)]
@@ -338,11 +390,17 @@ def latency(root: Path, data: Dataset, pinned: bool, calls: int) -> Latency:
         before_cov = coverage(settings)
         result.notes.append(f"migration started {time.monotonic() - started:.1f} s after the "
                             f"subprocess (coverage then {before_cov})")
-        result.phases["during"] = timed_searches(settings, texts)
-        result.migrator_rss = rss_mb(proc.pid)[0]
+        if whole:
+            searched_through(settings, texts, proc, result)
+        else:
+            result.phases["during"] = timed_searches(settings, texts)
+            result.migrator_rss = rss_mb(proc.pid)[0]
         after_cov = coverage(settings)
         result.covered_during = (before_cov or (0, 0))[0], (after_cov or (0, 0))[0]
-        if proc.poll() is not None:
+        if whole:
+            result.notes.append(f"the migrator exited {proc.wait()} "
+                                f"{time.monotonic() - started:.0f} s after it was started")
+        elif proc.poll() is not None:
             result.notes.append(f"**the migrator had ended before the searches did** (exit "
                                 f"{proc.returncode}): part of 'during' ran without it")
         else:
@@ -359,30 +417,15 @@ def latency(root: Path, data: Dataset, pinned: bool, calls: int) -> Latency:
         left = others_on(settings.home)
         if left:
             result.notes.append(f"processes still on the home after the stop: {left}")
-        result.phases["after"] = timed_searches(settings, texts)
-        result.notes.append(f"coverage after the stop {coverage(settings)}")
-        # The control: the same CPU work without the migration (B's embedder alone, batches of
-        # queue.batch_records, in a loop in a subprocess placed like the migrator).
-        chunk_texts = [content for _, _, content in sorted(all_chunks(settings))]
-        script = ("import json, sys\nfrom memwal.embedders import get_embedder\n"
-                  "texts = json.load(open(sys.argv[1]))\nmodel = get_embedder(sys.argv[2])\n"
-                  "while True:\n    for at in range(0, len(texts), int(sys.argv[3])):\n"
-                  "        model.embed(texts[at:at + int(sys.argv[3])])\n")
-        source = root / "control-texts.json"
-        source.write_text(json.dumps(chunk_texts[:2048]))
-        control = [str(PYTHON), "-c", script, str(source), MODEL_B, str(settings["queue.batch_records"])]
-        if pinned:
-            control = ["taskset", "-c", "0", *control]
-        proc = subprocess.Popen(control, env=clean_env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(5.0)  # past the model's load: it embeds now
-            result.phases["beside B alone"] = timed_searches(settings, texts)
-            if proc.poll() is not None:
-                result.notes.append(f"**the control embedder ended early** (exit {proc.returncode})")
-        finally:
-            proc.kill()
-            proc.wait()
+        if whole:
+            result.covered_during = result.covered_during[0], len(all_chunks(settings))
+            result.phases["after the cutover (B active)"] = timed_searches(settings, texts)
+            result.notes.append(f"active model after it {active_model(settings)}")
+        else:
+            result.phases["after"] = timed_searches(settings, texts)
+            result.notes.append(f"coverage after the stop {coverage(settings)}")
+        if not whole:  # the control's searches compare with A's: not this variant's
+            beside_b_alone(root, settings, texts, pinned, result)
     finally:
         os.sched_setaffinity(0, before_affinity)
     result.notes.append(f"1-minute load {loads[0]} before, {load_average().split()[0]} at the end")
@@ -502,15 +545,23 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
             "(the same migration, left resumable: a check that the machine's load did not drift); "
             "*beside B alone*: while a subprocess placed like the migrator runs B's embedder alone "
             "in a loop over the chunk texts (the same CPU work without the migration: the control "
-            "that tells CPU contention from the design's cost).")
+            "that tells CPU contention from the design's cost)."
+            + (" *Whole migration* variants (`--whole`): the searches run from the migrator's start "
+               "until it exits with the cutover done, however many that is; *during* is all of them, "
+               "split by what the migrator was doing (coverage read every 10 searches); *after the "
+               "cutover*: B active. No control there (its searches would use B, the before ones A)."
+               if any(lat.variant.endswith("whole migration") for lat in latencies) else ""))
         add("")
         add("| variant | phase | p50 ms | p95 ms | p50 / before | p95 / before |")
         add("|---|---|---:|---:|---:|---:|")
         for lat in latencies:
             b50, b95 = percentile(lat.phases["before"], 50), percentile(lat.phases["before"], 95)
-            name = ("shared: both free on the 2 cores (CPU contention included)" if lat.variant == "shared"
+            name = ("shared: both free on the 2 cores (CPU contention included)"
+                    if lat.variant.startswith("shared")
                     else "pinned: migrator `taskset -c 0`, searcher on core 1 (other jobs of the machine "
                     "still run on both)")
+            if lat.variant.endswith("whole migration"):
+                name += "; searched from the migrator's start to its exit (the cutover done)"
             for phase, ms in lat.phases.items():
                 p50, p95 = percentile(ms, 50), percentile(ms, 95)
                 add(f"| {name} | {phase} | {p50:.1f} | {p95:.1f} | {p50 / b50:.2f}× | {p95 / b95:.2f}× |")
@@ -544,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
                              "run stopped (the marks it passed are left out) instead of a fresh copy")
     parser.add_argument("--no-baseline", action="store_true",
                         help="leave out B alone (figure 2's denominator): halves a slow run")
+    parser.add_argument("--whole", action="store_true",
+                        help="figure 3 searches through the whole migration, to its cutover, "
+                             "instead of --calls searches and a stop")
     parser.add_argument("--parts", default="quality,latency",
                         help="which to run: quality (figures 1 and 2), latency (figure 3)")
     args = parser.parse_args(argv)
@@ -577,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
                               else [])
         for pinned in variants:
             try:
-                latencies.append(latency(args.root, data, pinned=pinned, calls=args.calls))
+                latencies.append(latency(args.root, data, pinned=pinned, calls=args.calls,
+                                         whole=args.whole))
             except Exception as exc:  # the figures measured so far still get written
                 print(f"  latency ({'pinned' if pinned else 'shared'}) failed: {exc!r}", flush=True)
     import dataclasses
@@ -592,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = (f"PYTHONPATH=src {PYTHON} benchmarks/migration.py "
                + " ".join(sys.argv[1:] if argv is None else argv)).strip()
         name = "migration" + ("" if tag == "full" else f"-{tag}") + (
-            "" if parts == {"quality", "latency"} else "-" + "-".join(sorted(parts)))
+            "" if parts == {"quality", "latency"} else "-" + "-".join(sorted(parts))) + (
+            "-whole" if args.whole and "latency" in parts else "")
         update_section(name, "Model migration without downtime (issue 26)"
                        + ("" if name == "migration" else f": {name.removeprefix('migration-')}"),
                        header(where, cmd, load_before) + body, args.doc)

@@ -538,7 +538,8 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
         add("")
     if latencies:
         add(f"**3. Search latency** (`memwal.search(settings, q)` with the settings of B, warm, one "
-            f"process; {args.calls} calls per phase cycling over the test queries; each variant on "
+            f"process; {args.calls} calls per phase (except a whole migration's *during*) cycling "
+            "over the test queries; each variant on "
             "a fresh copy of A's home). *Before*: no migration yet; *during*: while "
             "`mm embedding-reset --mode migrate --home H --json` runs in a subprocess with "
             f"`MM_EMBEDDING_MODEL={MODEL_B}`; *after*: once that subprocess was stopped by SIGINT "
@@ -552,8 +553,8 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
                "cutover*: B active. No control there (its searches would use B, the before ones A)."
                if any(lat.variant.endswith("whole migration") for lat in latencies) else ""))
         add("")
-        add("| variant | phase | p50 ms | p95 ms | p50 / before | p95 / before |")
-        add("|---|---|---:|---:|---:|---:|")
+        add("| variant | phase | searches | p50 ms | p95 ms | p50 / before | p95 / before |")
+        add("|---|---|---:|---:|---:|---:|---:|")
         for lat in latencies:
             b50, b95 = percentile(lat.phases["before"], 50), percentile(lat.phases["before"], 95)
             name = ("shared: both free on the 2 cores (CPU contention included)"
@@ -564,7 +565,8 @@ def report(args: argparse.Namespace, data: Dataset, full: Dataset, record: dict[
                 name += "; searched from the migrator's start to its exit (the cutover done)"
             for phase, ms in lat.phases.items():
                 p50, p95 = percentile(ms, 50), percentile(ms, 95)
-                add(f"| {name} | {phase} | {p50:.1f} | {p95:.1f} | {p50 / b50:.2f}× | {p95 / b95:.2f}× |")
+                add(f"| {name} | {phase} | {len(ms):,} | {p50:.1f} | {p95:.1f} | {p50 / b50:.2f}× | "
+                    f"{p95 / b95:.2f}× |")
         add("")
         for lat in latencies:
             ratio = percentile(lat.phases["during"], 50) / percentile(lat.phases["before"], 50)

@@ -135,8 +135,10 @@ def test_dead_letters_after_a_model_switch_show_both_fingerprints_and_replay_fro
         note = page.get_by_test_id("replayed").inner_text()
         batch_id = note.split("batch ")[1].split(";")[0].strip()
         assert len(batch_id) == 32
-        poll(lambda: mm("queue", "status", "--json").json()["pending"] == 0, "the replay commit", 120)
-        page.reload()
+        # The page shows the outcome by itself once the committer has applied the replay (it
+        # reloads itself then: a reload from here would race it).
+        page.wait_for_selector("[data-testid=replay-result][data-state=committed]", timeout=120_000)
+        assert mm("queue", "status", "--json").json()["pending"] == 0
         replayed_by = [c.inner_text() for c in page.get_by_test_id("replayed-by").all()]
         assert replayed_by == [batch_id] * 3
         assert mm("queue", "dead-letters", "list", "--json").json() == []
@@ -497,6 +499,12 @@ def test_login_returns_to_the_page_asked_for_with_a_signed_session_not_the_token
             answer = login(hostile)
             assert answer.status_code == 303 and answer.headers["location"] == "/", hostile
         assert login("/dead-letters?reason=x").headers["location"] == "/dead-letters?reason=x"
+        # A wrong token: 401 (scripts see the refusal), the form again with what went wrong.
+        wrong = poll(lambda: (lambda a: None if a.status_code == 429 else a)(
+            httpx.post(server.base + "/login", data={"token": token + "x", "next": "/"})),
+            "the login throttle to let a try through", 30)
+        assert wrong.status_code == 401 and "memwal_session" not in wrong.cookies
+        assert "That token is not the server's." in wrong.text and 'name="token"' in wrong.text
     finally:
         server.stop()
 

@@ -118,12 +118,13 @@ class Web:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def page(self, template: str, **data: Any) -> HTMLResponse:
+    def page(self, template: str, http_status: int = 200, **data: Any) -> HTMLResponse:
         html = self.env.get_template(template).render(home=str(self.state.settings.home), **data)
-        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self'; "
-                                           "script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                                           "img-src 'self' data:; frame-ancestors 'none'",
-                                           "X-Content-Type-Options": "nosniff"})
+        return HTMLResponse(html, status_code=http_status, headers={
+            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                                       "style-src 'unsafe-inline'; img-src 'self' data:; "
+                                       "frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff"})
 
     def guarded(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         """Errors a user can act on become an answer with the fix (JSON or text), with the
@@ -148,9 +149,7 @@ class Web:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": error.as_json()}, status_code=error.http_status)
         message, fix = for_page(error)
-        response = self.page("error.html", message=message, fix=fix)
-        response.status_code = error.http_status
-        return response
+        return self.page("error.html", http_status=error.http_status, message=message, fix=fix)
 
     def check_csrf(self, sent: object) -> None:
         if not hmac.compare_digest(str(sent or ""), self.csrf):
@@ -440,7 +439,7 @@ class Web:
         back = safe_next(str(form.get("next") or "/"))
         if self.sessions is None or self.token is None or \
                 not hmac.compare_digest(str(form.get("token", "")), self.token):
-            return self.page("login.html", failed=True, next=back)
+            return self.page("login.html", http_status=401, failed=True, next=back)
         response = RedirectResponse(back, status_code=303)
         response.set_cookie(SESSION_COOKIE, self.sessions.issue(), max_age=self.sessions.seconds,
                             path="/", httponly=True, samesite="strict")

@@ -79,6 +79,28 @@ async def test_a_bad_argument_is_one_line_naming_the_argument_its_rule_and_an_ex
             assert (await call(session, "mem_queue_status"))["pending"] == 0  # still serving
 
 
+async def test_an_argument_the_tool_does_not_have_is_refused_not_dropped(mm: MM) -> None:
+    """The SDK drops unknown arguments: a typo would run with the default without a word."""
+    with anyio.fail_after(180):
+        async with stdio_session(mm.home) as session:
+            text, json_error = await error(session, "mem_search", query="x", topk=3)
+            assert text.startswith("topk is not an argument of mem_search (did you mean top_k?). "
+                                   "Its arguments are query, top_k, "), text
+            assert text.endswith("; e.g. top_k=10."), text
+            assert json_error["error"] == "InvalidArgument" and json_error["arguments"] == ["topk"]
+            text, json_error = await error(session, "mem_add", content="x", wiat=True, colour=1)
+            assert text.startswith("wiat is not an argument of mem_add (did you mean wait?); "
+                                   "colour is not an argument of mem_add. Its arguments are "
+                                   "content, "), text
+            assert text.endswith("; e.g. wait=false."), text
+            assert json_error["arguments"] == ["wiat", "colour"]
+            text, _ = await error(session, "mem_status", verbose=True)
+            assert text == "verbose is not an argument of mem_status. Call mem_status without arguments."
+            # Refused before it ran: nothing was written.
+            assert (await call(session, "mem_queue_status"))["pending"] == 0
+            assert not list((mm.home).rglob("*.md"))
+
+
 async def test_each_tools_usual_mistakes_say_what_to_do_in_mcp_terms(
         mm: MM, tmp_path: Path) -> None:
     with anyio.fail_after(240):

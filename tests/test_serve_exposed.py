@@ -199,7 +199,8 @@ def test_login_attempts_are_rate_limited(remote: HttpServer) -> None:
         codes = [client.post("/login", data={"token": f"guess-{n}"}) for n in range(12)]
     limited = [r for r in codes if r.status_code == 429]
     assert limited and int(limited[0].headers["retry-after"]) >= 1
-    assert codes[0].status_code == 200  # the first wrong guess is the login page again
+    assert codes[0].status_code == 401  # the first wrong guess is refused: the login page again
+    assert 'name="token"' in codes[0].text
 
 
 def test_two_origin_or_host_headers_are_refused(remote: HttpServer) -> None:

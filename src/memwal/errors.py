@@ -80,10 +80,15 @@ class InvalidArgument(UsageError):
     `arguments` names them, for JSON. The MCP tools raise it for what the SDK's schema check
     refuses (server/tools.py)."""
 
-    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
-        """`problems`: (argument, what is wrong with it, an example value), in the order found."""
-        super().__init__("; ".join(f"{name} {wrong}" for name, wrong, _ in problems) + ",",
-                         "e.g. " + " ".join(f"{name}={example}" for name, _, example in problems))
+    def __init__(self, problems: list[tuple[str, str, str]], fix: str | None = None) -> None:
+        """`problems`: (argument, what is wrong with it, an example value), in the order found;
+        `fix` instead of the examples (an argument that does not exist has none)."""
+        said = "; ".join(f"{name} {wrong}" for name, wrong, _ in problems)
+        if fix is None:
+            super().__init__(said + ",", "e.g. " + " ".join(
+                f"{name}={example}" for name, _, example in problems))
+        else:
+            super().__init__(said + ".", fix)
         self.arguments = [name for name, _, _ in problems]
 
     def as_json(self) -> dict[str, Any]:

@@ -20,11 +20,14 @@ Arguments the SDK's schema check refuses (pydantic's `ValidationError`, which th
 back as a multi-line dump with a URL) become one `InvalidArgument` line: each argument named,
 its rule in words read from the tool's input schema, and an example that keeps it (the schema's
 `examples`, else its default, else one made from the rule): `top_k must be a whole number from
-1 to 100, e.g. top_k=10`. An unknown tool's error names the tools there are.
+1 to 100, e.g. top_k=10`. An argument the tool does not have is refused the same way (the SDK
+would drop it, and a typo would run with the default), and an unknown tool's error names the
+tools there are.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
@@ -94,6 +97,11 @@ class _Server(MCPServer):
         self.state = state
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = next((t for t in await self.list_tools() if t.name == name), None)
+        if tool is not None:
+            unknown = [a for a in arguments or {} if a not in tool.input_schema.get("properties", {})]
+            if unknown:
+                return _error(unknown_arguments(name, unknown, tool.input_schema), self.state)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -153,6 +161,23 @@ def invalid_arguments(error: ValidationError, schema: dict[str, Any]) -> Invalid
         wrong = f"is required: {rule}" if detail["type"] == "missing" else f"must be {rule}"
         problems.append((name, wrong, _example(properties.get(name, {}))))
     return InvalidArgument(problems)
+
+
+def unknown_arguments(tool: str, names: list[str], schema: dict[str, Any]) -> InvalidArgument:
+    """Argument names the tool does not have, refused: the SDK would drop them, and a typo
+    (`topk=3`) would run with the default without a word."""
+    properties = schema.get("properties", {})
+    problems, examples = [], []
+    for name in names:
+        close = difflib.get_close_matches(name, list(properties), n=1, cutoff=0.6)
+        problems.append((name, f"is not an argument of {tool}"
+                         + (f" (did you mean {close[0]}?)" if close else ""), ""))
+        if close:
+            examples.append(f"{close[0]}={_example(properties[close[0]])}")
+    if not properties:
+        return InvalidArgument(problems, f"Call {tool} without arguments.")
+    return InvalidArgument(problems, f"Its arguments are {', '.join(properties)}"
+                           + (f"; e.g. {' '.join(examples)}." if examples else "."))
 
 
 def _plain(schema: dict[str, Any]) -> dict[str, Any]:

@@ -7,16 +7,16 @@ import time
 from typing import Any
 
 from memwal import store
+from memwal.progress import eta
 from memwal.store import reads
 
 
 def progress(covered: int, total: int, per_second: float | None) -> dict[str, Any]:
     """Covered/total, the rate (chunks per second) and the seconds left at that rate."""
-    left = max(0, total - covered)
+    seconds = eta(total - covered, per_second)
     return {"covered": covered, "total": total,
             "rate_per_second": None if per_second is None else round(per_second, 1),
-            "eta_seconds": (None if not per_second else round(left / per_second, 1))
-            if left else 0.0}
+            "eta_seconds": None if seconds is None else round(seconds, 1)}
 
 
 def status_of(conn: store.Connection | None) -> dict[str, Any] | None:

@@ -447,9 +447,12 @@ def _enqueue(job: IndexJob, host: Host, writer: BatchWriter, report: IndexReport
     progress = job.on_progress
     committed = host.committed.view(namespace, job.embedder.fingerprint)
     committed.prefetch([f.source_file for f in found.files])
-    to_read = [item for item in found.files if job.force or not (
-        committed.is_unchanged(item)
-        or (remember is not None and remember.unchanged(namespace, item)))]
+    # Unchanged by size and mtime (and a complete entry), decided once: the count to read goes
+    # to the progress before the first file is read.
+    unchanged = set() if job.force else {
+        item.source_file for item in found.files if committed.is_unchanged(item)
+        or (remember is not None and remember.unchanged(namespace, item))}
+    to_read = [item for item in found.files if item.source_file not in unchanged]
     stages.found(len(found.files), len(to_read), sum(item.size for item in to_read),
                  found.ignored)
     stages.begin("embed")
@@ -460,8 +463,7 @@ def _enqueue(job: IndexJob, host: Host, writer: BatchWriter, report: IndexReport
     sent: list[_FileWork] = []
     for item in found.files:
         seen.add(item.source_file)
-        if not job.force and (committed.is_unchanged(item) or
-                              (remember is not None and remember.unchanged(namespace, item))):
+        if item.source_file in unchanged:
             report.unchanged += 1
             stages.file_done(unchanged=True)
             progress(1)

@@ -70,6 +70,13 @@ class Progress:
             return f"{self.done:,} {self.unit}"
         return f"{self.done:,} of {'about ' if self.estimated else ''}{self.total:,} {self.unit}"
 
+    def counted(self) -> str:
+        """The count with its note (`1,234 of 5,600 chunks (310 of 639 files)`), or the note
+        alone when nothing is counted."""
+        if not self.unit:
+            return self.note
+        return self.count_text() + (f" ({self.note})" if self.note else "")
+
     def rate_text(self) -> str:
         """`85.2 chunks/s`, or "" before a rate is known."""
         if self.rate is None or not self.unit:
@@ -85,10 +92,8 @@ class Progress:
     def text(self) -> str:
         """The whole step as one line: `embedding: 1,234 of about 5,600 chunks (310 of 639
         files), 85.2 chunks/s, about 52 s left`."""
-        count = self.count_text() + (f" ({self.note})" if self.note else "")
-        if not self.unit and self.note:
-            count = self.note
-        parts = [part for part in (count.strip(), self.rate_text(), self.eta_text()) if part]
+        parts = [part for part in (self.counted().strip(), self.rate_text(), self.eta_text())
+                 if part]
         return self.label + (": " + ", ".join(parts) if parts else "")
 
     def as_json(self) -> dict[str, Any]:

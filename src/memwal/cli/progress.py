@@ -83,8 +83,7 @@ class StageDisplay:
         self._rich, self._task, self._started, self._said = None, None, None, None
 
     def _draw(self, step: Progress) -> None:
-        count = output.inert(step.count_text() + (f" ({step.note})" if step.note else "")
-                             if step.count_text() else step.note)
+        count = output.inert(step.counted())
         rate, eta = step.rate_text(), step.eta_text()
         if self._rich is None:
             from rich.progress import BarColumn, Progress as Rich, TextColumn, TimeElapsedColumn

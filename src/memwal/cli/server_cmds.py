@@ -64,17 +64,18 @@ def watch_command(
     shown.info(f"watching {', '.join(map(str, chosen))} for {settings.home}")
 
     said = False  # the no-committer warning is said once, again only after a committer ran
-    noted: list[str | None] = [None]  # the last note on ignored files
+    noted: str | None = None  # the last note on ignored files: said again only once it changed
 
     def report(done: Any) -> None:
-        nonlocal said
+        nonlocal said, noted
         shown.close()  # this pass is done: its display goes
         if done.records_enqueued:
             shown.info(f"{done.new} new or changed, {done.deleted} deleted: "
                        f"{done.records_enqueued} records queued")
-        if done.ignored_note() != noted[0] and done.ignored_note():
-            output.warn(done.ignored_note())
-        noted[0] = done.ignored_note()  # said again only once it changed
+        note = done.ignored_note()
+        if note and note != noted:
+            output.warn(note)
+        noted = note
         if done.committer_running:
             said = False
         elif done.not_committed_note() and not said:

@@ -97,23 +97,19 @@ class _Server(MCPServer):
         self.state = state
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        tool = next((t for t in await self.list_tools() if t.name == name), None)
-        if tool is not None:
-            unknown = [a for a in arguments or {} if a not in tool.input_schema.get("properties", {})]
-            if unknown:
-                return _error(unknown_arguments(name, unknown, tool.input_schema), self.state)
+        schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
+        schema = schemas.get(name)
+        if schema is None:
+            return _error(UsageError(f"there is no tool {name!r}.", "The tools are "
+                                     f"{', '.join(schemas)}: call one of them."), self.state)
+        unknown = [a for a in arguments or {} if a not in schema.get("properties", {})]
+        if unknown:
+            return _error(unknown_arguments(name, unknown, schema), self.state)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            if isinstance(exc, UnexpectedToolError):
-                raise
-            tools = {tool.name: tool for tool in await self.list_tools()}
-            if name not in tools:
-                return _error(UsageError(f"there is no tool {name!r}.", "The tools are "
-                                         f"{', '.join(tools)}: call one of them."), self.state)
-            if isinstance(exc.__cause__, ValidationError):
-                return _error(invalid_arguments(exc.__cause__, tools[name].input_schema),
-                              self.state)
+            if not isinstance(exc, UnexpectedToolError) and isinstance(exc.__cause__, ValidationError):
+                return _error(invalid_arguments(exc.__cause__, schema), self.state)
             raise
 
 
